@@ -1,0 +1,60 @@
+# Finds fmattn's dependencies and papers over the known defects of Debian's Kokkos 3.4
+# packages (see README "Building against an existing Kokkos").
+
+find_package(Kokkos REQUIRED)
+
+# Debian's Kokkos::kokkos points its include directory at a path that does not exist; point it
+# at the directory that really holds Kokkos_Core.hpp.
+get_target_property(_fmattn_kokkos_inc Kokkos::kokkos INTERFACE_INCLUDE_DIRECTORIES)
+set(_fmattn_inc_ok TRUE)
+foreach(_dir IN LISTS _fmattn_kokkos_inc)
+  if(NOT _dir MATCHES "^\\$<" AND NOT EXISTS "${_dir}")
+    set(_fmattn_inc_ok FALSE)
+  endif()
+endforeach()
+if(NOT _fmattn_inc_ok)
+  find_path(FMATTN_KOKKOS_INCLUDE_DIR Kokkos_Core.hpp PATHS /usr/include/trilinos REQUIRED)
+  set_target_properties(Kokkos::kokkos PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${FMATTN_KOKKOS_INCLUDE_DIR}")
+  message(STATUS "fmattn: fixed Kokkos::kokkos include directory -> ${FMATTN_KOKKOS_INCLUDE_DIR}")
+endif()
+
+# Kokkos Kernels: the standalone package exports Kokkos::kokkoskernels; Debian's exports only
+# trilinos_kokkoskernels and has no version file.
+find_package(KokkosKernels QUIET)
+if(NOT TARGET Kokkos::kokkoskernels)
+  if(TARGET trilinos_kokkoskernels)
+    add_library(Kokkos::kokkoskernels INTERFACE IMPORTED)
+    target_link_libraries(Kokkos::kokkoskernels INTERFACE trilinos_kokkoskernels)
+  else()
+    find_library(FMATTN_KK_LIB NAMES kokkoskernels trilinos_kokkoskernels)
+    if(FMATTN_KK_LIB)
+      add_library(Kokkos::kokkoskernels INTERFACE IMPORTED)
+      target_link_libraries(Kokkos::kokkoskernels INTERFACE "${FMATTN_KK_LIB}" Kokkos::kokkos)
+    endif()
+  endif()
+endif()
+if(NOT TARGET Kokkos::kokkoskernels)
+  message(FATAL_ERROR "fmattn: Kokkos Kernels not found (set KokkosKernels_ROOT)")
+endif()
+
+find_package(MPI REQUIRED COMPONENTS C)
+
+set(HDF5_PREFER_PARALLEL ON)
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT HDF5_IS_PARALLEL)
+  message(WARNING "fmattn: HDF5 is not built with MPI-IO; multi-rank runs cannot write output collectively")
+endif()
+
+find_package(yaml-cpp REQUIRED)
+if(NOT TARGET yaml-cpp::yaml-cpp)
+  add_library(yaml-cpp::yaml-cpp INTERFACE IMPORTED)
+  target_link_libraries(yaml-cpp::yaml-cpp INTERFACE yaml-cpp)
+endif()
+
+# Kokkos 3.4 does not define KOKKOS_CLASS_LAMBDA everywhere; fmattn does not use it.
+
+include(FeatureSummary)
+set_package_properties(Kokkos PROPERTIES TYPE REQUIRED PURPOSE "kernels and views")
+set_package_properties(MPI PROPERTIES TYPE REQUIRED PURPOSE "sharding across nodes")
+set_package_properties(HDF5 PROPERTIES TYPE REQUIRED PURPOSE "input, output and checkpoints")
+set_package_properties(yaml-cpp PROPERTIES TYPE REQUIRED PURPOSE "input decks")

@@ -1,0 +1,80 @@
+// Synthetic Q, K, V generated on the device from a counter-based hash: every value depends only
+// on (seed, tensor, batch·head, global position, channel), so results are identical for any
+// thread count, backend or (later) MPI decomposition.
+#pragma once
+
+#include "kokkos_compat.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace fmattn {
+
+enum class SyntheticPattern : int { gaussian = 0, smooth = 1, piecewise_constant = 2 };
+
+// splitmix64 finaliser: a bijective 64-bit mixer with good avalanche.
+KOKKOS_INLINE_FUNCTION std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+KOKKOS_INLINE_FUNCTION std::uint64_t hash_key(std::uint64_t seed, std::uint64_t a, std::uint64_t b,
+                                              std::uint64_t c, std::uint64_t e) {
+  return mix64(mix64(mix64(mix64(seed ^ mix64(a)) ^ b) ^ c) ^ e);
+}
+
+// Uniform in (0, 1], never 0, so that log() below stays finite.
+KOKKOS_INLINE_FUNCTION double unit_uniform(std::uint64_t h) { return double((h >> 11) + 1) * 0x1.0p-53; }
+
+KOKKOS_INLINE_FUNCTION double gaussian(std::uint64_t h) {
+  const double u1 = unit_uniform(h), u2 = unit_uniform(mix64(h));
+  return compat::sqrt(-2.0 * compat::log(u1)) * compat::cos(6.283185307179586 * u2);
+}
+
+// The value of one synthetic tensor at (global batch·head, global position, channel).
+struct SyntheticSource {
+  SyntheticPattern pattern = SyntheticPattern::gaussian;
+  std::uint64_t seed = 0, tensor = 0;
+  std::int64_t length = 1;  // global sequence length (sets the frequencies of `smooth`)
+  std::int64_t span = 1;    // piecewise_constant span
+  double amplitude = 1;
+
+  KOKKOS_INLINE_FUNCTION double operator()(std::int64_t bh, std::int64_t i, std::int64_t c) const {
+    double value = 0;
+    if (pattern == SyntheticPattern::gaussian) {
+      value = gaussian(hash_key(seed, tensor, bh, i, c));
+    } else if (pattern == SyntheticPattern::piecewise_constant) {
+      value = gaussian(hash_key(seed, tensor, bh, i / span, c));
+    } else {
+      // Four sinusoids per channel with random amplitude, frequency (0.5..4 periods over the
+      // sequence) and phase: unit variance, correlated over long ranges.
+      for (std::uint64_t f = 0; f < 4; ++f) {
+        const std::uint64_t h = hash_key(seed, tensor, bh, std::uint64_t(c) | (f << 32), 0x5eedull);
+        const double a = gaussian(h) * 0.7071067811865476;
+        const double periods = 0.5 + 3.5 * unit_uniform(mix64(h ^ 1));
+        const double phase = 6.283185307179586 * unit_uniform(mix64(h ^ 2));
+        value += a * compat::sin(6.283185307179586 * periods * double(i) / double(length) + phase);
+      }
+    }
+    return amplitude * value;
+  }
+};
+
+// x(h, i, c) = src(head0 + h, row0 + i, c).
+template <class ExecSpace, class Scalar>
+void fill_synthetic(const ExecSpace& space,
+                    Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
+                    const SyntheticSource& src, std::int64_t head0, std::int64_t row0) {
+  using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
+  Kokkos::parallel_for(
+      "fmattn::synthetic::fill",
+      Policy(space, {0, 0, 0}, {std::int64_t(x.extent(0)), std::int64_t(x.extent(1)), std::int64_t(x.extent(2))}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t i, const std::int64_t c) {
+        x(h, i, c) = Scalar(src(head0 + h, row0 + i, c));
+      });
+}
+
+}  // namespace fmattn

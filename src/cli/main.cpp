@@ -1,0 +1,187 @@
+// The fmattn command line: run / validate / info / fit. MPI first, then Kokkos; only rank 0
+// prints. Exit codes: 0 success, 2 bad input, 1 any other failure.
+#include "deck.hpp"
+#include "errors.hpp"
+#include "run.hpp"
+#include "version.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <H5public.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char* usage = R"(usage: fmattn <command> [options]
+
+commands:
+  run DECK.yaml [--set section.key=value ...]       run the attention problem of a deck
+  validate DECK.yaml [--set section.key=value ...]  check a deck and print it fully resolved
+  info                                              version, build and runtime configuration
+  fit DECK.yaml                                     learn downsampling weights (not yet available)
+
+options:
+  --set section.key=value   override a deck key (repeatable), e.g. --set problem.length=4096
+  --kokkos-...              passed to Kokkos, e.g. --kokkos-num-threads=2
+  -h, --help                this text
+  --version                 the version
+Exit codes: 0 success, 2 bad input (deck, file, option), 1 other failure.
+)";
+
+struct Cli {
+  std::string command, deck;
+  std::vector<std::string> overrides;
+  std::vector<char*> kokkos_args;
+};
+
+Cli parse(int argc, char** argv) {
+  Cli cli;
+  cli.kokkos_args.push_back(argv[0]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--kokkos-", 0) == 0) {
+      cli.kokkos_args.push_back(argv[i]);
+    } else if (a == "--set") {
+      if (i + 1 >= argc) throw fmattn::InputError("--set needs section.key=value");
+      cli.overrides.push_back(argv[++i]);
+    } else if (a.rfind("--set=", 0) == 0) {
+      cli.overrides.push_back(a.substr(6));
+    } else if (a == "-h" || a == "--help" || a == "--version") {
+      cli.command = a;
+    } else if (!a.empty() && a[0] == '-') {
+      throw fmattn::InputError("unknown option '" + a + "' (see fmattn --help)");
+    } else if (cli.command.empty()) {
+      cli.command = a;
+    } else if (cli.deck.empty()) {
+      cli.deck = a;
+    } else {
+      throw fmattn::InputError("unexpected argument '" + a + "' (see fmattn --help)");
+    }
+  }
+  if (cli.command.empty()) throw fmattn::InputError("no command given (see fmattn --help)");
+  return cli;
+}
+
+std::string runtime_info(int ranks) {
+  std::string s;
+  s += "fmattn " + std::string(fmattn::version_string) + " (commit " + fmattn::git_commit + ")\n";
+  s += "Kokkos " + std::to_string(KOKKOS_VERSION / 10000) + "." + std::to_string(KOKKOS_VERSION / 100 % 100) + "." +
+       std::to_string(KOKKOS_VERSION % 100) + ", default execution space " +
+       Kokkos::DefaultExecutionSpace::name() + ", concurrency " +
+       std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) + "\n";
+  s += "Kokkos backends:";
+#ifdef KOKKOS_ENABLE_SERIAL
+  s += " Serial";
+#endif
+#ifdef KOKKOS_ENABLE_OPENMP
+  s += " OpenMP";
+#endif
+#ifdef KOKKOS_ENABLE_CUDA
+  s += " CUDA";
+#endif
+#ifdef KOKKOS_ENABLE_HIP
+  s += " HIP";
+#endif
+  s += "\n";
+  int major = 0, minor = 0, len = 0;
+  MPI_Get_version(&major, &minor);
+  char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+  MPI_Get_library_version(lib, &len);
+  std::string libs(lib, len);
+  libs = libs.substr(0, libs.find_first_of(",\n"));
+  s += "MPI " + std::to_string(major) + "." + std::to_string(minor) + " (" + libs + "), ranks " + std::to_string(ranks) + "\n";
+  unsigned h5maj = 0, h5min = 0, h5rel = 0;
+  H5get_libversion(&h5maj, &h5min, &h5rel);
+  s += "HDF5 " + std::to_string(h5maj) + "." + std::to_string(h5min) + "." + std::to_string(h5rel);
+#ifdef H5_HAVE_PARALLEL
+  s += " (parallel)";
+#endif
+  return s + "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  auto say = [&](const std::string& s) {
+    if (rank == 0) std::cout << s << std::flush;
+  };
+  auto fail = [&](int code, const std::string& msg) {
+    if (rank == 0) std::cerr << "fmattn: error: " << msg << std::endl;
+    // Another rank may be inside a collective call: abort rather than hang.
+    if (ranks > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    if (Kokkos::is_initialized()) Kokkos::finalize();
+    MPI_Finalize();
+    return code;
+  };
+
+  Cli cli;
+  try {
+    cli = parse(argc, argv);
+  } catch (const fmattn::InputError& e) {
+    return fail(2, e.what());
+  }
+  if (cli.command == "-h" || cli.command == "--help") {
+    say(usage);
+    MPI_Finalize();
+    return 0;
+  }
+  if (cli.command == "--version") {
+    say(std::string("fmattn ") + fmattn::version_string + "\n");
+    MPI_Finalize();
+    return 0;
+  }
+  const bool needs_deck = cli.command == "run" || cli.command == "validate" || cli.command == "fit";
+  if (!needs_deck && cli.command != "info") return fail(2, "unknown command '" + cli.command + "' (see fmattn --help)");
+  if (needs_deck && cli.deck.empty()) return fail(2, cli.command + " needs a deck: fmattn " + cli.command + " DECK.yaml");
+  if (!needs_deck && (!cli.deck.empty() || !cli.overrides.empty()))
+    return fail(2, cli.command + " takes no deck or --set");
+
+  int kargc = int(cli.kokkos_args.size());
+  Kokkos::initialize(kargc, cli.kokkos_args.data());
+  int code = 0;
+  try {
+    if (cli.command == "info") {
+      say(runtime_info(ranks));
+    } else {
+      const fmattn::Deck deck = fmattn::load_deck(cli.deck, cli.overrides);
+      if (cli.command == "validate") {
+        say("# " + cli.deck + ": valid\n" + fmattn::to_yaml(deck));
+      } else if (cli.command == "fit") {
+        throw fmattn::InputError("fit is not yet available in this version");
+      } else {
+        say("[fmattn] " + runtime_info(ranks).substr(0, runtime_info(ranks).find('\n')) + ", " +
+            Kokkos::DefaultExecutionSpace::name() + " x" + std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) +
+            ", " + std::to_string(ranks) + " rank(s)\n");
+        say("[fmattn] run '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
+            std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) + ", d = " +
+            std::to_string(deck.problem.head_dim) + ", " + fmattn::name_of(deck.problem.dtype) + "\n");
+        const auto s = fmattn::run_deck(deck, [&](const std::string& line) { say("[fmattn] " + line + "\n"); });
+        char buf[512];
+        std::snprintf(buf, sizeof buf,
+                      "[fmattn] done: total %.3f s, attention %.3f s, %.2f GFLOP/s, peak RSS %s, sampled rel. error "
+                      "max %.3e -> %s\n",
+                      s.total_s, s.attention_s, s.gflops, fmattn::format_bytes(double(s.peak_rss)).c_str(),
+                      s.max_rel_error, s.output_file.c_str());
+        say(buf);
+      }
+    }
+  } catch (const fmattn::InputError& e) {
+    code = fail(2, e.what());
+    return code;
+  } catch (const std::exception& e) {
+    code = fail(1, e.what());
+    return code;
+  }
+  Kokkos::finalize();
+  MPI_Finalize();
+  return code;
+}

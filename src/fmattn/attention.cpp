@@ -1,0 +1,93 @@
+#include "attention.hpp"
+
+#include "attention_tiles.hpp"
+#include "coarse_levels.hpp"
+#include "errors.hpp"
+#include "profiling.hpp"
+#include "reference_rows.hpp"
+
+namespace fmattn {
+
+template <class Scalar, class ExecSpace>
+Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const AttentionOptions& opt, int head_dim,
+                                        std::int64_t heads)
+    : g_(g), opt_(opt), d_(head_dim), heads_(heads) {
+  if (opt.method == Method::fma) {
+    const std::int64_t T = g.total_coarse_tokens();
+    kc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_keys"), heads, T, head_dim);
+    vc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_values"), heads, T, head_dim);
+    if (opt.downsampling == Downsampling::learned) set_weights(DownsamplingWeights::average(g, head_dim));
+  }
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::set_weights(const DownsamplingWeights& w) {
+  if (w.geometry.N != g_.N || w.geometry.m != g_.m || w.geometry.p != g_.p || w.head_dim != d_)
+    throw InputError("downsampling weights do not match the attention geometry");
+  auto upload = [](const std::vector<double>& src, const char* label) {
+    Kokkos::View<Scalar*, memory_space> dst(std::string(label), src.size());
+    auto host = Kokkos::create_mirror_view(dst);
+    for (std::size_t i = 0; i < src.size(); ++i) host(i) = Scalar(src[i]);
+    Kokkos::deep_copy(dst, host);
+    return dst;
+  };
+  kw_ = upload(w.k_weight, "fmattn::k_weight");
+  kb_ = upload(w.k_bias, "fmattn::k_bias");
+  vw_ = upload(w.v_weight, "fmattn::v_weight");
+  vb_ = upload(w.v_bias, "fmattn::v_bias");
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor k, ConstTensor v) {
+  ScopedRegion region("fmattn::Attention::build_coarse");
+  if (opt_.method != Method::fma || g_.L == 0) return;
+  ExecSpace space;
+  build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, k, kc_, {kw_, kb_});
+  build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, v, vc_, {vw_, vb_});
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out) {
+  ScopedRegion region("fmattn::Attention::forward");
+  const bool shapes_ok = q.extent(0) == std::size_t(heads_) && q.extent(1) == std::size_t(g_.n) &&
+                         q.extent(2) == std::size_t(d_) && k.extent(0) == q.extent(0) && k.extent(1) == q.extent(1) &&
+                         k.extent(2) == q.extent(2) && v.extent(0) == q.extent(0) && v.extent(1) == q.extent(1) &&
+                         v.extent(2) == q.extent(2) && out.extent(0) == q.extent(0) &&
+                         out.extent(1) == q.extent(1) && out.extent(2) == q.extent(2);
+  if (!shapes_ok) throw InputError("attention: q, k, v and out must all be [heads][n][head_dim] of the geometry");
+  build_coarse(k, v);
+  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, kc_, vc_, out);
+}
+
+template <class Scalar, class ExecSpace>
+std::size_t Attention<Scalar, ExecSpace>::workspace_bytes() const {
+  return (kc_.span() + vc_.span() + kw_.span() + kb_.span() + vw_.span() + vb_.span()) * sizeof(Scalar);
+}
+
+template <class Scalar, class ExecSpace>
+void reference_rows(Variant variant, double scale,
+                    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> q,
+                    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
+                    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
+                    Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows,
+                    Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> ref) {
+  ScopedRegion region("fmattn::reference_rows");
+  using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
+  Kokkos::parallel_for("fmattn::reference::rows",
+                       Policy({0, 0}, {std::int64_t(rows.extent(0)), std::int64_t(rows.extent(1))}),
+                       ReferenceRows<ExecSpace, Scalar>{q, k, v, rows, ref, variant, scale});
+}
+
+#define FMATTN_INSTANTIATE(S)                                                                                  \
+  template class Attention<S, Kokkos::DefaultExecutionSpace>;                                                  \
+  template void reference_rows<S, Kokkos::DefaultExecutionSpace>(                                              \
+      Variant, double, Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,              \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,              \
+      Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,    \
+      Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>);
+FMATTN_INSTANTIATE(float)
+FMATTN_INSTANTIATE(double)
+#undef FMATTN_INSTANTIATE
+
+}  // namespace fmattn

@@ -1,0 +1,61 @@
+// The public attention API: Fast Multipole Attention (spec §1–5) and the exact baseline on
+// Kokkos Views [batch·head][n][d]. The object owns the token tree (coarse K and V of every
+// level, one View each, with Geometry's level offsets) and the learned weights on the device.
+#pragma once
+
+#include "geometry.hpp"
+#include "options.hpp"
+#include "weights.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace fmattn {
+
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+class Attention {
+ public:
+  using execution_space = ExecSpace;
+  using memory_space = typename ExecSpace::memory_space;
+  using Tensor = Kokkos::View<Scalar***, Kokkos::LayoutRight, memory_space>;
+  using ConstTensor = Kokkos::View<const Scalar***, Kokkos::LayoutRight, memory_space>;
+
+  // `heads` is batch·heads, the first extent of every tensor. For learned downsampling the
+  // weights start at the average operator until set_weights() is called.
+  Attention(const Geometry& g, const AttentionOptions& opt, int head_dim, std::int64_t heads);
+
+  void set_weights(const DownsamplingWeights& w);
+
+  // out = attention(q, k, v). Builds the coarse levels (FMA) and evaluates all query tiles.
+  void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
+  // The upward pass alone (forward() calls it).
+  void build_coarse(ConstTensor k, ConstTensor v);
+
+  const Geometry& geometry() const { return g_; }
+  const AttentionOptions& options() const { return opt_; }
+  ConstTensor coarse_keys() const { return kc_; }
+  ConstTensor coarse_values() const { return vc_; }
+  // Bytes held on the device by the token tree and the weights.
+  std::size_t workspace_bytes() const;
+
+ private:
+  Geometry g_;
+  AttentionOptions opt_;
+  int d_;
+  std::int64_t heads_;
+  Tensor kc_, vc_;
+  Kokkos::View<Scalar*, memory_space> kw_, kb_, vw_, vb_;
+};
+
+// Exact attention for sampled query rows (positions rows(bh, s)), accumulated in double:
+// ref(bh, s, :). Used to validate runs and by the tests.
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+void reference_rows(Variant variant, double scale,
+                    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> q,
+                    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
+                    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
+                    Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows,
+                    Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> ref);
+
+}  // namespace fmattn

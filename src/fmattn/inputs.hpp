@@ -1,0 +1,29 @@
+// Q, K, V for a run: synthetic (generated on the device) or read from HDF5 datasets q, k, v
+// [batch][heads][n][d] with shape, type and NaN/Inf checks.
+#pragma once
+
+#include "deck.hpp"
+
+#include <Kokkos_Core.hpp>
+#include <mpi.h>
+
+#include <cstdint>
+
+namespace fmattn {
+
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+struct QKV {
+  using Tensor = Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
+  Tensor q, k, v;  // [local batch·heads][n][d]
+};
+
+// Span of `piecewise_constant` inputs: the deck's, or w_L/p (the span on which average
+// downsampling is exact, spec §6.2).
+std::int64_t resolved_span(const Deck& deck);
+
+// Inputs for the flattened batch·head rows [first, last).
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+QKV<Scalar, ExecSpace> make_inputs(const Deck& deck, std::int64_t first, std::int64_t last,
+                                   MPI_Comm comm = MPI_COMM_SELF);
+
+}  // namespace fmattn

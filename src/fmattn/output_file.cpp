@@ -1,0 +1,51 @@
+#include "output_file.hpp"
+
+#include "hdf5_io.hpp"
+#include "version.hpp"
+
+#include <Kokkos_Core.hpp>
+
+namespace fmattn {
+
+void write_provenance(hid_t file, const std::string& schema, const std::string& deck_yaml, int mpi_ranks) {
+  h5::write_attr(file, "schema", schema);
+  h5::write_attr(file, "fmattn_version", std::string(version_string));
+  h5::write_attr(file, "git_commit", std::string(git_commit));
+  h5::write_attr(file, "created", iso8601_now());
+  h5::write_attr(file, "deck", deck_yaml);
+  h5::write_attr(file, "kokkos_backend", std::string(Kokkos::DefaultExecutionSpace::name()));
+  h5::write_attr(file, "mpi_ranks", std::int64_t(mpi_ranks));
+}
+
+template <class Scalar>
+void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm) {
+  int ranks = 1, rank = 0;
+  MPI_Comm_size(comm, &ranks);
+  MPI_Comm_rank(comm, &rank);
+  const Deck& d = *rec.deck;
+  const std::int64_t B = d.problem.batch, H = d.problem.heads, n = d.problem.length, hd = d.problem.head_dim;
+  const bool collective = ranks > 1;
+
+  h5::NewFile file(path, comm);
+  write_provenance(file.id(), "fmattn-output/1", to_yaml(d), ranks);
+  if (output) h5::write_rows(file.id(), "output", {B, H, n, hd}, rec.first, rec.last, output, collective);
+
+  h5::Handle diag = h5::create_group(file.id(), "diagnostics");
+  const std::int64_t S = rec.samples.per_head;
+  h5::write_rows(diag, "sample_index", {B, H, S}, rec.first, rec.last, rec.samples.index.data(), collective);
+  h5::write_rows(diag, "sample_rel_error", {B, H}, rec.first, rec.last, rec.samples.rel_error.data(), collective);
+  const Geometry& g = rec.geometry;
+  h5::write_attr(diag, "levels", std::int64_t(d.attention.method == Method::fma ? g.L : 0));
+  h5::write_attr(diag, "block_size", std::int64_t(g.m));
+  h5::write_attr(diag, "rank", std::int64_t(g.p));
+  h5::write_attr(diag, "padded_length", std::int64_t(g.N));
+  h5::write_attr(diag, "length", std::int64_t(g.n));
+  h5::Handle times = h5::create_group(diag, "timings");
+  for (const auto& [name, seconds] : rec.timings.all()) h5::write_attr(times, name, seconds);
+  file.commit();
+}
+
+template void write_results<float>(const std::string&, const RunRecord&, const float*, MPI_Comm);
+template void write_results<double>(const std::string&, const RunRecord&, const double*, MPI_Comm);
+
+}  // namespace fmattn

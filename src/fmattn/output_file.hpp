@@ -1,0 +1,35 @@
+// HDF5 results of a run (spec/interfaces.md): root provenance attributes, the `output`
+// dataset and the `diagnostics` group.
+#pragma once
+
+#include "deck.hpp"
+#include "geometry.hpp"
+#include "log.hpp"
+#include "sampling.hpp"
+
+#include <hdf5.h>
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace fmattn {
+
+// Root attributes every fmattn file carries: schema, fmattn_version, git_commit, created,
+// deck, kokkos_backend, mpi_ranks.
+void write_provenance(hid_t file, const std::string& schema, const std::string& deck_yaml, int mpi_ranks);
+
+struct RunRecord {
+  const Deck* deck = nullptr;
+  Geometry geometry;
+  PhaseTimes timings;
+  std::int64_t first = 0, last = 0;  // this rank's flattened batch·head rows
+  SampledError samples;              // for rows [first, last)
+};
+
+// Writes the results file collectively over `comm`; `output` holds this rank's rows (or is
+// null when output.write_output is false).
+template <class Scalar>
+void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm);
+
+}  // namespace fmattn

@@ -1,0 +1,28 @@
+// `fmattn run`: deck → inputs → attention (coarse levels + evaluation) → sampled validation →
+// HDF5 results, with a log line per phase and a summary.
+#pragma once
+
+#include "deck.hpp"
+#include "log.hpp"
+
+#include <mpi.h>
+
+#include <string>
+
+namespace fmattn {
+
+struct RunSummary {
+  double total_s = 0, attention_s = 0;
+  double flops = 0, gflops = 0;
+  double max_rel_error = 0, mean_rel_error = 0;
+  std::size_t peak_rss = 0;
+  std::string output_file;
+};
+
+// Batch·head rows [first, last) owned by `rank` of `ranks` (contiguous, balanced to within one).
+void head_range(std::int64_t heads, int rank, int ranks, std::int64_t& first, std::int64_t& last);
+
+// Runs the deck on the ranks of `comm`; InputError for bad input (files, sizes, ranks).
+RunSummary run_deck(const Deck& deck, const LogSink& log, MPI_Comm comm = MPI_COMM_WORLD);
+
+}  // namespace fmattn

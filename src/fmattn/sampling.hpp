@@ -1,0 +1,33 @@
+// Sampled-row validation (diagnostics/sample_rel_error): exact attention in double for a few
+// seeded query rows per head, compared with the computed output.
+#pragma once
+
+#include "options.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace fmattn {
+
+// `count` distinct query positions in [0, n), sorted, chosen by a seeded hash of (seed, head).
+std::vector<std::int64_t> sample_positions(std::uint64_t seed, std::int64_t head, std::int64_t n, std::int64_t count);
+
+struct SampledError {
+  std::int64_t per_head = 0;             // S
+  std::vector<std::int64_t> index;       // [heads][S] sampled positions
+  std::vector<double> rel_error;         // [heads] ||out - exact||_F / ||exact||_F over the rows
+};
+
+// Rows of heads [0, heads) where `global_head0` is the global index of local head 0 (so that
+// the samples are the same for any MPI decomposition).
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+SampledError validate_sampled_rows(
+    std::uint64_t seed, std::int64_t global_head0, std::int64_t samples, Variant variant, double scale,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> q,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> out);
+
+}  // namespace fmattn

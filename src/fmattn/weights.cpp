@@ -1,0 +1,87 @@
+#include "weights.hpp"
+
+#include "errors.hpp"
+#include "hdf5_io.hpp"
+
+#include <cstdio>
+
+namespace fmattn {
+
+namespace {
+
+std::string level_name(int l) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "level_%02d", l);
+  return buf;
+}
+
+}  // namespace
+
+DownsamplingWeights DownsamplingWeights::average(const Geometry& g, int d) {
+  DownsamplingWeights w;
+  w.geometry = g;
+  w.head_dim = d;
+  w.k_weight.assign(g.total_weights(d), 0.0);
+  w.k_bias.assign(std::size_t(g.L) * g.p * d, 0.0);
+  for (int l = 1; l <= g.L; ++l) {
+    const std::int64_t wl = g.cell_size(l), seg = wl / g.p;
+    double* W = w.k_weight.data() + g.weight_offset(l, d);
+    for (int r = 0; r < g.p; ++r)
+      for (std::int64_t t = r * seg; t < (r + 1) * seg; ++t)
+        for (int c = 0; c < d; ++c) W[(r * wl + t) * d + c] = 1.0 / double(seg);
+  }
+  w.v_weight = w.k_weight;
+  w.v_bias = w.k_bias;
+  return w;
+}
+
+DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int d) {
+  h5::Handle file = h5::open_read(path);
+  const std::int64_t m = h5::read_attr_int(file, "block_size", path);
+  const std::int64_t p = h5::read_attr_int(file, "rank", path);
+  const std::int64_t hd = h5::read_attr_int(file, "head_dim", path);
+  const std::int64_t N = h5::read_attr_int(file, "length", path);
+  auto mismatch = [&](const char* what, std::int64_t got, std::int64_t want) {
+    if (got != want)
+      throw InputError(path + ": weights were made for " + what + " = " + std::to_string(got) + ", the deck needs " +
+                       std::to_string(want));
+  };
+  mismatch("block_size", m, g.m);
+  mismatch("rank", p, g.p);
+  mismatch("head_dim", hd, d);
+  mismatch("length (padded)", N, g.N);
+
+  DownsamplingWeights w = DownsamplingWeights::average(g, d);
+  for (const char* which : {"k", "v"}) {
+    std::vector<double>& W = which[0] == 'k' ? w.k_weight : w.v_weight;
+    std::vector<double>& b = which[0] == 'k' ? w.k_bias : w.v_bias;
+    for (int l = 1; l <= g.L; ++l) {
+      const std::string grp = "downsampling/" + std::string(which) + "/" + level_name(l);
+      h5::read_float_dataset(file, grp + "/weight", {g.p, g.cell_size(l), d}, W.data() + g.weight_offset(l, d), path);
+      h5::read_float_dataset(file, grp + "/bias", {g.p, d}, b.data() + std::size_t(l - 1) * g.p * d, path);
+    }
+  }
+  return w;
+}
+
+void write_weights(hid_t file, const DownsamplingWeights& w) {
+  const Geometry& g = w.geometry;
+  const int d = w.head_dim;
+  h5::write_attr(file, "block_size", std::int64_t(g.m));
+  h5::write_attr(file, "rank", std::int64_t(g.p));
+  h5::write_attr(file, "head_dim", std::int64_t(d));
+  h5::write_attr(file, "length", std::int64_t(g.N));
+  h5::Handle top = h5::create_group(file, "downsampling");
+  for (const char* which : {"k", "v"}) {
+    const std::vector<double>& W = which[0] == 'k' ? w.k_weight : w.v_weight;
+    const std::vector<double>& b = which[0] == 'k' ? w.k_bias : w.v_bias;
+    h5::Handle grp = h5::create_group(top, which);
+    for (int l = 1; l <= g.L; ++l) {
+      h5::Handle lvl = h5::create_group(grp, level_name(l));
+      h5::write_dataset(lvl, "weight", {g.p, g.cell_size(l), d}, W.data() + g.weight_offset(l, d));
+      h5::write_dataset(lvl, "bias", {g.p, d}, b.data() + std::size_t(l - 1) * g.p * d);
+    }
+  }
+}
+
+}  // namespace fmattn

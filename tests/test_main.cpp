@@ -1,0 +1,29 @@
+// Test main shared by every test executable: MPI first, then Kokkos, and floating-point
+// exceptions on so that a NaN fails the test where it is born. Kokkos is initialised after
+// GoogleTest has parsed its flags, so test discovery (--gtest_list_tests) prints only the list.
+#include <Kokkos_Core.hpp>
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cfenv>
+#include <vector>
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  // Warnings (e.g. about OMP_PROC_BIND) would go to stdout during test discovery.
+  std::vector<char*> kargs(argv, argv + argc);
+  char quiet[] = "--kokkos-disable-warnings";
+  kargs.push_back(quiet);
+  int kargc = int(kargs.size());
+  Kokkos::initialize(kargc, kargs.data());
+  feenableexcept(FE_INVALID | FE_DIVBYZERO | FE_OVERFLOW);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank != 0) ::testing::GetTestEventListeners().Release(::testing::GetTestEventListeners().default_result_printer());
+  const int result = RUN_ALL_TESTS();
+  fedisableexcept(FE_ALL_EXCEPT);
+  Kokkos::finalize();
+  MPI_Finalize();
+  return result;
+}
