@@ -20,7 +20,10 @@ int main(int argc, char** argv) {
   feenableexcept(FE_INVALID | FE_DIVBYZERO | FE_OVERFLOW);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank != 0) ::testing::GetTestEventListeners().Release(::testing::GetTestEventListeners().default_result_printer());
+  if (rank != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
   const int result = RUN_ALL_TESTS();
   fedisableexcept(FE_ALL_EXCEPT);
   Kokkos::finalize();

@@ -3,6 +3,7 @@
 // level, one View each, with Geometry's level offsets) and the learned weights on the device.
 #pragma once
 
+#include "errors.hpp"
 #include "geometry.hpp"
 #include "options.hpp"
 #include "weights.hpp"

@@ -1,0 +1,117 @@
+// Helpers for attention tests: random heads, Views from host vectors, running the kernels and
+// comparing against the brute-force reference.
+#pragma once
+
+#include "attention.hpp"
+#include "reference_fma.hpp"
+#include "weights.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace testing_fma {
+
+using Heads = std::vector<std::vector<double>>;  // [head][n*d]
+
+// A fresh seed per process unless FMATTN_TEST_SEED pins one; it is printed with any failure.
+inline std::uint64_t test_seed() {
+  static const std::uint64_t seed = [] {
+    if (const char* s = std::getenv("FMATTN_TEST_SEED")) return std::uint64_t(std::strtoull(s, nullptr, 10));
+    return std::uint64_t(std::random_device{}()) << 32 | std::random_device{}();
+  }();
+  return seed;
+}
+
+inline Heads random_heads(std::mt19937_64& rng, int heads, std::int64_t n, int d, double sd = 1.0) {
+  std::normal_distribution<double> g(0.0, sd);
+  Heads h(heads, std::vector<double>(n * d));
+  for (auto& x : h)
+    for (auto& y : x) y = g(rng);
+  return h;
+}
+
+template <class S>
+typename fmattn::Attention<S>::Tensor to_view(const Heads& h, std::int64_t n, int d) {
+  typename fmattn::Attention<S>::Tensor t("t", h.size(), n, d);
+  auto host = Kokkos::create_mirror_view(t);
+  for (std::size_t a = 0; a < h.size(); ++a)
+    for (std::int64_t i = 0; i < n * d; ++i) host(a, i / d, i % d) = S(h[a][i]);
+  Kokkos::deep_copy(t, host);
+  return t;
+}
+
+template <class S>
+Heads from_view(const typename fmattn::Attention<S>::Tensor& t) {
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), t);
+  const std::int64_t n = t.extent(1), d = t.extent(2);
+  Heads h(t.extent(0), std::vector<double>(n * d));
+  for (std::size_t a = 0; a < h.size(); ++a)
+    for (std::int64_t i = 0; i < n * d; ++i) h[a][i] = double(host(a, i / d, i % d));
+  return h;
+}
+
+inline fmattn::AttentionOptions options_of(const ref::Params& P) {
+  fmattn::AttentionOptions o;
+  o.method = P.exact ? fmattn::Method::exact : fmattn::Method::fma;
+  o.downsampling = P.learned ? fmattn::Downsampling::learned : fmattn::Downsampling::average;
+  o.count_weighting = P.count_weighting;
+  o.boundary = P.zero_sink ? fmattn::Boundary::zero_sink : fmattn::Boundary::masked;
+  o.scale = P.scale;
+  return o;
+}
+
+template <class S>
+Heads run_kernel(const ref::Params& P, const Heads& q, const Heads& k, const Heads& v,
+                 const fmattn::DownsamplingWeights* w = nullptr) {
+  const auto g = fmattn::make_geometry(P.n, P.m, P.p, P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
+  fmattn::Attention<S> att(g, options_of(P), P.d, std::int64_t(q.size()));
+  if (w) att.set_weights(*w);
+  typename fmattn::Attention<S>::Tensor out("out", q.size(), P.n, P.d);
+  att.forward(to_view<S>(q, P.n, P.d), to_view<S>(k, P.n, P.d), to_view<S>(v, P.n, P.d), out);
+  return from_view<S>(out);
+}
+
+template <class T>
+Heads run_reference(const ref::Params& P, const Heads& q, const Heads& k, const Heads& v,
+                    const ref::Weights* w = nullptr) {
+  Heads out;
+  for (std::size_t a = 0; a < q.size(); ++a) {
+    std::vector<T> qa(q[a].begin(), q[a].end()), ka(k[a].begin(), k[a].end()), va(v[a].begin(), v[a].end());
+    const auto o = ref::attention<T>(P, qa, ka, va, w);
+    out.emplace_back(o.begin(), o.end());
+  }
+  return out;
+}
+
+// Largest per-head relative Frobenius error of `got` against `want`.
+inline double rel_error(const Heads& got, const Heads& want) {
+  double worst = 0;
+  for (std::size_t a = 0; a < got.size(); ++a) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < got[a].size(); ++i) {
+      num += (got[a][i] - want[a][i]) * (got[a][i] - want[a][i]);
+      den += want[a][i] * want[a][i];
+    }
+    worst = std::max(worst, std::sqrt(num / std::max(den, 1e-300)));
+  }
+  return worst;
+}
+
+// Random learned weights (not the average operator) in both layouts.
+inline void random_weights(std::mt19937_64& rng, const fmattn::Geometry& g, int d, fmattn::DownsamplingWeights& w,
+                           ref::Weights& r) {
+  w = fmattn::DownsamplingWeights::average(g, d);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  for (auto* vec : {&w.k_weight, &w.v_weight})
+    for (auto& x : *vec) x = x * (1.0 + 0.3 * noise(rng)) + 0.01 * noise(rng);
+  for (auto* vec : {&w.k_bias, &w.v_bias})
+    for (auto& x : *vec) x = 0.1 * noise(rng);
+  r = ref::Weights{w.k_weight, w.k_bias, w.v_weight, w.v_bias};
+}
+
+}  // namespace testing_fma
