@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
   if (!needs_deck && (!cli.deck.empty() || !cli.overrides.empty()))
     return fail(2, cli.command + " takes no deck or --set");
 
+  // Kokkos' start-up advice (OMP_PROC_BIND...) matters for runs, not for printing a deck.
+  char quiet[] = "--kokkos-disable-warnings";
+  if (cli.command != "run") cli.kokkos_args.push_back(quiet);
   int kargc = int(cli.kokkos_args.size());
   Kokkos::initialize(kargc, cli.kokkos_args.data());
   int code = 0;

@@ -54,6 +54,9 @@ int comm_rank(MPI_Comm comm) {
 }
 Handle access_plist(MPI_Comm comm) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  // Closing the file closes what is still open in it, so commit() never renames a file that
+  // is still being written (MPI-IO otherwise refuses to close and defers it to exit).
+  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
 #ifdef H5_HAVE_PARALLEL
   if (comm_size(comm) > 1) H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
 #else

@@ -30,6 +30,7 @@ void write_results(const std::string& path, const RunRecord& rec, const Scalar* 
   write_provenance(file.id(), "fmattn-output/1", to_yaml(d), ranks);
   if (output) h5::write_rows(file.id(), "output", {B, H, n, hd}, rec.first, rec.last, output, collective);
 
+  {
   h5::Handle diag = h5::create_group(file.id(), "diagnostics");
   const std::int64_t S = rec.samples.per_head;
   h5::write_rows(diag, "sample_index", {B, H, S}, rec.first, rec.last, rec.samples.index.data(), collective);
@@ -42,6 +43,7 @@ void write_results(const std::string& path, const RunRecord& rec, const Scalar* 
   h5::write_attr(diag, "length", std::int64_t(g.n));
   h5::Handle times = h5::create_group(diag, "timings");
   for (const auto& [name, seconds] : rec.timings.all()) h5::write_attr(times, name, seconds);
+  }
   file.commit();
 }
 
