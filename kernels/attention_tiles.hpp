@@ -32,9 +32,9 @@ struct AttentionTiles {
 
   Geometry g;
   AttentionOptions opt;
-  In q, k, v;    // [bh][n][d]
-  In kc, vc;     // [bh][coarse tokens][d]; empty for exact
-  Out o;         // [bh][n][d]
+  In q, k, v;  // [bh][n][d]
+  In kc, vc;   // [bh][coarse tokens][d]; empty for exact
+  Out o;       // [bh][n][d]
   int d = 0;
   std::int64_t tiles_per_block = 0, tiles_per_head = 0;
 
@@ -47,9 +47,8 @@ struct AttentionTiles {
   };
 
   static std::size_t scratch_bytes(int d) {
-    return Mat::shmem_size(Tq, d) + Mat::shmem_size(d, Tk) + Mat::shmem_size(Tk, d) +
-           Mat::shmem_size(Tq, Tk) + Mat::shmem_size(Tq, d) + Vec::shmem_size(Tk) +
-           2 * Vec::shmem_size(Tq) + Pos::shmem_size(Tk);
+    return Mat::shmem_size(Tq, d) + Mat::shmem_size(d, Tk) + Mat::shmem_size(Tk, d) + Mat::shmem_size(Tq, Tk) +
+           Mat::shmem_size(Tq, d) + Vec::shmem_size(Tk) + 2 * Vec::shmem_size(Tq) + Pos::shmem_size(Tk);
   }
 
   // Scores of the chunk's `len` slots, then the online-softmax update of every row. With
@@ -107,8 +106,8 @@ struct AttentionTiles {
     });
   }
 
-  KOKKOS_INLINE_FUNCTION void fine_range(const Member& team, const Tile& t, std::int64_t bh,
-                                         std::int64_t lo, std::int64_t hi, bool causal) const {
+  KOKKOS_INLINE_FUNCTION void fine_range(const Member& team, const Tile& t, std::int64_t bh, std::int64_t lo,
+                                         std::int64_t hi, bool causal) const {
     for (std::int64_t c0 = lo; c0 < hi; c0 += Tk) {
       const int len = int(hi - c0 < Tk ? hi - c0 : Tk);
       team.team_barrier();
@@ -125,8 +124,7 @@ struct AttentionTiles {
 
   // Streams the tile's coarse slots of all levels, Tk at a time. Returns the total weight of
   // zero_sink far-field slots (cells left of the sequence start).
-  KOKKOS_INLINE_FUNCTION double far_field(const Member& team, const Tile& t, std::int64_t bh,
-                                          std::int64_t B) const {
+  KOKKOS_INLINE_FUNCTION double far_field(const Member& team, const Tile& t, std::int64_t bh, std::int64_t B) const {
     double sink = 0;
     int filled = 0;
     for (int l = 1; l <= g.L; ++l) {
@@ -145,9 +143,8 @@ struct AttentionTiles {
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 1), [&](const int) {
             load_slot(team, t, c, &kc(bh, idx, 0), &vc(bh, idx, 0));
-            Kokkos::single(Kokkos::PerThread(team), [&]() {
-              t.logw(c) = opt.count_weighting ? Scalar(compat::log(cnt)) : Scalar(0);
-            });
+            Kokkos::single(Kokkos::PerThread(team),
+                           [&]() { t.logw(c) = opt.count_weighting ? Scalar(compat::log(cnt)) : Scalar(0); });
           });
           if (filled == Tk) {
             process_chunk(team, t, filled, false);
@@ -250,8 +247,8 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
   const std::int64_t league = std::int64_t(q.extent(0)) * f.tiles_per_head;
   if (league == 0) return;
   typename K::Policy policy(space, int(league), Kokkos::AUTO);
-  Kokkos::parallel_for("fmattn::attention::tiles",
-                       policy.set_scratch_size(0, Kokkos::PerTeam(K::scratch_bytes(f.d))), f);
+  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(0, Kokkos::PerTeam(K::scratch_bytes(f.d))),
+                       f);
 }
 
 }  // namespace fmattn

@@ -78,8 +78,8 @@ void build_coarse_levels(const ExecSpace& space, const Geometry& g, Downsampling
   if (total == 0) return;
   Kokkos::parallel_for(
       "fmattn::coarse_levels::build",
-      Kokkos::RangePolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Kokkos::IndexType<std::int64_t>>(
-          space, 0, total),
+      Kokkos::RangePolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Kokkos::IndexType<std::int64_t>>(space, 0,
+                                                                                                         total),
       CoarseLevels<ExecSpace, Scalar>{g, ds, x, xc, w});
 }
 

@@ -6,17 +6,17 @@
 namespace fmattn::compat {
 
 #if KOKKOS_VERSION >= 30700
+using Kokkos::cos;
 using Kokkos::exp;
 using Kokkos::log;
-using Kokkos::sqrt;
 using Kokkos::sin;
-using Kokkos::cos;
+using Kokkos::sqrt;
 #else
+using Kokkos::Experimental::cos;
 using Kokkos::Experimental::exp;
 using Kokkos::Experimental::log;
-using Kokkos::Experimental::sqrt;
 using Kokkos::Experimental::sin;
-using Kokkos::Experimental::cos;
+using Kokkos::Experimental::sqrt;
 #endif
 
 }  // namespace fmattn::compat

@@ -15,9 +15,9 @@ namespace fmattn {
 template <class ExecSpace, class Scalar>
 struct ReferenceRows {
   using Mem = typename ExecSpace::memory_space;
-  Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem> q, k, v;  // [bh][n][d]
+  Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem> q, k, v;    // [bh][n][d]
   Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Mem> rows;  // [bh][S] query positions
-  Kokkos::View<double***, Kokkos::LayoutRight, Mem> ref;               // [bh][S][d]
+  Kokkos::View<double***, Kokkos::LayoutRight, Mem> ref;              // [bh][S][d]
   Variant variant;
   double scale;
 

@@ -21,8 +21,8 @@ KOKKOS_INLINE_FUNCTION std::uint64_t mix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-KOKKOS_INLINE_FUNCTION std::uint64_t hash_key(std::uint64_t seed, std::uint64_t a, std::uint64_t b,
-                                              std::uint64_t c, std::uint64_t e) {
+KOKKOS_INLINE_FUNCTION std::uint64_t hash_key(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std::uint64_t c,
+                                              std::uint64_t e) {
   return mix64(mix64(mix64(mix64(seed ^ mix64(a)) ^ b) ^ c) ^ e);
 }
 
@@ -34,7 +34,23 @@ KOKKOS_INLINE_FUNCTION double gaussian(std::uint64_t h) {
   return compat::sqrt(-2.0 * compat::log(u1)) * compat::cos(6.283185307179586 * u2);
 }
 
-// The value of one synthetic tensor at (global batch·head, global position, channel).
+// Parameters of harmonic f of the `smooth` pattern for one (tensor, head, channel): random
+// amplitude, frequency (0.5..4 periods over the sequence) and phase; unit total variance.
+struct Harmonic {
+  double amplitude, omega, phase;
+};
+
+KOKKOS_INLINE_FUNCTION Harmonic harmonic(std::uint64_t seed, std::uint64_t tensor, std::int64_t bh, std::int64_t c,
+                                         std::uint64_t f, std::int64_t length) {
+  const std::uint64_t h = hash_key(seed, tensor, bh, std::uint64_t(c) | (f << 32), 0x5eedull);
+  const double periods = 0.5 + 3.5 * unit_uniform(mix64(h ^ 1));
+  return {gaussian(h) * 0.7071067811865476, 6.283185307179586 * periods / double(length),
+          6.283185307179586 * unit_uniform(mix64(h ^ 2))};
+}
+
+inline constexpr int smooth_harmonics = 4;
+
+// One synthetic tensor: its value at (global batch·head, global position, channel).
 struct SyntheticSource {
   SyntheticPattern pattern = SyntheticPattern::gaussian;
   std::uint64_t seed = 0, tensor = 0;
@@ -43,37 +59,63 @@ struct SyntheticSource {
   double amplitude = 1;
 
   KOKKOS_INLINE_FUNCTION double operator()(std::int64_t bh, std::int64_t i, std::int64_t c) const {
+    if (pattern == SyntheticPattern::gaussian) return amplitude * gaussian(hash_key(seed, tensor, bh, i, c));
+    if (pattern == SyntheticPattern::piecewise_constant)
+      return amplitude * gaussian(hash_key(seed, tensor, bh, i / span, c));
     double value = 0;
-    if (pattern == SyntheticPattern::gaussian) {
-      value = gaussian(hash_key(seed, tensor, bh, i, c));
-    } else if (pattern == SyntheticPattern::piecewise_constant) {
-      value = gaussian(hash_key(seed, tensor, bh, i / span, c));
-    } else {
-      // Four sinusoids per channel with random amplitude, frequency (0.5..4 periods over the
-      // sequence) and phase: unit variance, correlated over long ranges.
-      for (std::uint64_t f = 0; f < 4; ++f) {
-        const std::uint64_t h = hash_key(seed, tensor, bh, std::uint64_t(c) | (f << 32), 0x5eedull);
-        const double a = gaussian(h) * 0.7071067811865476;
-        const double periods = 0.5 + 3.5 * unit_uniform(mix64(h ^ 1));
-        const double phase = 6.283185307179586 * unit_uniform(mix64(h ^ 2));
-        value += a * compat::sin(6.283185307179586 * periods * double(i) / double(length) + phase);
-      }
+    for (int f = 0; f < smooth_harmonics; ++f) {
+      const Harmonic w = harmonic(seed, tensor, bh, c, f, length);
+      value += w.amplitude * compat::sin(w.omega * double(i) + w.phase);
     }
     return amplitude * value;
   }
 };
 
-// x(h, i, c) = src(head0 + h, row0 + i, c).
+// x(h, i, c) = src(head0 + h, row0 + i, c). `smooth` is evaluated along runs of positions by
+// rotating (sin, cos) pairs, a few multiplies per value instead of four sines; each run starts
+// from exact values, so the result does not depend on how the work is split.
 template <class ExecSpace, class Scalar>
 void fill_synthetic(const ExecSpace& space,
                     Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
                     const SyntheticSource& src, std::int64_t head0, std::int64_t row0) {
+  const std::int64_t H = x.extent(0), n = x.extent(1), d = x.extent(2);
+  if (src.pattern != SyntheticPattern::smooth) {
+    using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
+    Kokkos::parallel_for(
+        "fmattn::synthetic::fill", Policy(space, {0, 0, 0}, {H, n, d}),
+        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t i, const std::int64_t c) {
+          x(h, i, c) = Scalar(src(head0 + h, row0 + i, c));
+        });
+    return;
+  }
+  constexpr std::int64_t run = 256;
+  const std::int64_t runs = (n + run - 1) / run;
   using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
   Kokkos::parallel_for(
-      "fmattn::synthetic::fill",
-      Policy(space, {0, 0, 0}, {std::int64_t(x.extent(0)), std::int64_t(x.extent(1)), std::int64_t(x.extent(2))}),
-      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t i, const std::int64_t c) {
-        x(h, i, c) = Scalar(src(head0 + h, row0 + i, c));
+      "fmattn::synthetic::smooth", Policy(space, {0, 0, 0}, {H, runs, d}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t r, const std::int64_t c) {
+        double s[smooth_harmonics], co[smooth_harmonics], ds[smooth_harmonics], dc[smooth_harmonics],
+            a[smooth_harmonics];
+        const std::int64_t i0 = r * run, i1 = i0 + run < n ? i0 + run : n;
+        for (int f = 0; f < smooth_harmonics; ++f) {
+          const Harmonic w = harmonic(src.seed, src.tensor, head0 + h, c, f, src.length);
+          const double theta = w.omega * double(row0 + i0) + w.phase;
+          s[f] = compat::sin(theta);
+          co[f] = compat::cos(theta);
+          ds[f] = compat::sin(w.omega);
+          dc[f] = compat::cos(w.omega);
+          a[f] = w.amplitude * src.amplitude;
+        }
+        for (std::int64_t i = i0; i < i1; ++i) {
+          double value = 0;
+          for (int f = 0; f < smooth_harmonics; ++f) {
+            value += a[f] * s[f];
+            const double sn = s[f] * dc[f] + co[f] * ds[f];
+            co[f] = co[f] * dc[f] - s[f] * ds[f];
+            s[f] = sn;
+          }
+          x(h, i, c) = Scalar(value);
+        }
       });
 }
 

@@ -68,7 +68,8 @@ inline fmattn::AttentionOptions options_of(const ref::Params& P) {
 template <class S>
 Heads run_kernel(const ref::Params& P, const Heads& q, const Heads& k, const Heads& v,
                  const fmattn::DownsamplingWeights* w = nullptr) {
-  const auto g = fmattn::make_geometry(P.n, P.m, P.p, P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
+  const auto g =
+      fmattn::make_geometry(P.n, P.m, P.p, P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
   fmattn::Attention<S> att(g, options_of(P), P.d, std::int64_t(q.size()));
   if (w) att.set_weights(*w);
   typename fmattn::Attention<S>::Tensor out("out", q.size(), P.n, P.d);

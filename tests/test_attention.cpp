@@ -16,7 +16,7 @@ struct Shape {
 
 // Ragged n, n < m, n = m·2^k, several p from 1 to m, sub-tiled blocks (m > 64) and key chunks
 // longer than the kernel's chunk.
-const std::vector<Shape> shapes = {{1, 4, 1, 3},   {5, 8, 2, 4},    {37, 4, 2, 5},   {100, 8, 8, 3},
+const std::vector<Shape> shapes = {{1, 4, 1, 3},   {5, 8, 2, 4},    {37, 4, 2, 5},    {100, 8, 8, 3},
                                    {256, 8, 4, 8}, {333, 16, 1, 4}, {300, 128, 4, 2}, {513, 64, 16, 3}};
 
 void check_double(bool causal, bool learned, bool count_weighting) {
@@ -33,10 +33,12 @@ void check_double(bool causal, bool learned, bool count_weighting) {
     P.scale = 0.7;
     SCOPED_TRACE("seed " + std::to_string(test_seed()) + " n " + std::to_string(s.n) + " m " + std::to_string(s.m) +
                  " p " + std::to_string(s.p) + " d " + std::to_string(s.d));
-    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d), v = random_heads(rng, 2, P.n, P.d);
+    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
+               v = random_heads(rng, 2, P.n, P.d);
     fmattn::DownsamplingWeights w;
     ref::Weights rw;
-    const auto g = fmattn::make_geometry(P.n, P.m, P.p, causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
+    const auto g =
+        fmattn::make_geometry(P.n, P.m, P.p, causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
     if (learned) random_weights(rng, g, P.d, w, rw);
     const auto got = run_kernel<double>(P, q, k, v, learned ? &w : nullptr);
     const auto want = run_reference<double>(P, q, k, v, learned ? &rw : nullptr);
@@ -185,7 +187,8 @@ TEST(Identities, LearnedAtInitialisationEqualsAverage) {
     P.p = 4;
     P.d = 6;
     P.causal = causal;
-    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d), v = random_heads(rng, 2, P.n, P.d);
+    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
+               v = random_heads(rng, 2, P.n, P.d);
     const auto avg = run_kernel<double>(P, q, k, v);
     P.learned = true;  // no weights given: the average operator
     EXPECT_LT(rel_error(run_kernel<double>(P, q, k, v), avg), 1e-13);

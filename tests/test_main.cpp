@@ -1,9 +1,9 @@
 // Test main shared by every test executable: MPI first, then Kokkos, and floating-point
 // exceptions on so that a NaN fails the test where it is born. Kokkos is initialised after
 // GoogleTest has parsed its flags, so test discovery (--gtest_list_tests) prints only the list.
-#include <Kokkos_Core.hpp>
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <Kokkos_Core.hpp>
 
 #include <cfenv>
 #include <vector>

@@ -38,22 +38,26 @@ TEST(Mpi, HeadsShardedEqualsOneRank) {
   MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
   const std::string all = "mpi-all-" + std::to_string(tag) + ".h5", one = "mpi-one-" + std::to_string(tag) + ".h5";
   for (const char* variant : {"causal", "bidirectional"}) {
-    const std::vector<std::string> common{"problem.batch=2", "problem.heads=3", "problem.length=1000",
-                                          "problem.head_dim=8", "problem.dtype=float64",
-                                          std::string("attention.variant=") + variant, "attention.block_size=16",
-                                          "validation.sample_queries=8"};
+    const std::vector<std::string> common{"problem.batch=2",         "problem.heads=3",
+                                          "problem.length=1000",     "problem.head_dim=8",
+                                          "problem.dtype=float64",   std::string("attention.variant=") + variant,
+                                          "attention.block_size=16", "validation.sample_queries=8"};
     auto with = [&](const std::string& out) {
       auto s = common;
       s.push_back("output.file=" + out);
       return fmattn::parse_deck("", "test", s);
     };
-    fmattn::run_deck(with(all), [](const std::string&) {}, MPI_COMM_WORLD);
-    if (world_rank() == 0) fmattn::run_deck(with(one), [](const std::string&) {}, MPI_COMM_SELF);
+    fmattn::run_deck(
+        with(all), [](const std::string&) {}, MPI_COMM_WORLD);
+    if (world_rank() == 0)
+      fmattn::run_deck(
+          with(one), [](const std::string&) {}, MPI_COMM_SELF);
     MPI_Barrier(MPI_COMM_WORLD);
     if (world_rank() == 0) {
       const std::vector<std::int64_t> shape{2, 3, 1000, 8};
       EXPECT_EQ(read_all(all, "output", shape), read_all(one, "output", shape)) << variant;
-      EXPECT_EQ(read_all(all, "diagnostics/sample_rel_error", {2, 3}), read_all(one, "diagnostics/sample_rel_error", {2, 3}));
+      EXPECT_EQ(read_all(all, "diagnostics/sample_rel_error", {2, 3}),
+                read_all(one, "diagnostics/sample_rel_error", {2, 3}));
       auto f = fmattn::h5::open_read(all);
       EXPECT_EQ(fmattn::h5::read_attr_int(f, "mpi_ranks", all), world_size());
       std::filesystem::remove(all);
@@ -72,9 +76,12 @@ TEST(Mpi, MoreRanksThanHeadsIsAnInputError) {
     return fmattn::parse_deck("", "test",
                               {"problem.heads=" + std::to_string(heads), "problem.length=100", "output.file=" + out});
   };
-  EXPECT_NO_THROW(fmattn::run_deck(deck(world_size()), [](const std::string&) {}, MPI_COMM_WORLD));
+  EXPECT_NO_THROW(fmattn::run_deck(
+      deck(world_size()), [](const std::string&) {}, MPI_COMM_WORLD));
   if (world_size() > 1) {
-    EXPECT_THROW(fmattn::run_deck(deck(world_size() - 1), [](const std::string&) {}, MPI_COMM_WORLD), fmattn::InputError);
+    EXPECT_THROW(fmattn::run_deck(
+                     deck(world_size() - 1), [](const std::string&) {}, MPI_COMM_WORLD),
+                 fmattn::InputError);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if (world_rank() == 0) std::filesystem::remove(out);

@@ -62,9 +62,8 @@ TEST(RunDeck, Hdf5InputEveryOptionBothDtypes) {
             const std::string in = unique("run-in"), out = unique("run-out"), wfile = unique("run-w");
             write_qkv(in, q, k, v, n, d, std::string(dtype) == "float32");
             const bool learned = std::string(ds) == "learned";
-            const auto geo = fmattn::make_geometry(n, m, p, std::string(variant) == "causal"
-                                                                ? fmattn::Variant::causal
-                                                                : fmattn::Variant::bidirectional);
+            const auto geo = fmattn::make_geometry(
+                n, m, p, std::string(variant) == "causal" ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
             fmattn::DownsamplingWeights w;
             ref::Weights rw;
             if (learned) {
@@ -90,7 +89,8 @@ TEST(RunDeck, Hdf5InputEveryOptionBothDtypes) {
                                          "output.file=" + out};
             if (learned) set.push_back("weights.file=" + wfile);
             const fmattn::Deck deck = fmattn::parse_deck("", "test", set);
-            fmattn::run_deck(deck, [](const std::string&) {}, MPI_COMM_SELF);
+            fmattn::run_deck(
+                deck, [](const std::string&) {}, MPI_COMM_SELF);
 
             ref::Params P;
             P.n = n;
@@ -116,11 +116,12 @@ TEST(RunDeck, Hdf5InputEveryOptionBothDtypes) {
 
 TEST(RunDeck, SampledErrorOfExactMethodIsRounding) {
   const std::string out = unique("run-exact");
-  const fmattn::Deck deck = fmattn::parse_deck(
-      "", "test",
-      {"problem.length=300", "problem.heads=2", "problem.dtype=float64", "attention.method=exact",
-       "validation.sample_queries=32", "output.file=" + out});
-  const auto s = fmattn::run_deck(deck, [](const std::string&) {}, MPI_COMM_SELF);
+  const fmattn::Deck deck =
+      fmattn::parse_deck("", "test",
+                         {"problem.length=300", "problem.heads=2", "problem.dtype=float64", "attention.method=exact",
+                          "validation.sample_queries=32", "output.file=" + out});
+  const auto s = fmattn::run_deck(
+      deck, [](const std::string&) {}, MPI_COMM_SELF);
   EXPECT_LT(s.max_rel_error, 1e-12);
   std::filesystem::remove(out);
 }
@@ -138,7 +139,8 @@ TEST(RunDeck, WeightsOfAnotherGeometryAreRejected) {
       {"problem.length=2048", "problem.head_dim=8", "attention.block_size=16", "attention.rank=4",
        "attention.downsampling=learned", "weights.file=" + wfile, "output.file=" + unique("unused")});
   try {
-    fmattn::run_deck(deck, [](const std::string&) {}, MPI_COMM_SELF);
+    fmattn::run_deck(
+        deck, [](const std::string&) {}, MPI_COMM_SELF);
     FAIL() << "expected InputError";
   } catch (const fmattn::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("length"), std::string::npos) << e.what();

@@ -5,9 +5,9 @@
 #include "run.hpp"
 #include "version.hpp"
 
-#include <Kokkos_Core.hpp>
 #include <H5public.h>
 #include <mpi.h>
+#include <Kokkos_Core.hpp>
 
 #include <cstdio>
 #include <cstring>
@@ -71,9 +71,8 @@ std::string runtime_info(int ranks) {
   std::string s;
   s += "fmattn " + std::string(fmattn::version_string) + " (commit " + fmattn::git_commit + ")\n";
   s += "Kokkos " + std::to_string(KOKKOS_VERSION / 10000) + "." + std::to_string(KOKKOS_VERSION / 100 % 100) + "." +
-       std::to_string(KOKKOS_VERSION % 100) + ", default execution space " +
-       Kokkos::DefaultExecutionSpace::name() + ", concurrency " +
-       std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) + "\n";
+       std::to_string(KOKKOS_VERSION % 100) + ", default execution space " + Kokkos::DefaultExecutionSpace::name() +
+       ", concurrency " + std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) + "\n";
   s += "Kokkos backends:";
 #ifdef KOKKOS_ENABLE_SERIAL
   s += " Serial";
@@ -94,7 +93,8 @@ std::string runtime_info(int ranks) {
   MPI_Get_library_version(lib, &len);
   std::string libs(lib, len);
   libs = libs.substr(0, libs.find_first_of(",\n"));
-  s += "MPI " + std::to_string(major) + "." + std::to_string(minor) + " (" + libs + "), ranks " + std::to_string(ranks) + "\n";
+  s += "MPI " + std::to_string(major) + "." + std::to_string(minor) + " (" + libs + "), ranks " +
+       std::to_string(ranks) + "\n";
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   s += "HDF5 " + std::to_string(h5maj) + "." + std::to_string(h5min) + "." + std::to_string(h5rel);
@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
   }
   const bool needs_deck = cli.command == "run" || cli.command == "validate" || cli.command == "fit";
   if (!needs_deck && cli.command != "info") return fail(2, "unknown command '" + cli.command + "' (see fmattn --help)");
-  if (needs_deck && cli.deck.empty()) return fail(2, cli.command + " needs a deck: fmattn " + cli.command + " DECK.yaml");
+  if (needs_deck && cli.deck.empty())
+    return fail(2, cli.command + " needs a deck: fmattn " + cli.command + " DECK.yaml");
   if (!needs_deck && (!cli.deck.empty() || !cli.overrides.empty()))
     return fail(2, cli.command + " takes no deck or --set");
 
@@ -162,11 +163,12 @@ int main(int argc, char** argv) {
         throw fmattn::InputError("fit is not yet available in this version");
       } else {
         say("[fmattn] " + runtime_info(ranks).substr(0, runtime_info(ranks).find('\n')) + ", " +
-            Kokkos::DefaultExecutionSpace::name() + " x" + std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) +
-            ", " + std::to_string(ranks) + " rank(s)\n");
+            Kokkos::DefaultExecutionSpace::name() + " x" +
+            std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) + ", " + std::to_string(ranks) +
+            " rank(s)\n");
         say("[fmattn] run '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
-            std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) + ", d = " +
-            std::to_string(deck.problem.head_dim) + ", " + fmattn::name_of(deck.problem.dtype) + "\n");
+            std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) +
+            ", d = " + std::to_string(deck.problem.head_dim) + ", " + fmattn::name_of(deck.problem.dtype) + "\n");
         const auto s = fmattn::run_deck(deck, [&](const std::string& line) { say("[fmattn] " + line + "\n"); });
         char buf[512];
         std::snprintf(buf, sizeof buf,

@@ -52,8 +52,8 @@ void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTe
   const bool shapes_ok = q.extent(0) == std::size_t(heads_) && q.extent(1) == std::size_t(g_.n) &&
                          q.extent(2) == std::size_t(d_) && k.extent(0) == q.extent(0) && k.extent(1) == q.extent(1) &&
                          k.extent(2) == q.extent(2) && v.extent(0) == q.extent(0) && v.extent(1) == q.extent(1) &&
-                         v.extent(2) == q.extent(2) && out.extent(0) == q.extent(0) &&
-                         out.extent(1) == q.extent(1) && out.extent(2) == q.extent(2);
+                         v.extent(2) == q.extent(2) && out.extent(0) == q.extent(0) && out.extent(1) == q.extent(1) &&
+                         out.extent(2) == q.extent(2);
   if (!shapes_ok) throw InputError("attention: q, k, v and out must all be [heads][n][head_dim] of the geometry");
   build_coarse(k, v);
   evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, kc_, vc_, out);
@@ -78,13 +78,13 @@ void reference_rows(Variant variant, double scale,
                        ReferenceRows<ExecSpace, Scalar>{q, k, v, rows, ref, variant, scale});
 }
 
-#define FMATTN_INSTANTIATE(S)                                                                                  \
-  template class Attention<S, Kokkos::DefaultExecutionSpace>;                                                  \
-  template void reference_rows<S, Kokkos::DefaultExecutionSpace>(                                              \
+#define FMATTN_INSTANTIATE(S)                                                                                      \
+  template class Attention<S, Kokkos::DefaultExecutionSpace>;                                                      \
+  template void reference_rows<S, Kokkos::DefaultExecutionSpace>(                                                  \
       Variant, double, Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,              \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,              \
-      Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,    \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                  \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                  \
+      Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,        \
       Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>);
 FMATTN_INSTANTIATE(float)
 FMATTN_INSTANTIATE(double)

@@ -22,10 +22,13 @@ namespace {
 struct Reader {
   std::string origin;
   std::set<std::string> overridden;
+  // yaml-cpp marks an empty value at the start of the next line; report its key instead.
+  mutable YAML::Mark key_mark = YAML::Mark::null_mark();
 
   std::string where(const YAML::Node& node, const std::string& path) const {
-    if (overridden.count(path)) return "--set " + path;
-    const YAML::Mark mark = node.Mark();
+    for (const std::string& o : overridden)
+      if (o == path || o.rfind(path + ".", 0) == 0 || path.rfind(o + ".", 0) == 0) return "--set " + o;
+    const YAML::Mark mark = node.IsNull() ? key_mark : node.Mark();
     if (mark.is_null()) return origin;
     return origin + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
   }
@@ -35,7 +38,9 @@ struct Reader {
   }
 
   std::string text(const YAML::Node& node, const std::string& path, const std::string& expected) const {
-    if (!node.IsScalar()) fail(node, path, "expected " + expected + ", got a " + (node.IsMap() ? "mapping" : "sequence"));
+    if (node.IsNull()) fail(node, path, "expected " + expected + ", got an empty value");
+    if (!node.IsScalar())
+      fail(node, path, "expected " + expected + ", got a " + (node.IsMap() ? "mapping" : "sequence"));
     return node.Scalar();
   }
 
@@ -43,7 +48,17 @@ struct Reader {
                        const std::string& expected) const {
     const std::string s = text(node, path, expected);
     std::int64_t value = 0;
-    if (!YAML::convert<std::int64_t>::decode(node, value)) fail(node, path, "expected " + expected + ", got '" + s + "'");
+    // Decimal only: yaml-cpp would read 010 as octal 8 and 0x40 as 64.
+    const std::size_t digits = s.find_first_not_of("+-") == 1 ? 1 : 0;
+    const bool decimal = s.size() > digits && s.find_first_not_of("0123456789", digits) == std::string::npos &&
+                         (s[digits] != '0' || s.size() == digits + 1);
+    if (!decimal || !YAML::convert<std::int64_t>::decode(node, value)) {
+      const bool numeric = s.find_first_of("0123456789") != std::string::npos &&
+                           s.find_first_not_of("+-0123456789xXabcdefABCDEFoO_") == std::string::npos;
+      fail(node, path,
+           "expected " + expected + ", got '" + s + "'" +
+               (numeric ? " (write integers in decimal, without leading zeros)" : ""));
+    }
     if (value < lo || value > hi) fail(node, path, "expected " + expected + ", got " + s);
     return value;
   }
@@ -69,7 +84,8 @@ struct Reader {
   }
 
   template <class E>
-  E choice(const YAML::Node& node, const std::string& path, const std::vector<std::pair<const char*, E>>& options) const {
+  E choice(const YAML::Node& node, const std::string& path,
+           const std::vector<std::pair<const char*, E>>& options) const {
     std::string list;
     for (const auto& [name, value] : options) list += (list.empty() ? "" : " | ") + std::string(name);
     const std::string s = text(node, path, "one of " + list);
@@ -216,14 +232,23 @@ const std::map<std::string, Section>& schema() {
   return s;
 }
 
+std::string key_text(const Reader& r, const YAML::Node& key, const std::string& section) {
+  if (!key.IsScalar())
+    r.fail(key, section, "keys must be plain names, got a " + std::string(key.IsMap() ? "mapping" : "sequence"));
+  return key.Scalar();
+}
+
 // Walks one mapping of the deck: every key must be in the schema section `section`.
 void read_section(const Reader& r, const YAML::Node& node, const std::string& section, Deck& deck) {
   if (node.IsNull()) return;
   if (!node.IsMap()) r.fail(node, section, "expected a mapping of keys");
   const Section& keys = schema().at(section);
+  std::set<std::string> seen;
   for (const auto& kv : node) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = key_text(r, kv.first, section);
     const std::string path = section + "." + key;
+    r.key_mark = kv.first.Mark();
+    if (!seen.insert(key).second) r.fail(kv.first, path, "duplicate key");
     const auto it = std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k.first == key; });
     if (it == keys.end()) {
       std::string allowed;
@@ -234,6 +259,7 @@ void read_section(const Reader& r, const YAML::Node& node, const std::string& se
       it->second(r, kv.second, path, deck);
     else
       read_section(r, kv.second, path, deck);
+    r.key_mark = YAML::Mark::null_mark();
   }
 }
 
@@ -250,7 +276,8 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
 
   const auto& a = d.attention;
   if (a.rank > a.block_size)
-    fail("attention.rank", "expected rank <= block_size (" + std::to_string(a.block_size) + "), got " + std::to_string(a.rank));
+    fail("attention.rank",
+         "expected rank <= block_size (" + std::to_string(a.block_size) + "), got " + std::to_string(a.rank));
   if (a.boundary == Boundary::zero_sink) {
     if (a.method != Method::fma) fail("attention.boundary", "zero_sink applies to method fma only");
     if (a.variant != Variant::causal) fail("attention.boundary", "zero_sink needs variant causal");
@@ -259,8 +286,10 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
       fail("attention.boundary", "zero_sink needs problem.length = block_size * 2^k, got length " + std::to_string(n) +
                                      " with block_size " + std::to_string(a.block_size));
   }
-  if (a.queries == Queries::coarse && a.method != Method::fma) fail("attention.queries", "coarse queries need method fma");
-  if (d.input.source == Source::hdf5 && d.input.file.empty()) fail("input.file", "input.source is hdf5 but no file is given");
+  if (a.queries == Queries::coarse && a.method != Method::fma)
+    fail("attention.queries", "coarse queries need method fma");
+  if (d.input.source == Source::hdf5 && d.input.file.empty())
+    fail("input.file", "input.source is hdf5 but no file is given");
   if (d.input.source == Source::hdf5) {
     std::ifstream f(d.input.file);
     if (!f) fail("input.file", "cannot open '" + d.input.file + "'");
@@ -274,7 +303,8 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   // Sizes whose element counts overflow 64 bits are impossible on any machine.
   const long double elems = (long double)d.problem.batch * d.problem.heads * d.problem.length * d.problem.head_dim;
   if (elems > (long double)(std::int64_t(1) << 60))
-    fail("problem.length", "batch * heads * length * head_dim = " + std::to_string((double)elems) + " elements is too large");
+    fail("problem.length",
+         "batch * heads * length * head_dim = " + std::to_string((double)elems) + " elements is too large");
 }
 
 std::string trim(const std::string& s) {
@@ -299,8 +329,7 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
 
   for (const std::string& o : overrides) {
     const auto eq = o.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw InputError("--set " + o + ": expected section.key=value");
+    if (eq == std::string::npos || eq == 0) throw InputError("--set " + o + ": expected section.key=value");
     const std::string path = trim(o.substr(0, eq));
     std::vector<std::string> parts;
     std::stringstream ss(path);
@@ -326,8 +355,10 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
   }
 
   Deck deck;
+  std::set<std::string> seen;
   for (const auto& kv : root) {
-    const std::string section = kv.first.as<std::string>();
+    const std::string section = key_text(r, kv.first, "deck");
+    if (!seen.insert(section).second) r.fail(kv.first, section, "duplicate section");
     if (section.find('.') != std::string::npos || !schema().count(section)) {
       std::string allowed;
       for (const auto& s : schema())
@@ -365,9 +396,12 @@ const char* name_of(Queries v) { return v == Queries::fine ? "fine" : "coarse"; 
 const char* name_of(Source v) { return v == Source::synthetic ? "synthetic" : "hdf5"; }
 const char* name_of(SyntheticKind v) {
   switch (v) {
-    case SyntheticKind::gaussian: return "gaussian";
-    case SyntheticKind::smooth: return "smooth";
-    default: return "piecewise_constant";
+    case SyntheticKind::gaussian:
+      return "gaussian";
+    case SyntheticKind::smooth:
+      return "smooth";
+    default:
+      return "piecewise_constant";
   }
 }
 

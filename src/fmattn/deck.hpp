@@ -23,7 +23,7 @@ struct Deck {
   struct Problem {
     std::int64_t batch = 1;
     std::int64_t heads = 4;
-    std::int64_t length = 65536;
+    std::int64_t length = 1048576;
     std::int64_t head_dim = 64;
     Dtype dtype = Dtype::float32;
   } problem;
@@ -74,8 +74,7 @@ struct Deck {
 // Throws InputError naming the file, line and column, the key and the expected value.
 Deck load_deck(const std::string& path, const std::vector<std::string>& overrides = {});
 // Parses deck text; `origin` names it in messages.
-Deck parse_deck(const std::string& text, const std::string& origin,
-                const std::vector<std::string>& overrides = {});
+Deck parse_deck(const std::string& text, const std::string& origin, const std::vector<std::string>& overrides = {});
 // The fully resolved deck as YAML (every key, defaults filled in).
 std::string to_yaml(const Deck& deck);
 

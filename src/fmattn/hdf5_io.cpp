@@ -150,9 +150,9 @@ namespace {
 template <class T>
 void write_scalar_attr(hid_t obj, const std::string& name, T value) {
   Handle space(check(H5Screate(H5S_SCALAR), "scalar space"), H5Sclose);
-  Handle attr(check(H5Acreate2(obj, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT),
-                    "attribute " + name),
-              H5Aclose);
+  Handle attr(
+      check(H5Acreate2(obj, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT), "attribute " + name),
+      H5Aclose);
   check(H5Awrite(attr, native_type<T>(), &value), "write attribute " + name);
 }
 
@@ -198,11 +198,17 @@ std::string read_attr_string(hid_t obj, const std::string& name, const std::stri
 }
 
 template <>
-hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
+hid_t native_type<float>() {
+  return H5T_NATIVE_FLOAT;
+}
 template <>
-hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+hid_t native_type<double>() {
+  return H5T_NATIVE_DOUBLE;
+}
 template <>
-hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
+hid_t native_type<std::int64_t>() {
+  return H5T_NATIVE_INT64;
+}
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
@@ -323,8 +329,7 @@ template <class T>
 void read_float_dataset(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, T* data,
                         const std::string& file) {
   const DatasetInfo info = dataset_info(loc, name, file);
-  if (!info.is_float)
-    throw InputError(file + ": dataset '" + name + "' must be float32 or float64");
+  if (!info.is_float) throw InputError(file + ": dataset '" + name + "' must be float32 or float64");
   if (info.shape != expect)
     throw InputError(file + ": dataset '" + name + "' has shape " + shape_string(info.shape) + ", expected " +
                      shape_string(expect) + " ([batch][heads][length][head_dim] from the deck)");
@@ -335,10 +340,10 @@ void read_float_dataset(hid_t loc, const std::string& name, const std::vector<st
   check_finite(data, count, 0, expect, name, file);
 }
 
-#define FMATTN_H5_WRITE(T)                                                                              \
-  template void write_dataset<T>(hid_t, const std::string&, const std::vector<std::int64_t>&, const T*, bool); \
-  template void write_rows<T>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,        \
-                              std::int64_t, const T*, bool);
+#define FMATTN_H5_WRITE(T)                                                                                             \
+  template void write_dataset<T>(hid_t, const std::string&, const std::vector<std::int64_t>&, const T*, bool);         \
+  template void write_rows<T>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t, std::int64_t, \
+                              const T*, bool);
 FMATTN_H5_WRITE(float)
 FMATTN_H5_WRITE(double)
 FMATTN_H5_WRITE(std::int64_t)

@@ -28,7 +28,7 @@ QKV<Scalar, ExecSpace> make_inputs(const Deck& deck, std::int64_t first, std::in
 
   if (deck.input.source == Source::synthetic) {
     const auto& s = deck.input.synthetic;
-    const SyntheticPattern pattern = s.kind == SyntheticKind::gaussian   ? SyntheticPattern::gaussian
+    const SyntheticPattern pattern = s.kind == SyntheticKind::gaussian ? SyntheticPattern::gaussian
                                      : s.kind == SyntheticKind::smooth ? SyntheticPattern::smooth
                                                                        : SyntheticPattern::piecewise_constant;
     for (int t = 0; t < 3; ++t) {

@@ -31,18 +31,18 @@ void write_results(const std::string& path, const RunRecord& rec, const Scalar* 
   if (output) h5::write_rows(file.id(), "output", {B, H, n, hd}, rec.first, rec.last, output, collective);
 
   {
-  h5::Handle diag = h5::create_group(file.id(), "diagnostics");
-  const std::int64_t S = rec.samples.per_head;
-  h5::write_rows(diag, "sample_index", {B, H, S}, rec.first, rec.last, rec.samples.index.data(), collective);
-  h5::write_rows(diag, "sample_rel_error", {B, H}, rec.first, rec.last, rec.samples.rel_error.data(), collective);
-  const Geometry& g = rec.geometry;
-  h5::write_attr(diag, "levels", std::int64_t(d.attention.method == Method::fma ? g.L : 0));
-  h5::write_attr(diag, "block_size", std::int64_t(g.m));
-  h5::write_attr(diag, "rank", std::int64_t(g.p));
-  h5::write_attr(diag, "padded_length", std::int64_t(g.N));
-  h5::write_attr(diag, "length", std::int64_t(g.n));
-  h5::Handle times = h5::create_group(diag, "timings");
-  for (const auto& [name, seconds] : rec.timings.all()) h5::write_attr(times, name, seconds);
+    h5::Handle diag = h5::create_group(file.id(), "diagnostics");
+    const std::int64_t S = rec.samples.per_head;
+    h5::write_rows(diag, "sample_index", {B, H, S}, rec.first, rec.last, rec.samples.index.data(), collective);
+    h5::write_rows(diag, "sample_rel_error", {B, H}, rec.first, rec.last, rec.samples.rel_error.data(), collective);
+    const Geometry& g = rec.geometry;
+    h5::write_attr(diag, "levels", std::int64_t(d.attention.method == Method::fma ? g.L : 0));
+    h5::write_attr(diag, "block_size", std::int64_t(g.m));
+    h5::write_attr(diag, "rank", std::int64_t(g.p));
+    h5::write_attr(diag, "padded_length", std::int64_t(g.N));
+    h5::write_attr(diag, "length", std::int64_t(g.n));
+    h5::Handle times = h5::create_group(diag, "timings");
+    for (const auto& [name, seconds] : rec.timings.all()) h5::write_attr(times, name, seconds);
   }
   file.commit();
 }

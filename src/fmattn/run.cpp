@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <numeric>
 
 namespace fmattn {
@@ -35,8 +36,20 @@ void check_memory(const Deck& deck, const Geometry& g, std::int64_t heads, std::
   const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible &&
       need > have)
-    throw InputError("problem needs " + format_bytes(need) + " per rank for q, k, v, output and coarse levels; this node has " +
-                     format_bytes(have) + " (use more ranks or a shorter problem.length)");
+    throw InputError("problem needs " + format_bytes(need) +
+                     " per rank for q, k, v, output and coarse levels; this node has " + format_bytes(have) +
+                     " (use more ranks or a shorter problem.length)");
+}
+
+// An output path that cannot be written is bad input: say so before any work is done.
+void check_output_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError("output.file: '" + path + "' is a directory");
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  fs::create_directories(parent, ec);
+  if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
+    throw InputError("output.file: cannot write into '" + parent.string() + "'");
 }
 
 template <class Scalar>
@@ -51,6 +64,20 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   if (ranks > heads)
     throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
                      ": each rank needs at least one head");
+  // Checked on rank 0 (one file system view), failed on every rank alike.
+  std::string problem;
+  if (rank == 0) {
+    try {
+      check_output_path(deck.resolved_output_file());
+    } catch (const InputError& e) {
+      problem = e.what();
+    }
+  }
+  int len = int(problem.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, comm);
+  problem.resize(len);
+  MPI_Bcast(problem.data(), len, MPI_CHAR, 0, comm);
+  if (len > 0) throw InputError(problem);
   std::int64_t first = 0, last = 0;
   head_range(heads, rank, ranks, first, last);
   const Geometry g = make_geometry(deck.problem.length, int(a.block_size), int(a.rank), a.variant);
@@ -81,7 +108,7 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   }
 
   typename Attention<Scalar>::Tensor out(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::output"),
-                                          last - first, g.n, d);
+                                         last - first, g.n, d);
   MPI_Barrier(comm);
   phase = Stopwatch();
   attention.forward(in.q, in.k, in.v, out);
@@ -91,8 +118,9 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   double attention_s = rec.timings.get("attention");
   MPI_Allreduce(MPI_IN_PLACE, &attention_s, 1, MPI_DOUBLE, MPI_MAX, comm);
   log("attention  " + fmt("%9.3f s", attention_s) + "  " + fmt("%.2f GFLOP/s", cost.flops() / attention_s * 1e-9) +
-      "  (" + name_of(a.method) + ", " + name_of(a.variant) + ", levels " + std::to_string(a.method == Method::fma ? g.L : 0) +
-      ", coarse workspace " + format_bytes(double(attention.workspace_bytes())) + ")");
+      "  (" + name_of(a.method) + ", " + name_of(a.variant) + ", levels " +
+      std::to_string(a.method == Method::fma ? g.L : 0) + ", coarse workspace " +
+      format_bytes(double(attention.workspace_bytes())) + ")");
 
   phase = Stopwatch();
   rec.samples = validate_sampled_rows<Scalar>(deck.run.seed, first, deck.validation.sample_queries, a.variant,

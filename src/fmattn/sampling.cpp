@@ -16,7 +16,8 @@ std::vector<std::int64_t> sample_positions(std::uint64_t seed, std::int64_t head
   std::vector<std::int64_t> out;
   std::uint64_t draw = 0;
   for (std::int64_t j = n - count; j < n; ++j) {
-    const std::int64_t t = std::int64_t(hash_key(seed, 0x5a3b1e, std::uint64_t(head), draw++, 0) % std::uint64_t(j + 1));
+    const std::int64_t t =
+        std::int64_t(hash_key(seed, 0x5a3b1e, std::uint64_t(head), draw++, 0) % std::uint64_t(j + 1));
     const std::int64_t pick = chosen.count(t) ? j : t;
     chosen.insert(pick);
     out.push_back(pick);
@@ -75,12 +76,12 @@ SampledError validate_sampled_rows(
   return e;
 }
 
-#define FMATTN_INSTANTIATE(S)                                                                                   \
-  template SampledError validate_sampled_rows<S, Kokkos::DefaultExecutionSpace>(                                \
-      std::uint64_t, std::int64_t, std::int64_t, Variant, double,                                               \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,               \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,               \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,               \
+#define FMATTN_INSTANTIATE(S)                                                                     \
+  template SampledError validate_sampled_rows<S, Kokkos::DefaultExecutionSpace>(                  \
+      std::uint64_t, std::int64_t, std::int64_t, Variant, double,                                 \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
       Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>);
 FMATTN_INSTANTIATE(float)
 FMATTN_INSTANTIATE(double)

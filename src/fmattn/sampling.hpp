@@ -15,9 +15,9 @@ namespace fmattn {
 std::vector<std::int64_t> sample_positions(std::uint64_t seed, std::int64_t head, std::int64_t n, std::int64_t count);
 
 struct SampledError {
-  std::int64_t per_head = 0;             // S
-  std::vector<std::int64_t> index;       // [heads][S] sampled positions
-  std::vector<double> rel_error;         // [heads] ||out - exact||_F / ||exact||_F over the rows
+  std::int64_t per_head = 0;        // S
+  std::vector<std::int64_t> index;  // [heads][S] sampled positions
+  std::vector<double> rel_error;    // [heads] ||out - exact||_F / ||exact||_F over the rows
 };
 
 // Rows of heads [0, heads) where `global_head0` is the global index of local head 0 (so that
