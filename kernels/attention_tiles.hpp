@@ -3,6 +3,10 @@
 // streams its fine key range and its coarse slots through team scratch in chunks and keeps a
 // flash-style online softmax (spec §4), so no n×n or n×(m+pL) buffer exists. The exact
 // baseline is the same kernel with the whole allowed key range and no coarse slots.
+//
+// The linear variant (spec §8) runs the same kernel twice: first over the coarse queries of
+// each cell (their level's far field only, keeping unnormalised partial sums), then over the
+// fine queries (near field), merging each row's partial sums of every level by log-sum-exp.
 #pragma once
 
 #include "geometry.hpp"
@@ -15,6 +19,13 @@
 #include <cstdint>
 
 namespace fmattn {
+
+// Unnormalised softmax partial sums of one row: max, denominator, numerator [d].
+template <class Scalar, class MemSpace>
+struct Partials {
+  Kokkos::View<Scalar**, Kokkos::LayoutRight, MemSpace> max, den;  // [bh][coarse tokens]
+  Kokkos::View<Scalar***, Kokkos::LayoutRight, MemSpace> num;      // [bh][coarse tokens][d]
+};
 
 template <class ExecSpace, class Scalar>
 struct AttentionTiles {
@@ -33,22 +44,77 @@ struct AttentionTiles {
   Geometry g;
   AttentionOptions opt;
   In q, k, v;  // [bh][n][d]
+  In qc;       // [bh][coarse tokens][d] coarse queries (linear variant)
   In kc, vc;   // [bh][coarse tokens][d]; empty for exact
   Out o;       // [bh][n][d]
+  Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
+  bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
-  std::int64_t tiles_per_block = 0, tiles_per_head = 0;
+  std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
   struct Tile {
     Mat qs, kt, vs, s, acc;  // Q·scale [Tq][d], K^T [d][Tk], V [Tk][d], scores [Tq][Tk], out [Tq][d]
     Vec logw, rmax, rsum;    // slot log-weight [Tk], running max and denominator [Tq]
     Pos kpos;                // fine key position of a slot, for the causal mask [Tk]
-    std::int64_t i0;
+    std::int64_t i0;         // position of row 0 (fine queries)
     int rows;
   };
 
   static std::size_t scratch_bytes(int d) {
     return Mat::shmem_size(Tq, d) + Mat::shmem_size(d, Tk) + Mat::shmem_size(Tk, d) + Mat::shmem_size(Tq, Tk) +
            Mat::shmem_size(Tq, d) + Vec::shmem_size(Tk) + 2 * Vec::shmem_size(Tq) + Pos::shmem_size(Tk);
+  }
+
+  KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team) const {
+    const auto& scr = team.team_scratch(0);
+    Tile t;
+    t.qs = Mat(scr, Tq, d);
+    t.kt = Mat(scr, d, Tk);
+    t.vs = Mat(scr, Tk, d);
+    t.s = Mat(scr, Tq, Tk);
+    t.acc = Mat(scr, Tq, d);
+    t.logw = Vec(scr, Tk);
+    t.rmax = Vec(scr, Tq);
+    t.rsum = Vec(scr, Tq);
+    t.kpos = Pos(scr, Tk);
+    return t;
+  }
+
+  // Loads `rows` query rows (row r from qrow(r)) scaled, and clears the softmax state.
+  template <class RowPtr>
+  KOKKOS_INLINE_FUNCTION void load_queries(const Member& team, const Tile& t, RowPtr qrow) const {
+    const Scalar scale = Scalar(opt.scale);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+      const Scalar* row = qrow(r);
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
+        t.qs(r, x) = scale * row[x];
+        t.acc(r, x) = Scalar(0);
+      });
+      Kokkos::single(Kokkos::PerThread(team), [&]() {
+        t.rmax(r) = Scalar(0);
+        t.rsum(r) = Scalar(0);
+      });
+    });
+  }
+
+  // Folds partial sums (max m, denominator den, numerator num[d] relative to m) into row r.
+  KOKKOS_INLINE_FUNCTION void merge(const Member& team, const Tile& t, int r, Scalar m, Scalar den,
+                                    const Scalar* num) const {
+    const Scalar old_sum = t.rsum(r);
+    const Scalar new_max = (old_sum > Scalar(0) && t.rmax(r) > m) ? t.rmax(r) : m;
+    const Scalar keep = old_sum > Scalar(0) ? Scalar(compat::exp(t.rmax(r) - new_max)) : Scalar(0);
+    const Scalar take = Scalar(compat::exp(m - new_max));
+    Scalar* arow = &t.acc(r, 0);
+    if (num) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d),
+                           [&](const int x) { arow[x] = arow[x] * keep + take * num[x]; });
+    } else {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { arow[x] *= keep; });
+    }
+    Kokkos::single(Kokkos::PerThread(team), [&]() {
+      t.rmax(r) = new_max;
+      t.rsum(r) = old_sum * keep + den * take;
+    });
   }
 
   // Scores of the chunk's `len` slots, then the online-softmax update of every row. With
@@ -122,16 +188,17 @@ struct AttentionTiles {
     }
   }
 
-  // Streams the tile's coarse slots of all levels, Tk at a time. Returns the total weight of
-  // zero_sink far-field slots (cells left of the sequence start).
-  KOKKOS_INLINE_FUNCTION double far_field(const Member& team, const Tile& t, std::int64_t bh, std::int64_t B) const {
+  // Streams the coarse slots of levels l_first..l_last, where the tile's cell at level l is
+  // b_first >> (l - l_first), Tk at a time. Returns the total weight of zero_sink far-field
+  // slots (cells left of the sequence start).
+  KOKKOS_INLINE_FUNCTION double far_field(const Member& team, const Tile& t, std::int64_t bh, int l_first, int l_last,
+                                          std::int64_t b_first) const {
     double sink = 0;
     int filled = 0;
-    for (int l = 1; l <= g.L; ++l) {
+    for (int l = l_first; l <= l_last; ++l) {
       std::int64_t cells[max_far_cells];
       int negative = 0;
-      const std::int64_t b = B >> (l - 1);
-      const int nc = g.far_cells(l, b, cells, &negative);
+      const int nc = g.far_cells(l, b_first >> (l - l_first), cells, &negative);
       sink += double(negative) * (opt.count_weighting ? double(g.cell_size(l)) : double(g.p));
       const std::int64_t base = g.level_offset(l);
       for (int j = 0; j < nc; ++j) {
@@ -154,82 +221,107 @@ struct AttentionTiles {
       }
     }
     if (filled > 0) process_chunk(team, t, filled, false);
-    return sink;
+    return opt.boundary == Boundary::zero_sink ? sink : 0.0;
   }
 
-  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+  // A sink of total weight w, score 0 and value 0 (zero_sink boundary) joins every row.
+  KOKKOS_INLINE_FUNCTION void add_sink(const Member& team, const Tile& t, double w) const {
+    if (w <= 0) return;
+    team.team_barrier();
+    const Scalar logw = Scalar(compat::log(w));
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows),
+                         [&](const int r) { merge(team, t, r, logw, Scalar(1), nullptr); });
+  }
+
+  // Fine queries: near field, then the far field streamed (O(n log n)) or merged from the
+  // coarse queries' partial sums (linear variant); normalised output.
+  KOKKOS_INLINE_FUNCTION void fine_tile(const Member& team) const {
     const std::int64_t bh = team.league_rank() / tiles_per_head;
     const std::int64_t tile = team.league_rank() % tiles_per_head;
     const std::int64_t B = tile / tiles_per_block;
-    Tile t;
+    Tile t = make_tile(team);
     t.i0 = B * g.m + (tile % tiles_per_block) * Tq;
     const std::int64_t block_end = (B + 1) * g.m < g.n ? (B + 1) * g.m : g.n;
     if (t.i0 >= block_end) return;
     t.rows = int(block_end - t.i0 < Tq ? block_end - t.i0 : Tq);
-    const auto& scr = team.team_scratch(0);
-    t.qs = Mat(scr, Tq, d);
-    t.kt = Mat(scr, d, Tk);
-    t.vs = Mat(scr, Tk, d);
-    t.s = Mat(scr, Tq, Tk);
-    t.acc = Mat(scr, Tq, d);
-    t.logw = Vec(scr, Tk);
-    t.rmax = Vec(scr, Tq);
-    t.rsum = Vec(scr, Tq);
-    t.kpos = Pos(scr, Tk);
-
-    const Scalar scale = Scalar(opt.scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
-      const Scalar* qrow = &q(bh, t.i0 + r, 0);
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
-        t.qs(r, x) = scale * qrow[x];
-        t.acc(r, x) = Scalar(0);
-      });
-      Kokkos::single(Kokkos::PerThread(team), [&]() {
-        t.rmax(r) = Scalar(0);
-        t.rsum(r) = Scalar(0);
-      });
-    });
+    load_queries(team, t, [&](int r) { return &q(bh, t.i0 + r, 0); });
 
     const bool causal = g.variant == Variant::causal;
-    const std::int64_t last_row = t.i0 + t.rows - 1;
     std::int64_t lo = 0, hi = g.n;
     if (opt.method == Method::fma) g.near_range(B, lo, hi);
-    if (causal && hi > last_row + 1) hi = last_row + 1;
+    if (causal && hi > t.i0 + t.rows) hi = t.i0 + t.rows;
     fine_range(team, t, bh, lo, hi, causal);
 
-    double sink = 0;
     if (opt.method == Method::fma) {
-      sink = far_field(team, t, bh, B);
-      if (B == 0) sink += g.m;  // zero_sink: the block left of the start, m slots of σ = 0
-      if (opt.boundary != Boundary::zero_sink) sink = 0;
+      double sink = (B == 0 && opt.boundary == Boundary::zero_sink) ? double(g.m) : 0.0;  // block left of the start
+      if (opt.coarse_queries) {
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+          const std::int64_t i = t.i0 + r;
+          for (int l = 1; l <= g.L; ++l) {
+            const std::int64_t w = g.cell_size(l);
+            const std::int64_t idx = g.level_offset(l) + (i / w) * g.p + (i % w) / (w / g.p);
+            if (part.den(bh, idx) > Scalar(0)) merge(team, t, r, part.max(bh, idx), part.den(bh, idx), &part.num(bh, idx, 0));
+          }
+        });
+      } else {
+        sink += far_field(team, t, bh, 1, g.L, B);
+      }
+      add_sink(team, t, sink);
     }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
-      Scalar denom = t.rsum(r);
-      if (sink > 0) {
-        // A slot of score 0, weight `sink` and value 0: only the denominator grows.
-        const Scalar logw = Scalar(compat::log(sink));
-        const Scalar new_max = t.rmax(r) > logw ? t.rmax(r) : logw;
-        denom = denom * Scalar(compat::exp(t.rmax(r) - new_max)) + Scalar(compat::exp(logw - new_max));
-        const Scalar shrink = Scalar(compat::exp(t.rmax(r) - new_max));
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { t.acc(r, x) *= shrink; });
-      }
-      const Scalar inv = Scalar(1) / denom;
+      const Scalar inv = Scalar(1) / t.rsum(r);
       Scalar* orow = &o(bh, t.i0 + r, 0);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { orow[x] = t.acc(r, x) * inv; });
     });
   }
+
+  // Coarse queries of one cell at one level (linear variant): that level's far field only,
+  // written as partial sums.
+  KOKKOS_INLINE_FUNCTION void coarse_tile(const Member& team) const {
+    const std::int64_t bh = team.league_rank() / tiles_per_head;
+    std::int64_t cell = (team.league_rank() % tiles_per_head) / tiles_per_cell;
+    const int sub = int((team.league_rank() % tiles_per_head) % tiles_per_cell);
+    int l = 1;
+    while (cell >= g.num_cells(l)) cell -= g.num_cells(l++);
+    if (cell * g.cell_size(l) >= g.n) return;  // no present token in this cell
+    Tile t = make_tile(team);
+    t.i0 = 0;
+    t.rows = g.p - sub * Tq < Tq ? g.p - sub * Tq : Tq;
+    const std::int64_t row0 = g.level_offset(l) + cell * g.p + sub * Tq;
+    load_queries(team, t, [&](int r) { return &qc(bh, row0 + r, 0); });
+    add_sink(team, t, far_field(team, t, bh, l, l, cell));
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+      Scalar* nrow = &part.num(bh, row0 + r, 0);
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { nrow[x] = t.acc(r, x); });
+      Kokkos::single(Kokkos::PerThread(team), [&]() {
+        part.max(bh, row0 + r) = t.rmax(r);
+        part.den(bh, row0 + r) = t.rsum(r);
+      });
+    });
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    if (coarse_pass)
+      coarse_tile(team);
+    else
+      fine_tile(team);
+  }
 };
 
 // out = attention(q, k, v) for all batch·heads: FMA when opt.method is fma (kc, vc hold the
-// coarse levels), exact attention otherwise.
+// coarse levels; with opt.coarse_queries also qc, the coarse queries, and `part` the partial
+// sums workspace), exact attention otherwise.
 template <class ExecSpace, class Scalar>
 void evaluate_attention(const ExecSpace& space, const Geometry& g, const AttentionOptions& opt,
-                        typename AttentionTiles<ExecSpace, Scalar>::In q,
-                        typename AttentionTiles<ExecSpace, Scalar>::In k,
+                        typename AttentionTiles<ExecSpace, Scalar>::In q, typename AttentionTiles<ExecSpace, Scalar>::In k,
                         typename AttentionTiles<ExecSpace, Scalar>::In v,
+                        typename AttentionTiles<ExecSpace, Scalar>::In qc,
                         typename AttentionTiles<ExecSpace, Scalar>::In kc,
                         typename AttentionTiles<ExecSpace, Scalar>::In vc,
+                        const Partials<Scalar, typename ExecSpace::memory_space>& part,
                         typename AttentionTiles<ExecSpace, Scalar>::Out out) {
   using K = AttentionTiles<ExecSpace, Scalar>;
   K f;
@@ -238,17 +330,29 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
   f.q = q;
   f.k = k;
   f.v = v;
+  f.qc = qc;
   f.kc = kc;
   f.vc = vc;
+  f.part = part;
   f.o = out;
   f.d = int(q.extent(2));
+  const std::int64_t heads = std::int64_t(q.extent(0));
+  const std::size_t scratch = K::scratch_bytes(f.d);
+  if (heads == 0) return;
+  if (opt.method == Method::fma && opt.coarse_queries && g.L > 0) {
+    std::int64_t cells = 0;
+    for (int l = 1; l <= g.L; ++l) cells += g.num_cells(l);
+    f.coarse_pass = true;
+    f.tiles_per_cell = (g.p + K::Tq - 1) / K::Tq;
+    f.tiles_per_head = cells * f.tiles_per_cell;
+    typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
+    Kokkos::parallel_for("fmattn::attention::coarse_queries", policy.set_scratch_size(0, Kokkos::PerTeam(scratch)), f);
+    f.coarse_pass = false;
+  }
   f.tiles_per_block = (g.m + K::Tq - 1) / K::Tq;
   f.tiles_per_head = ((g.n + g.m - 1) / g.m) * f.tiles_per_block;
-  const std::int64_t league = std::int64_t(q.extent(0)) * f.tiles_per_head;
-  if (league == 0) return;
-  typename K::Policy policy(space, int(league), Kokkos::AUTO);
-  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(0, Kokkos::PerTeam(K::scratch_bytes(f.d))),
-                       f);
+  typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
+  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(0, Kokkos::PerTeam(scratch)), f);
 }
 
 }  // namespace fmattn

@@ -13,7 +13,8 @@ struct AttentionOptions {
   Downsampling downsampling = Downsampling::average;
   bool count_weighting = true;
   Boundary boundary = Boundary::masked;
-  double scale = 1.0;  // score = scale · q·k
+  double scale = 1.0;           // score = scale · q·k
+  bool coarse_queries = false;  // linear variant (spec §8): queries down-sampled too
 };
 
 }  // namespace fmattn

@@ -62,6 +62,7 @@ inline fmattn::AttentionOptions options_of(const ref::Params& P) {
   o.count_weighting = P.count_weighting;
   o.boundary = P.zero_sink ? fmattn::Boundary::zero_sink : fmattn::Boundary::masked;
   o.scale = P.scale;
+  o.coarse_queries = P.coarse_queries;
   return o;
 }
 
@@ -108,11 +109,11 @@ inline void random_weights(std::mt19937_64& rng, const fmattn::Geometry& g, int 
                            ref::Weights& r) {
   w = fmattn::DownsamplingWeights::average(g, d);
   std::normal_distribution<double> noise(0.0, 1.0);
-  for (auto* vec : {&w.k_weight, &w.v_weight})
+  for (auto* vec : {&w.q_weight, &w.k_weight, &w.v_weight})
     for (auto& x : *vec) x = x * (1.0 + 0.3 * noise(rng)) + 0.01 * noise(rng);
-  for (auto* vec : {&w.k_bias, &w.v_bias})
+  for (auto* vec : {&w.q_bias, &w.k_bias, &w.v_bias})
     for (auto& x : *vec) x = 0.1 * noise(rng);
-  r = ref::Weights{w.k_weight, w.k_bias, w.v_weight, w.v_bias};
+  r = ref::Weights{w.k_weight, w.k_bias, w.v_weight, w.v_bias, w.q_weight, w.q_bias};
 }
 
 }  // namespace testing_fma

@@ -18,12 +18,13 @@ struct Params {
   bool learned = false;
   bool count_weighting = true;
   bool zero_sink = false;
+  bool coarse_queries = false;  // linear variant (spec §8)
   double scale = 1;
 };
 
 // Learned weights flattened level after level: weight [p][w_l][d], bias [L][p][d].
 struct Weights {
-  std::vector<double> kw, kb, vw, vb;
+  std::vector<double> kw, kb, vw, vb, qw, qb;
 };
 
 inline std::int64_t padded(std::int64_t n, int m) {
@@ -63,42 +64,33 @@ std::vector<T> attention(const Params& P, const std::vector<T>& q, const std::ve
     level_woff[l] = woff;
     woff += std::int64_t(P.p) * (std::int64_t(P.m) << (l - 1)) * d;
   }
-  auto coarse = [&](int l, std::int64_t g, int r, std::vector<T>& kc, std::vector<T>& vc) -> double {
+  // Coarse token r of cell g at level l of tensor x (weights W, b when learned), with its count
+  // (0 = absent).
+  auto coarse = [&](const std::vector<T>& x, const std::vector<double>* W, const std::vector<double>* bias, int l,
+                    std::int64_t g, int r, std::vector<T>& xc) -> double {
     const std::int64_t wl = std::int64_t(P.m) << (l - 1);
-    kc.assign(d, T(0));
-    vc.assign(d, T(0));
+    xc.assign(d, T(0));
     if (!P.learned) {
       const std::int64_t b = g * wl + r * (wl / P.p), e = std::min(b + wl / P.p, n);
       if (e <= b) return 0;
       for (std::int64_t j = b; j < e; ++j)
-        for (int c = 0; c < d; ++c) {
-          kc[c] += k[j * d + c];
-          vc[c] += v[j * d + c];
-        }
-      for (int c = 0; c < d; ++c) {
-        kc[c] /= T(e - b);
-        vc[c] /= T(e - b);
-      }
+        for (int c = 0; c < d; ++c) xc[c] += x[j * d + c];
+      for (int c = 0; c < d; ++c) xc[c] /= T(e - b);
       return double(e - b);
     }
     const std::int64_t b = g * wl, e = std::min(b + wl, n);
     if (e <= b) return 0;
-    for (int c = 0; c < d; ++c) {
-      kc[c] = T(w->kb[(std::int64_t(l - 1) * P.p + r) * d + c]);
-      vc[c] = T(w->vb[(std::int64_t(l - 1) * P.p + r) * d + c]);
-    }
+    for (int c = 0; c < d; ++c) xc[c] = T((*bias)[(std::int64_t(l - 1) * P.p + r) * d + c]);
     for (std::int64_t t = 0; t < e - b; ++t)
-      for (int c = 0; c < d; ++c) {
-        const std::int64_t wi = level_woff[l] + (r * wl + t) * d + c;
-        kc[c] += T(w->kw[wi]) * k[(b + t) * d + c];
-        vc[c] += T(w->vw[wi]) * v[(b + t) * d + c];
-      }
+      for (int c = 0; c < d; ++c) xc[c] += T((*W)[level_woff[l] + (r * wl + t) * d + c]) * x[(b + t) * d + c];
     return double(e - b) / P.p;
   };
 
   std::vector<T> out(n * d, T(0));
   std::vector<Slot<T>> slots;
-  std::vector<T> kc, vc;
+  std::vector<T> kc, vc, qc;
+  const std::vector<double>*kw = w ? &w->kw : nullptr, *kb = w ? &w->kb : nullptr, *vw = w ? &w->vw : nullptr,
+  *vb = w ? &w->vb : nullptr, *qw = w ? &w->qw : nullptr, *qb = w ? &w->qb : nullptr;
   for (std::int64_t i = 0; i < n; ++i) {
     slots.clear();
     const std::int64_t B = i / P.m;
@@ -119,6 +111,12 @@ std::vector<T> attention(const Params& P, const std::vector<T>& q, const std::ve
     }
     for (int l = 1; l <= L; ++l) {
       const std::int64_t wl = std::int64_t(P.m) << (l - 1), b = i / wl, cells = N / wl;
+      // The query of this level: q_i, or (linear variant) the coarse query of i's sub-segment.
+      std::vector<T> qi(q.begin() + i * d, q.begin() + (i + 1) * d);
+      if (P.coarse_queries) {
+        coarse(q, qw, qb, l, b, int((i % wl) / (wl / P.p)), qc);
+        qi = qc;
+      }
       std::vector<std::int64_t> list;
       if (P.causal)
         list = (b % 2 == 0) ? std::vector<std::int64_t>{b - 2} : std::vector<std::int64_t>{b - 3, b - 2};
@@ -134,10 +132,11 @@ std::vector<T> attention(const Params& P, const std::vector<T>& q, const std::ve
         }
         if (g >= cells) continue;
         for (int r = 0; r < P.p; ++r) {
-          const double cnt = coarse(l, g, r, kc, vc);
+          const double cnt = coarse(k, kw, kb, l, g, r, kc);
+          coarse(v, vw, vb, l, g, r, vc);
           if (cnt == 0) continue;
           T s = 0;
-          for (int c = 0; c < d; ++c) s += q[i * d + c] * kc[c];
+          for (int c = 0; c < d; ++c) s += qi[c] * kc[c];
           slots.push_back({T(P.scale) * s, T(P.count_weighting ? cnt : 1.0), vc});
         }
       }

@@ -149,4 +149,70 @@ TEST(RunDeck, WeightsOfAnotherGeometryAreRejected) {
   std::filesystem::remove(wfile);
 }
 
+// The linear variant through a deck, with learned q, k, v weights from a file.
+TEST(RunDeck, LinearVariantWithLearnedWeightsFile) {
+  std::mt19937_64 rng(test_seed());
+  const int heads = 1, d = 4, m = 8, p = 2;
+  const std::int64_t n = 333;
+  const auto q = random_heads(rng, heads, n, d), k = random_heads(rng, heads, n, d), v = random_heads(rng, heads, n, d);
+  const std::string in = unique("lin-in"), out = unique("lin-out"), wfile = unique("lin-w");
+  write_qkv(in, q, k, v, n, d, false);
+  fmattn::DownsamplingWeights w;
+  ref::Weights rw;
+  random_weights(rng, fmattn::make_geometry(n, m, p, fmattn::Variant::bidirectional), d, w, rw);
+  {
+    fmattn::h5::NewFile f(wfile);
+    fmattn::write_weights(f.id(), w);
+    f.commit();
+  }
+  const fmattn::Deck deck = fmattn::parse_deck(
+      "", "test",
+      {"problem.heads=1", "problem.length=333", "problem.head_dim=4", "problem.dtype=float64",
+       "attention.variant=bidirectional", "attention.block_size=8", "attention.rank=2", "attention.queries=coarse",
+       "attention.downsampling=learned", "weights.file=" + wfile, "input.source=hdf5", "input.file=" + in,
+       "output.file=" + out});
+  fmattn::run_deck(deck, [](const std::string&) {}, MPI_COMM_SELF);
+  ref::Params P;
+  P.n = n;
+  P.m = m;
+  P.p = p;
+  P.d = d;
+  P.causal = false;
+  P.learned = true;
+  P.coarse_queries = true;
+  P.scale = 0.5;
+  EXPECT_LT(rel_error(read_output(out, heads, n, d), run_reference<double>(P, q, k, v, &rw)), 1e-10);
+  for (const auto& f : {in, out, wfile}) std::filesystem::remove(f);
+}
+
+// Learned coarse queries need downsampling/q: a file with only k and v is refused by name.
+TEST(RunDeck, LinearLearnedNeedsQueryWeights) {
+  const auto g = fmattn::make_geometry(256, 8, 2, fmattn::Variant::causal);
+  const auto w = fmattn::DownsamplingWeights::average(g, 4);
+  const std::string wfile = unique("noq-w");
+  {
+    fmattn::h5::NewFile f(wfile);
+    for (const char* a : {"block_size", "rank", "head_dim", "length"})
+      fmattn::h5::write_attr(f.id(), a, std::int64_t(a[0] == 'b' ? 8 : a[0] == 'r' ? 2 : a[0] == 'h' ? 4 : 256));
+    fmattn::h5::Handle top = fmattn::h5::create_group(f.id(), "downsampling");
+    for (const char* which : {"k", "v"}) {
+      fmattn::h5::Handle grp = fmattn::h5::create_group(top, which);
+      for (int l = 1; l <= g.L; ++l) {
+        fmattn::h5::Handle lvl = fmattn::h5::create_group(grp, "level_0" + std::to_string(l));
+        fmattn::h5::write_dataset(lvl, "weight", {g.p, g.cell_size(l), 4}, w.k_weight.data() + g.weight_offset(l, 4));
+        fmattn::h5::write_dataset(lvl, "bias", {g.p, 4}, w.k_bias.data() + (l - 1) * g.p * 4);
+      }
+    }
+    f.commit();
+  }
+  EXPECT_NO_THROW(fmattn::load_weights(wfile, g, 4, false));
+  try {
+    fmattn::load_weights(wfile, g, 4, true);
+    FAIL() << "expected InputError";
+  } catch (const fmattn::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("downsampling/q"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(wfile);
+}
+
 }  // namespace

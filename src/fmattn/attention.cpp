@@ -16,6 +16,12 @@ Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const AttentionOption
     const std::int64_t T = g.total_coarse_tokens();
     kc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_keys"), heads, T, head_dim);
     vc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_values"), heads, T, head_dim);
+    if (opt.coarse_queries) {
+      qc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_queries"), heads, T, head_dim);
+      part_max_ = decltype(part_max_)("fmattn::partial_max", heads, T);
+      part_den_ = decltype(part_den_)("fmattn::partial_den", heads, T);
+      part_num_ = Tensor("fmattn::partial_num", heads, T, head_dim);
+    }
     if (opt.downsampling == Downsampling::learned) set_weights(DownsamplingWeights::average(g, head_dim));
   }
 }
@@ -31,6 +37,8 @@ void Attention<Scalar, ExecSpace>::set_weights(const DownsamplingWeights& w) {
     Kokkos::deep_copy(dst, host);
     return dst;
   };
+  qw_ = upload(w.q_weight, "fmattn::q_weight");
+  qb_ = upload(w.q_bias, "fmattn::q_bias");
   kw_ = upload(w.k_weight, "fmattn::k_weight");
   kb_ = upload(w.k_bias, "fmattn::k_bias");
   vw_ = upload(w.v_weight, "fmattn::v_weight");
@@ -38,10 +46,11 @@ void Attention<Scalar, ExecSpace>::set_weights(const DownsamplingWeights& w) {
 }
 
 template <class Scalar, class ExecSpace>
-void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor k, ConstTensor v) {
+void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor q, ConstTensor k, ConstTensor v) {
   ScopedRegion region("fmattn::Attention::build_coarse");
   if (opt_.method != Method::fma || g_.L == 0) return;
   ExecSpace space;
+  if (opt_.coarse_queries) build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, q, qc_, {qw_, qb_});
   build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, k, kc_, {kw_, kb_});
   build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, v, vc_, {vw_, vb_});
 }
@@ -55,13 +64,16 @@ void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTe
                          v.extent(2) == q.extent(2) && out.extent(0) == q.extent(0) && out.extent(1) == q.extent(1) &&
                          out.extent(2) == q.extent(2);
   if (!shapes_ok) throw InputError("attention: q, k, v and out must all be [heads][n][head_dim] of the geometry");
-  build_coarse(k, v);
-  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, kc_, vc_, out);
+  build_coarse(q, k, v);
+  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, qc_, kc_, vc_, {part_max_, part_den_, part_num_},
+                                        out);
 }
 
 template <class Scalar, class ExecSpace>
 std::size_t Attention<Scalar, ExecSpace>::workspace_bytes() const {
-  return (kc_.span() + vc_.span() + kw_.span() + kb_.span() + vw_.span() + vb_.span()) * sizeof(Scalar);
+  return (qc_.span() + kc_.span() + vc_.span() + qw_.span() + qb_.span() + kw_.span() + kb_.span() + vw_.span() +
+          vb_.span() + part_max_.span() + part_den_.span() + part_num_.span()) *
+         sizeof(Scalar);
 }
 
 template <class Scalar, class ExecSpace>

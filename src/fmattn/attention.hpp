@@ -30,11 +30,12 @@ class Attention {
 
   // out = attention(q, k, v). Builds the coarse levels (FMA) and evaluates all query tiles.
   void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
-  // The upward pass alone (forward() calls it).
-  void build_coarse(ConstTensor k, ConstTensor v);
+  // The upward pass alone (forward() calls it); q is down-sampled only for the linear variant.
+  void build_coarse(ConstTensor q, ConstTensor k, ConstTensor v);
 
   const Geometry& geometry() const { return g_; }
   const AttentionOptions& options() const { return opt_; }
+  ConstTensor coarse_queries() const { return qc_; }
   ConstTensor coarse_keys() const { return kc_; }
   ConstTensor coarse_values() const { return vc_; }
   // Bytes held on the device by the token tree and the weights.
@@ -45,8 +46,11 @@ class Attention {
   AttentionOptions opt_;
   int d_;
   std::int64_t heads_;
-  Tensor kc_, vc_;
-  Kokkos::View<Scalar*, memory_space> kw_, kb_, vw_, vb_;
+  Tensor qc_, kc_, vc_;
+  Kokkos::View<Scalar*, memory_space> qw_, qb_, kw_, kb_, vw_, vb_;
+  // Linear variant: per coarse query, the partial softmax sums of its level's far field.
+  Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> part_max_, part_den_;
+  Tensor part_num_;
 };
 
 // Exact attention for sampled query rows (positions rows(bh, s)), accumulated in double:

@@ -29,9 +29,11 @@ std::string fmt(const char* f, double a) {
 // Refuses problems that cannot fit in this node's memory before allocating anything.
 void check_memory(const Deck& deck, const Geometry& g, std::int64_t heads, std::size_t scalar) {
   const double tokens = double(heads) * double(deck.problem.length) * double(deck.problem.head_dim);
-  const double coarse = deck.attention.method == Method::fma
-                            ? 2.0 * double(heads) * double(g.total_coarse_tokens()) * double(deck.problem.head_dim)
-                            : 0.0;
+  const double coarse_tensors = deck.attention.queries == Queries::coarse ? 4.0 : 2.0;  // qc, partials
+  const double coarse = deck.attention.method == Method::fma ? coarse_tensors * double(heads) *
+                                                                   double(g.total_coarse_tokens()) *
+                                                                   double(deck.problem.head_dim)
+                                                             : 0.0;
   const double need = (4.0 * tokens + coarse) * double(scalar);
   const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible &&
@@ -100,10 +102,11 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   opt.count_weighting = a.count_weighting;
   opt.boundary = a.boundary;
   opt.scale = deck.resolved_scale();
+  opt.coarse_queries = a.queries == Queries::coarse;
   Attention<Scalar> attention(g, opt, d, last - first);
   if (a.method == Method::fma && a.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
     phase = Stopwatch();
-    attention.set_weights(load_weights(deck.weights.file, g, d));
+    attention.set_weights(load_weights(deck.weights.file, g, d, a.queries == Queries::coarse));
     rec.timings.add("weights", phase.seconds());
   }
 
@@ -180,8 +183,6 @@ void head_range(std::int64_t heads, int rank, int ranks, std::int64_t& first, st
 }
 
 RunSummary run_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
-  if (deck.attention.queries == Queries::coarse)
-    throw InputError("attention.queries: coarse (the linear variant) is not available in this version");
   return deck.problem.dtype == Dtype::float32 ? run_typed<float>(deck, log, comm) : run_typed<double>(deck, log, comm);
 }
 

@@ -30,12 +30,20 @@ DownsamplingWeights DownsamplingWeights::average(const Geometry& g, int d) {
       for (std::int64_t t = r * seg; t < (r + 1) * seg; ++t)
         for (int c = 0; c < d; ++c) W[(r * wl + t) * d + c] = 1.0 / double(seg);
   }
-  w.v_weight = w.k_weight;
-  w.v_bias = w.k_bias;
+  w.q_weight = w.v_weight = w.k_weight;
+  w.q_bias = w.v_bias = w.k_bias;
   return w;
 }
 
-DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int d) {
+namespace {
+struct Operator {
+  const char* name;
+  std::vector<double>* weight;
+  std::vector<double>* bias;
+};
+}  // namespace
+
+DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int d, bool need_q) {
   h5::Handle file = h5::open_read(path);
   const std::int64_t m = h5::read_attr_int(file, "block_size", path);
   const std::int64_t p = h5::read_attr_int(file, "rank", path);
@@ -52,13 +60,17 @@ DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int
   mismatch("length (padded)", N, g.N);
 
   DownsamplingWeights w = DownsamplingWeights::average(g, d);
-  for (const char* which : {"k", "v"}) {
-    std::vector<double>& W = which[0] == 'k' ? w.k_weight : w.v_weight;
-    std::vector<double>& b = which[0] == 'k' ? w.k_bias : w.v_bias;
+  const bool has_q = h5::exists(file, "downsampling/q");
+  if (need_q && !has_q)
+    throw InputError(path + ": missing group 'downsampling/q' (attention.queries: coarse with learned downsampling)");
+  for (const Operator& op : {Operator{"q", &w.q_weight, &w.q_bias}, Operator{"k", &w.k_weight, &w.k_bias},
+                             Operator{"v", &w.v_weight, &w.v_bias}}) {
+    if (op.name[0] == 'q' && !has_q) continue;
     for (int l = 1; l <= g.L; ++l) {
-      const std::string grp = "downsampling/" + std::string(which) + "/" + level_name(l);
-      h5::read_float_dataset(file, grp + "/weight", {g.p, g.cell_size(l), d}, W.data() + g.weight_offset(l, d), path);
-      h5::read_float_dataset(file, grp + "/bias", {g.p, d}, b.data() + std::size_t(l - 1) * g.p * d, path);
+      const std::string grp = "downsampling/" + std::string(op.name) + "/" + level_name(l);
+      h5::read_float_dataset(file, grp + "/weight", {g.p, g.cell_size(l), d}, op.weight->data() + g.weight_offset(l, d),
+                             path);
+      h5::read_float_dataset(file, grp + "/bias", {g.p, d}, op.bias->data() + std::size_t(l - 1) * g.p * d, path);
     }
   }
   return w;
@@ -72,9 +84,9 @@ void write_weights(hid_t file, const DownsamplingWeights& w) {
   h5::write_attr(file, "head_dim", std::int64_t(d));
   h5::write_attr(file, "length", std::int64_t(g.N));
   h5::Handle top = h5::create_group(file, "downsampling");
-  for (const char* which : {"k", "v"}) {
-    const std::vector<double>& W = which[0] == 'k' ? w.k_weight : w.v_weight;
-    const std::vector<double>& b = which[0] == 'k' ? w.k_bias : w.v_bias;
+  for (const char* which : {"q", "k", "v"}) {
+    const std::vector<double>& W = which[0] == 'q' ? w.q_weight : which[0] == 'k' ? w.k_weight : w.v_weight;
+    const std::vector<double>& b = which[0] == 'q' ? w.q_bias : which[0] == 'k' ? w.k_bias : w.v_bias;
     h5::Handle grp = h5::create_group(top, which);
     for (int l = 1; l <= g.L; ++l) {
       h5::Handle lvl = h5::create_group(grp, level_name(l));

@@ -1,5 +1,5 @@
 // Learned downsampling weights (spec §2) on the host, and their HDF5 checkpoint layout
-// (spec/interfaces.md): downsampling/{k,v}/level_XX/{weight [p][w_l][d], bias [p][d]} with root
+// (spec/interfaces.md): downsampling/{q,k,v}/level_XX/{weight [p][w_l][d], bias [p][d]} with root
 // attributes block_size, rank, head_dim, length.
 #pragma once
 
@@ -15,16 +15,18 @@ namespace fmattn {
 struct DownsamplingWeights {
   Geometry geometry;  // the padded length, block size and rank they are made for
   int head_dim = 0;
-  // Flattened with Geometry::weight_offset; biases as [L][p][d].
-  std::vector<double> k_weight, k_bias, v_weight, v_bias;
+  // Flattened with Geometry::weight_offset; biases as [L][p][d]. The q operator is used by the
+  // linear variant only (attention.queries: coarse).
+  std::vector<double> q_weight, q_bias, k_weight, k_bias, v_weight, v_bias;
 
   // The average operator: W = 1/(w_l/p) on sub-segment r of each cell, b = 0 (spec §2).
   static DownsamplingWeights average(const Geometry& g, int head_dim);
 };
 
 // Reads weights from a checkpoint file and checks them against the run's geometry and head
-// dimension; InputError naming the file and the mismatch.
-DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int head_dim);
+// dimension; InputError naming the file and the mismatch. Group downsampling/q is required
+// with `need_q` (linear variant) and read when present; otherwise q keeps the average operator.
+DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int head_dim, bool need_q = false);
 // Writes the downsampling groups and geometry attributes into an open file.
 void write_weights(hid_t file, const DownsamplingWeights& w);
 
