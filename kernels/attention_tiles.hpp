@@ -9,7 +9,9 @@
 // fine queries (near field), merging each row's partial sums of every level by log-sum-exp.
 #pragma once
 
+#include "fast_exp.hpp"
 #include "geometry.hpp"
+#include "simd.hpp"
 #include "kokkos_compat.hpp"
 #include "tile_traits.hpp"
 
@@ -40,6 +42,11 @@ struct AttentionTiles {
   using Pos = Kokkos::View<std::int64_t*, Scratch, Kokkos::MemoryUnmanaged>;
   static constexpr int Tq = TileTraits<ExecSpace>::query_rows;
   static constexpr int Tk = TileTraits<ExecSpace>::key_chunk;
+  // Register blocks of the two small matrix products: RB rows × CB keys (or channels), kept in
+  // registers over the whole inner loop.
+  static constexpr int RB = TileTraits<ExecSpace>::block_rows;
+  static constexpr int CB = TileTraits<ExecSpace>::block_cols;
+  static_assert(Tq % RB == 0 && Tk % CB == 0, "tiles must hold whole register blocks");
 
   Geometry g;
   AttentionOptions opt;
@@ -50,6 +57,7 @@ struct AttentionTiles {
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
+  int dp = 0;  // d rounded up to CB; the padding of every scratch row is zero
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
   struct Tile {
@@ -60,19 +68,22 @@ struct AttentionTiles {
     int rows;
   };
 
+  static int padded_dim(int d) { return (d + CB - 1) / CB * CB; }
+
   static std::size_t scratch_bytes(int d) {
-    return Mat::shmem_size(Tq, d) + Mat::shmem_size(d, Tk) + Mat::shmem_size(Tk, d) + Mat::shmem_size(Tq, Tk) +
-           Mat::shmem_size(Tq, d) + Vec::shmem_size(Tk) + 2 * Vec::shmem_size(Tq) + Pos::shmem_size(Tk);
+    const int dp = padded_dim(d);
+    return Mat::shmem_size(Tq, dp) + Mat::shmem_size(dp, Tk) + Mat::shmem_size(Tk, dp) + Mat::shmem_size(Tq, Tk) +
+           Mat::shmem_size(Tq, dp) + Vec::shmem_size(Tk) + 2 * Vec::shmem_size(Tq) + Pos::shmem_size(Tk);
   }
 
   KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team) const {
     const auto& scr = team.team_scratch(0);
     Tile t;
-    t.qs = Mat(scr, Tq, d);
-    t.kt = Mat(scr, d, Tk);
-    t.vs = Mat(scr, Tk, d);
+    t.qs = Mat(scr, Tq, dp);
+    t.kt = Mat(scr, dp, Tk);
+    t.vs = Mat(scr, Tk, dp);
     t.s = Mat(scr, Tq, Tk);
-    t.acc = Mat(scr, Tq, d);
+    t.acc = Mat(scr, Tq, dp);
     t.logw = Vec(scr, Tk);
     t.rmax = Vec(scr, Tq);
     t.rsum = Vec(scr, Tq);
@@ -80,19 +91,27 @@ struct AttentionTiles {
     return t;
   }
 
-  // Loads `rows` query rows (row r from qrow(r)) scaled, and clears the softmax state.
+  // Loads `rows` query rows (row r from qrow(r)) scaled, and clears the softmax state. Rows past
+  // `rows` and channels past d are zero, as are the padding channels of K^T and V, so that the
+  // register blocks can always run over whole blocks.
   template <class RowPtr>
   KOKKOS_INLINE_FUNCTION void load_queries(const Member& team, const Tile& t, RowPtr qrow) const {
     const Scalar scale = Scalar(opt.scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
-      const Scalar* row = qrow(r);
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
-        t.qs(r, x) = scale * row[x];
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq), [&](const int r) {
+      const Scalar* row = r < t.rows ? qrow(r) : nullptr;
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) {
+        t.qs(r, x) = row && x < d ? scale * row[x] : Scalar(0);
         t.acc(r, x) = Scalar(0);
       });
       Kokkos::single(Kokkos::PerThread(team), [&]() {
         t.rmax(r) = Scalar(0);
         t.rsum(r) = Scalar(0);
+      });
+    });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tk), [&](const int c) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp - d), [&](const int x) {
+        t.kt(d + x, c) = Scalar(0);
+        t.vs(c, d + x) = Scalar(0);
       });
     });
   }
@@ -118,39 +137,105 @@ struct AttentionTiles {
   }
 
   // Scores of the chunk's `len` slots, then the online-softmax update of every row. With
-  // `causal`, slot c is seen by row r only when kpos[c] <= i0 + r.
+  // `causal`, slot c is seen by row r only when kpos[c] <= i0 + r. Slots len.. up to the next
+  // multiple of CB must be zero-filled (see pad_chunk).
   KOKKOS_INLINE_FUNCTION void process_chunk(const Member& team, const Tile& t, int len, bool causal) const {
     team.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
-      Scalar* srow = &t.s(r, 0);
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, len), [&](const int c) { srow[c] = t.logw(c); });
-      for (int x = 0; x < d; ++x) {
-        const Scalar qx = t.qs(r, x);
-        const Scalar* ktx = &t.kt(x, 0);
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, len), [&](const int c) { srow[c] += qx * ktx[c]; });
+    const int lp = (len + CB - 1) / CB * CB;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int group) {
+      const int r0 = group * RB;
+      const Scalar* qs = &t.qs(r0, 0);  // rows of dp
+      const Scalar* kt = t.kt.data();   // rows of Tk
+      const Scalar* vs = t.vs.data();   // rows of dp
+      Scalar* s = &t.s(r0, 0);          // rows of Tk
+      Scalar* acc = &t.acc(r0, 0);      // rows of dp
+      // S = logw + Q·K^T for RB rows, CB keys at a time, accumulated in registers.
+      for (int c0 = 0; c0 < lp; c0 += CB) {
+        Scalar a[RB][CB];
+        for (int rr = 0; rr < RB; ++rr) {
+          FMATTN_SIMD
+          for (int cc = 0; cc < CB; ++cc) a[rr][cc] = t.logw(c0 + cc);
+        }
+        for (int x = 0; x < dp; ++x) {
+          const Scalar* kx = kt + x * Tk + c0;
+          for (int rr = 0; rr < RB; ++rr) {
+            const Scalar qv = qs[rr * dp + x];
+            FMATTN_SIMD
+            for (int cc = 0; cc < CB; ++cc) a[rr][cc] += qv * kx[cc];
+          }
+        }
+        for (int rr = 0; rr < RB; ++rr) {
+          FMATTN_SIMD
+          for (int cc = 0; cc < CB; ++cc) s[rr * Tk + c0 + cc] = a[rr][cc];
+        }
       }
-      const int visible = causal ? visible_slots(t, r, len) : len;
-      if (visible == 0) return;
-      Scalar mx = srow[0];
-      for (int c = 1; c < visible; ++c) mx = srow[c] > mx ? srow[c] : mx;
-      const Scalar old_sum = t.rsum(r);
-      const Scalar new_max = (old_sum > Scalar(0) && t.rmax(r) > mx) ? t.rmax(r) : mx;
-      const Scalar rescale = old_sum > Scalar(0) ? Scalar(compat::exp(t.rmax(r) - new_max)) : Scalar(0);
-      Scalar sum = 0;
-      for (int c = 0; c < visible; ++c) {
-        srow[c] = compat::exp(srow[c] - new_max);
-        sum += srow[c];
-      }
-      Scalar* arow = &t.acc(r, 0);
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { arow[x] *= rescale; });
-      for (int c = 0; c < visible; ++c) {
-        const Scalar pc = srow[c];
-        const Scalar* vrow = &t.vs(c, 0);
-        Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { arow[x] += pc * vrow[x]; });
-      }
-      Kokkos::single(Kokkos::PerThread(team), [&]() {
+      // Online softmax per row: new max, rescale factor, weights exp(s - max) (0 where unseen).
+      Scalar rescale[RB];
+      int seen_max = 0;
+      for (int rr = 0; rr < RB; ++rr) {
+        const int r = r0 + rr;
+        Scalar* srow = s + rr * Tk;
+        const int visible = r >= t.rows ? 0 : causal ? visible_slots(t, r, len) : len;
+        rescale[rr] = Scalar(1);
+        if (visible == 0) {
+          for (int c = 0; c < lp; ++c) srow[c] = Scalar(0);
+          continue;
+        }
+        Scalar mx = srow[0];
+        for (int c = 1; c < visible; ++c) mx = srow[c] > mx ? srow[c] : mx;
+        const Scalar old_sum = t.rsum(r);
+        const Scalar new_max = (old_sum > Scalar(0) && t.rmax(r) > mx) ? t.rmax(r) : mx;
+        rescale[rr] = old_sum > Scalar(0) ? exp_nonpositive(Scalar(t.rmax(r) - new_max)) : Scalar(0);
+        // Unseen slots hold finite scores too (zero padding): exponentiate all, then clear them,
+        // which keeps the exponential loop branch-free and vectorized.
+        FMATTN_SIMD
+        for (int c = 0; c < lp; ++c) srow[c] = exp_nonpositive(Scalar(srow[c] - new_max));
+        for (int c = visible; c < lp; ++c) srow[c] = Scalar(0);
+        Scalar lanes[CB] = {};
+        for (int c0 = 0; c0 < lp; c0 += CB) {
+          FMATTN_SIMD
+          for (int cc = 0; cc < CB; ++cc) lanes[cc] += srow[c0 + cc];
+        }
+        Scalar sum = 0;
+        for (int cc = 0; cc < CB; ++cc) sum += lanes[cc];
         t.rmax(r) = new_max;
-        t.rsum(r) = old_sum * rescale + sum;
+        t.rsum(r) = old_sum * rescale[rr] + sum;
+        seen_max = visible > seen_max ? visible : seen_max;
+      }
+      // acc = acc·rescale + P·V for RB rows, CB channels at a time.
+      for (int x0 = 0; x0 < dp; x0 += CB) {
+        Scalar a[RB][CB];
+        for (int rr = 0; rr < RB; ++rr) {
+          FMATTN_SIMD
+          for (int cc = 0; cc < CB; ++cc) a[rr][cc] = acc[rr * dp + x0 + cc] * rescale[rr];
+        }
+        for (int c = 0; c < seen_max; ++c) {
+          const Scalar* vrow = vs + c * dp + x0;
+          for (int rr = 0; rr < RB; ++rr) {
+            const Scalar p = s[rr * Tk + c];
+            FMATTN_SIMD
+            for (int cc = 0; cc < CB; ++cc) a[rr][cc] += p * vrow[cc];
+          }
+        }
+        for (int rr = 0; rr < RB; ++rr) {
+          FMATTN_SIMD
+          for (int cc = 0; cc < CB; ++cc) acc[rr * dp + x0 + cc] = a[rr][cc];
+        }
+      }
+    });
+  }
+
+  // Zero-fills slots len.. up to the next multiple of CB, so whole register blocks see zeros.
+  KOKKOS_INLINE_FUNCTION void pad_chunk(const Member& team, const Tile& t, int len) const {
+    const int lp = (len + CB - 1) / CB * CB;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len, lp), [&](const int c) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) {
+        t.kt(x, c) = Scalar(0);
+        t.vs(c, x) = Scalar(0);
+      });
+      Kokkos::single(Kokkos::PerThread(team), [&]() {
+        t.logw(c) = Scalar(0);
+        t.kpos(c) = 0;
       });
     });
   }
@@ -184,6 +269,7 @@ struct AttentionTiles {
           t.logw(c) = Scalar(0);
         });
       });
+      pad_chunk(team, t, len);
       process_chunk(team, t, len, causal);
     }
   }
@@ -220,7 +306,11 @@ struct AttentionTiles {
         }
       }
     }
-    if (filled > 0) process_chunk(team, t, filled, false);
+    if (filled > 0) {
+      team.team_barrier();
+      pad_chunk(team, t, filled);
+      process_chunk(team, t, filled, false);
+    }
     return opt.boundary == Boundary::zero_sink ? sink : 0.0;
   }
 
@@ -336,6 +426,7 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
   f.part = part;
   f.o = out;
   f.d = int(q.extent(2));
+  f.dp = K::padded_dim(f.d);
   const std::int64_t heads = std::int64_t(q.extent(0));
   const std::size_t scratch = K::scratch_bytes(f.d);
   if (heads == 0) return;

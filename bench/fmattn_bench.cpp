@@ -1,0 +1,169 @@
+// fmattn-bench: the machine's fp32 GEMM ceiling (Kokkos Kernels gemm, OpenBLAS underneath when
+// Kokkos Kernels was built with it), then attention forward passes over a sweep of n, printed
+// as a table and written as CSV: time, GFLOP/s (the cost model's honest count), % of the
+// ceiling, bytes moved, resident memory.
+//
+//   fmattn_bench [--n-min 12] [--n-max 22] [--exact-max 16] [--d 64,128] [--repeat 3]
+//                [--cases fma-causal,fma-bidirectional,linear-causal,exact-causal] [--csv FILE]
+//                [--kokkos-num-threads=T]
+#include "attention.hpp"
+#include "cost.hpp"
+#include "log.hpp"
+#include "synthetic.hpp"
+
+#include <KokkosBlas3_gemm.hpp>
+#include <Kokkos_Core.hpp>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Options {
+  int n_min = 12, n_max = 22, exact_max = 16, repeat = 3;
+  std::vector<int> dims{64, 128};
+  std::vector<std::string> cases{"fma-causal", "fma-bidirectional", "linear-causal", "exact-causal"};
+  std::string csv = "bench.csv";
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
+  return out;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--n-min") o.n_min = std::stoi(next());
+    else if (a == "--n-max") o.n_max = std::stoi(next());
+    else if (a == "--exact-max") o.exact_max = std::stoi(next());
+    else if (a == "--repeat") o.repeat = std::stoi(next());
+    else if (a == "--csv") o.csv = next();
+    else if (a == "--cases") o.cases = split(next());
+    else if (a == "--d") {
+      o.dims.clear();
+      for (const auto& x : split(next())) o.dims.push_back(std::stoi(x));
+    } else if (a.rfind("--kokkos-", 0) != 0) {
+      throw std::runtime_error("unknown option " + a);
+    }
+  }
+  return o;
+}
+
+std::size_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * std::size_t(sysconf(_SC_PAGE_SIZE));
+}
+
+// Best of three 2048³ (and 4096³) float GEMMs.
+double gemm_ceiling() {
+  double best = 0;
+  for (int n : {2048, 3072}) {
+    Kokkos::View<float**, Kokkos::LayoutLeft> A("A", n, n), B("B", n, n), C("C", n, n);
+    Kokkos::deep_copy(A, 1.0f);
+    Kokkos::deep_copy(B, 0.5f);
+    KokkosBlas::gemm("N", "N", 1.0f, A, B, 0.0f, C);
+    for (int r = 0; r < 3; ++r) {
+      Kokkos::fence();
+      fmattn::Stopwatch w;
+      KokkosBlas::gemm("N", "N", 1.0f, A, B, 0.0f, C);
+      Kokkos::fence();
+      best = std::max(best, 2.0 * n * double(n) * n / w.seconds() * 1e-9);
+    }
+  }
+  return best;
+}
+
+struct Case {
+  fmattn::AttentionOptions opt;
+  fmattn::Variant variant;
+};
+
+Case case_of(const std::string& name) {
+  Case c;
+  const auto dash = name.find('-');
+  const std::string kind = name.substr(0, dash), variant = name.substr(dash + 1);
+  c.variant = variant == "causal" ? fmattn::Variant::causal : fmattn::Variant::bidirectional;
+  c.opt.method = kind == "exact" ? fmattn::Method::exact : fmattn::Method::fma;
+  c.opt.coarse_queries = kind == "linear";
+  if (kind != "exact" && kind != "fma" && kind != "linear") throw std::runtime_error("unknown case " + name);
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  Kokkos::initialize(argc, argv);
+  int rc = 0;
+  try {
+    const Options o = parse(argc, argv);
+    const int threads = Kokkos::DefaultExecutionSpace().concurrency();
+    const double ceiling = gemm_ceiling();
+    std::printf("# fmattn-bench: %s x%d, fp32 GEMM ceiling %.1f GFLOP/s (KokkosBlas::gemm)\n",
+                Kokkos::DefaultExecutionSpace::name(), threads, ceiling);
+    std::printf("%-18s %4s %9s %10s %10s %8s %11s %11s\n", "case", "d", "n", "time_s", "GFLOP/s", "%peak",
+                "bytes_moved", "resident");
+    std::ofstream csv(o.csv);
+    csv << "case,threads,d,n,time_s,gflops,percent_of_ceiling,ceiling_gflops,flops,bytes_moved,resident_bytes\n";
+    for (const std::string& name : o.cases) {
+      const Case c = case_of(name);
+      for (int d : o.dims)
+        for (int e = o.n_min; e <= (c.opt.method == fmattn::Method::exact ? std::min(o.exact_max, o.n_max) : o.n_max);
+             ++e) {
+          const std::int64_t n = std::int64_t(1) << e;
+          const auto g = fmattn::make_geometry(n, 64, 4, c.variant);
+          auto opt = c.opt;
+          opt.scale = 1.0 / std::sqrt(double(d));
+          using Att = fmattn::Attention<float>;
+          Att::Tensor q("q", 1, n, d), k("k", 1, n, d), v("v", 1, n, d), out("out", 1, n, d);
+          const Att::Tensor* views[3] = {&q, &k, &v};
+          for (int t = 0; t < 3; ++t)
+            fmattn::fill_synthetic<Kokkos::DefaultExecutionSpace, float>(
+                Kokkos::DefaultExecutionSpace(), *views[t],
+                fmattn::SyntheticSource{fmattn::SyntheticPattern::gaussian, 42, std::uint64_t(t), n, 1, 1.0}, 0, 0);
+          Att att(g, opt, d, 1);
+          att.forward(q, k, v, out);  // warm-up: first touch, caches
+          Kokkos::fence();
+          double best = 1e300;
+          for (int r = 0; r < o.repeat; ++r) {
+            fmattn::Stopwatch w;
+            att.forward(q, k, v, out);
+            Kokkos::fence();
+            best = std::min(best, w.seconds());
+          }
+          const auto cost = fmattn::attention_cost(g, opt, d, 1);
+          const double gflops = cost.flops() / best * 1e-9;
+          const double bytes = 4.0 * n * d * sizeof(float) + double(att.workspace_bytes()) * 2;
+          std::printf("%-18s %4d %9lld %10.4f %10.2f %7.1f%% %11s %11s\n", name.c_str(), d, (long long)n, best, gflops,
+                      100 * gflops / ceiling, fmattn::format_bytes(bytes).c_str(),
+                      fmattn::format_bytes(double(resident_bytes())).c_str());
+          std::fflush(stdout);
+          csv << name << ',' << threads << ',' << d << ',' << n << ',' << best << ',' << gflops << ','
+              << 100 * gflops / ceiling << ',' << ceiling << ',' << cost.flops() << ',' << bytes << ','
+              << resident_bytes() << '\n';
+        }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fmattn_bench: %s\n", e.what());
+    rc = 2;
+  }
+  Kokkos::finalize();
+  MPI_Finalize();
+  return rc;
+}
