@@ -1,10 +1,11 @@
+# shellcheck shell=bash
 # Shared by the fmattn job scripts (jobs/*.sbatch); sourced, never run. Each job script finds it
 # next to itself, or, under sbatch (which runs a copy of the script from Slurm's spool folder),
 # in $FMATTN_ROOT/jobs or $SLURM_SUBMIT_DIR/jobs.
 #
 # The scripts run the same way under Slurm (sbatch/srun) and without it (plain bash, with
 # mpirun when more than one rank is asked for). Environment they all read:
-#   FMATTN_BIN       the fmattn binary (default <checkout>/build/bin/fmattn)
+#   FMATTN_BIN       the fmattn binary (default <checkout>/build/bin/fmattn, else fmattn on PATH)
 #   FMATTN_RESULTS   the job's results folder (default results/<job id>, relative to the
 #                    folder the job was started or submitted from)
 #   FMATTN_RANKS     MPI ranks without Slurm (default 1; run-gpu: one per visible GPU)
@@ -45,7 +46,12 @@ fm_setup() {
   [[ -n $FM_DECK ]] || fm_die "usage: $FM_SCRIPT DECK.yaml [--set section.key=value ...]"
   [[ -f $FM_DECK ]] || fm_die "deck '$FM_DECK' not found"
   FM_NAME=$(basename "$FM_DECK" .yaml)
-  FM_BIN=${FMATTN_BIN:-$FM_ROOT/build/bin/fmattn}
+  FM_BIN=${FMATTN_BIN:-}
+  if [[ -z $FM_BIN ]]; then
+    FM_BIN=$FM_ROOT/build/bin/fmattn
+    # An installed copy of the jobs (share/fmattn/jobs) uses the installed fmattn.
+    [[ -x $FM_BIN ]] || FM_BIN=$(command -v fmattn || echo "$FM_BIN")
+  fi
   [[ -x $FM_BIN ]] || fm_die "fmattn binary not found at $FM_BIN (build first, or set FMATTN_BIN)"
   FM_JOB=$(fm_job_id)
   FM_OUT=${FMATTN_RESULTS:-results/$FM_JOB}
@@ -77,11 +83,9 @@ fm_launcher() {
   shift
   FM_LAUNCH=()
   if fm_under_slurm; then
-    FM_LAUNCH=(srun)
-    [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && FM_LAUNCH+=("--cpus-per-task=$SLURM_CPUS_PER_TASK")
-    FM_LAUNCH+=("$@")
+    FM_LAUNCH=(srun ${SLURM_CPUS_PER_TASK:+"--cpus-per-task=$SLURM_CPUS_PER_TASK"} "$@")
     # shellcheck disable=SC2206  # word splitting of user-supplied extra arguments is intended
-    [[ -n ${FMATTN_SRUN_ARGS:-} ]] && FM_LAUNCH+=($FMATTN_SRUN_ARGS)
+    FM_LAUNCH+=(${FMATTN_SRUN_ARGS:-})
   elif ((ranks > 1)); then
     # shellcheck disable=SC2206
     FM_LAUNCH=("${FMATTN_MPIRUN:-mpirun}" -np "$ranks" ${FMATTN_MPIRUN_ARGS:---bind-to none})
@@ -107,7 +111,7 @@ fm_record() {
   shift
   local stamp attempt=""
   stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  [[ -n ${SLURM_RESTART_COUNT:-} ]] && attempt=", restart $SLURM_RESTART_COUNT"
+  if [[ -n ${SLURM_RESTART_COUNT:-} ]]; then attempt=", restart $SLURM_RESTART_COUNT"; fi
   {
     echo "# $stamp on $(uname -n), job ${FM_JOB:-?}$attempt, $FM_SCRIPT"
     echo "cd $(printf '%q' "$PWD")"

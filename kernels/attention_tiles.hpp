@@ -39,14 +39,14 @@ struct AttentionTiles {
   using Scratch = typename ExecSpace::scratch_memory_space;
   using Mat = Kokkos::View<Scalar**, Kokkos::LayoutRight, Scratch, Kokkos::MemoryUnmanaged>;
   using Vec = Kokkos::View<Scalar*, Scratch, Kokkos::MemoryUnmanaged>;
-  using Pos = Kokkos::View<std::int64_t*, Scratch, Kokkos::MemoryUnmanaged>;
   static constexpr int Tq = TileTraits<ExecSpace>::query_rows;
   static constexpr int Tk = TileTraits<ExecSpace>::key_chunk;
-  // Register blocks of the two small matrix products: RB rows × CB keys (or channels), kept in
-  // registers over the whole inner loop.
+  // Register blocks of the two small products: KB keys × CB query rows for S^T = K·(sQ)^T, and
+  // RB query rows × CB channels for acc += P·V, kept in registers over the inner loop.
+  static constexpr int KB = TileTraits<ExecSpace>::block_keys;
   static constexpr int RB = TileTraits<ExecSpace>::block_rows;
   static constexpr int CB = TileTraits<ExecSpace>::block_cols;
-  static_assert(Tq % RB == 0 && Tk % CB == 0, "tiles must hold whole register blocks");
+  static_assert(Tq % CB == 0 && Tq % RB == 0 && Tk % KB == 0, "tiles must hold whole register blocks");
 
   Geometry g;
   AttentionOptions opt;
@@ -57,61 +57,69 @@ struct AttentionTiles {
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
-  int dp = 0;  // d rounded up to CB; the padding of every scratch row is zero
+  int dp = 0;  // d rounded up to CB; channels d..dp of scratch rows are zero
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
+  // Scratch of one team. Scores are kept transposed (key-major), so the softmax runs along
+  // contiguous query lanes and K, V rows are read in place.
   struct Tile {
-    Mat qs, kt, vs, s, acc;  // Q·scale [Tq][d], K^T [d][Tk], V [Tk][d], scores [Tq][Tk], out [Tq][d]
-    Vec logw, rmax, rsum;    // slot log-weight [Tk], running max and denominator [Tq]
-    Pos kpos;                // fine key position of a slot, for the causal mask [Tk]
-    std::int64_t i0;         // position of row 0 (fine queries)
+    Mat qt;            // (scale·Q)^T [d][Tq], zero past `rows`
+    Mat st;            // S^T, then P^T [Tk][Tq]
+    Mat acc;           // unnormalised output [Tq][dp]
+    Mat ks, vs;        // gathered key/value rows [Tk][dp] (coarse slots, or fine rows when d % CB != 0)
+    Vec logw;          // log-weight of each slot [Tk]
+    Vec rmax, rsum;    // running max and denominator [Tq]
+    Vec mx, rescale;   // per-chunk max and rescale factor [Tq]
+    std::int64_t i0;   // position of row 0 (fine queries)
     int rows;
+  };
+
+  // A chunk of `len` slots: key and value rows at kbase/vbase with a row stride, slot
+  // log-weights in the tile, and for a causal fine chunk the position of slot 0.
+  struct Chunk {
+    const Scalar* kbase;
+    const Scalar* vbase;
+    int kstride, vstride, len;
+    bool causal;
+    std::int64_t pos0;
   };
 
   static int padded_dim(int d) { return (d + CB - 1) / CB * CB; }
 
   static std::size_t scratch_bytes(int d) {
     const int dp = padded_dim(d);
-    return Mat::shmem_size(Tq, dp) + Mat::shmem_size(dp, Tk) + Mat::shmem_size(Tk, dp) + Mat::shmem_size(Tq, Tk) +
-           Mat::shmem_size(Tq, dp) + Vec::shmem_size(Tk) + 2 * Vec::shmem_size(Tq) + Pos::shmem_size(Tk);
+    return Mat::shmem_size(d, Tq) + Mat::shmem_size(Tk, Tq) + Mat::shmem_size(Tq, dp) + 2 * Mat::shmem_size(Tk, dp) +
+           Vec::shmem_size(Tk) + 4 * Vec::shmem_size(Tq);
   }
 
   KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team) const {
     const auto& scr = team.team_scratch(0);
     Tile t;
-    t.qs = Mat(scr, Tq, dp);
-    t.kt = Mat(scr, dp, Tk);
-    t.vs = Mat(scr, Tk, dp);
-    t.s = Mat(scr, Tq, Tk);
+    t.qt = Mat(scr, d, Tq);
+    t.st = Mat(scr, Tk, Tq);
     t.acc = Mat(scr, Tq, dp);
+    t.ks = Mat(scr, Tk, dp);
+    t.vs = Mat(scr, Tk, dp);
     t.logw = Vec(scr, Tk);
     t.rmax = Vec(scr, Tq);
     t.rsum = Vec(scr, Tq);
-    t.kpos = Pos(scr, Tk);
+    t.mx = Vec(scr, Tq);
+    t.rescale = Vec(scr, Tq);
     return t;
   }
 
-  // Loads `rows` query rows (row r from qrow(r)) scaled, and clears the softmax state. Rows past
-  // `rows` and channels past d are zero, as are the padding channels of K^T and V, so that the
-  // register blocks can always run over whole blocks.
+  // Loads `rows` query rows (row r from qrow(r)) scaled and transposed, clears the softmax
+  // state and the accumulators. Query lanes past `rows` are zero.
   template <class RowPtr>
   KOKKOS_INLINE_FUNCTION void load_queries(const Member& team, const Tile& t, RowPtr qrow) const {
     const Scalar scale = Scalar(opt.scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq), [&](const int r) {
       const Scalar* row = r < t.rows ? qrow(r) : nullptr;
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) {
-        t.qs(r, x) = row && x < d ? scale * row[x] : Scalar(0);
-        t.acc(r, x) = Scalar(0);
-      });
+      for (int x = 0; x < d; ++x) t.qt(x, r) = row ? scale * row[x] : Scalar(0);
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) { t.acc(r, x) = Scalar(0); });
       Kokkos::single(Kokkos::PerThread(team), [&]() {
         t.rmax(r) = Scalar(0);
         t.rsum(r) = Scalar(0);
-      });
-    });
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tk), [&](const int c) {
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp - d), [&](const int x) {
-        t.kt(d + x, c) = Scalar(0);
-        t.vs(c, d + x) = Scalar(0);
       });
     });
   }
@@ -121,8 +129,8 @@ struct AttentionTiles {
                                     const Scalar* num) const {
     const Scalar old_sum = t.rsum(r);
     const Scalar new_max = (old_sum > Scalar(0) && t.rmax(r) > m) ? t.rmax(r) : m;
-    const Scalar keep = old_sum > Scalar(0) ? Scalar(compat::exp(t.rmax(r) - new_max)) : Scalar(0);
-    const Scalar take = Scalar(compat::exp(m - new_max));
+    const Scalar keep = old_sum > Scalar(0) ? exp_nonpositive(Scalar(t.rmax(r) - new_max)) : Scalar(0);
+    const Scalar take = exp_nonpositive(Scalar(m - new_max));
     Scalar* arow = &t.acc(r, 0);
     if (num) {
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d),
@@ -136,151 +144,152 @@ struct AttentionTiles {
     });
   }
 
-  // Scores of the chunk's `len` slots, then the online-softmax update of every row. With
-  // `causal`, slot c is seen by row r only when kpos[c] <= i0 + r. Slots len.. up to the next
-  // multiple of CB must be zero-filled (see pad_chunk).
-  KOKKOS_INLINE_FUNCTION void process_chunk(const Member& team, const Tile& t, int len, bool causal) const {
-    team.team_barrier();
-    const int lp = (len + CB - 1) / CB * CB;
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int group) {
-      const int r0 = group * RB;
-      const Scalar* qs = &t.qs(r0, 0);  // rows of dp
-      const Scalar* kt = t.kt.data();   // rows of Tk
-      const Scalar* vs = t.vs.data();   // rows of dp
-      Scalar* s = &t.s(r0, 0);          // rows of Tk
-      Scalar* acc = &t.acc(r0, 0);      // rows of dp
-      // S = logw + Q·K^T for RB rows, CB keys at a time, accumulated in registers.
-      for (int c0 = 0; c0 < lp; c0 += CB) {
-        Scalar a[RB][CB];
-        for (int rr = 0; rr < RB; ++rr) {
-          FMATTN_SIMD
-          for (int cc = 0; cc < CB; ++cc) a[rr][cc] = t.logw(c0 + cc);
-        }
-        for (int x = 0; x < dp; ++x) {
-          const Scalar* kx = kt + x * Tk + c0;
-          for (int rr = 0; rr < RB; ++rr) {
-            const Scalar qv = qs[rr * dp + x];
-            FMATTN_SIMD
-            for (int cc = 0; cc < CB; ++cc) a[rr][cc] += qv * kx[cc];
-          }
-        }
-        for (int rr = 0; rr < RB; ++rr) {
-          FMATTN_SIMD
-          for (int cc = 0; cc < CB; ++cc) s[rr * Tk + c0 + cc] = a[rr][cc];
-        }
-      }
-      // Online softmax per row: new max, rescale factor, weights exp(s - max) (0 where unseen).
-      Scalar rescale[RB];
-      int seen_max = 0;
-      for (int rr = 0; rr < RB; ++rr) {
-        const int r = r0 + rr;
-        Scalar* srow = s + rr * Tk;
-        const int visible = r >= t.rows ? 0 : causal ? visible_slots(t, r, len) : len;
-        rescale[rr] = Scalar(1);
-        if (visible == 0) {
-          for (int c = 0; c < lp; ++c) srow[c] = Scalar(0);
-          continue;
-        }
-        Scalar mx = srow[0];
-        for (int c = 1; c < visible; ++c) mx = srow[c] > mx ? srow[c] : mx;
-        const Scalar old_sum = t.rsum(r);
-        const Scalar new_max = (old_sum > Scalar(0) && t.rmax(r) > mx) ? t.rmax(r) : mx;
-        rescale[rr] = old_sum > Scalar(0) ? exp_nonpositive(Scalar(t.rmax(r) - new_max)) : Scalar(0);
-        // Unseen slots hold finite scores too (zero padding): exponentiate all, then clear them,
-        // which keeps the exponential loop branch-free and vectorized.
+  // S^T rows c0..c0+NK-1 = logw + K·(sQ)^T, CB query lanes at a time in registers.
+  template <int NK>
+  KOKKOS_INLINE_FUNCTION void score_block(const Tile& t, const Chunk& ch, int c0, int r0) const {
+    Scalar a[NK][CB];
+    for (int kk = 0; kk < NK; ++kk) {
+      const Scalar w = t.logw(c0 + kk);
+      FMATTN_SIMD
+      for (int cc = 0; cc < CB; ++cc) a[kk][cc] = w;
+    }
+    const Scalar* qt = t.qt.data() + r0;
+    const Scalar* krow = ch.kbase + std::int64_t(c0) * ch.kstride;
+    for (int x = 0; x < d; ++x) {
+      const Scalar* qx = qt + x * Tq;
+      for (int kk = 0; kk < NK; ++kk) {
+        const Scalar kv = krow[kk * ch.kstride + x];
         FMATTN_SIMD
-        for (int c = 0; c < lp; ++c) srow[c] = exp_nonpositive(Scalar(srow[c] - new_max));
-        for (int c = visible; c < lp; ++c) srow[c] = Scalar(0);
-        Scalar lanes[CB] = {};
-        for (int c0 = 0; c0 < lp; c0 += CB) {
-          FMATTN_SIMD
-          for (int cc = 0; cc < CB; ++cc) lanes[cc] += srow[c0 + cc];
-        }
-        Scalar sum = 0;
-        for (int cc = 0; cc < CB; ++cc) sum += lanes[cc];
-        t.rmax(r) = new_max;
-        t.rsum(r) = old_sum * rescale[rr] + sum;
-        seen_max = visible > seen_max ? visible : seen_max;
+        for (int cc = 0; cc < CB; ++cc) a[kk][cc] += kv * qx[cc];
       }
-      // acc = acc·rescale + P·V for RB rows, CB channels at a time.
-      for (int x0 = 0; x0 < dp; x0 += CB) {
-        Scalar a[RB][CB];
-        for (int rr = 0; rr < RB; ++rr) {
-          FMATTN_SIMD
-          for (int cc = 0; cc < CB; ++cc) a[rr][cc] = acc[rr * dp + x0 + cc] * rescale[rr];
-        }
-        for (int c = 0; c < seen_max; ++c) {
-          const Scalar* vrow = vs + c * dp + x0;
-          for (int rr = 0; rr < RB; ++rr) {
-            const Scalar p = s[rr * Tk + c];
-            FMATTN_SIMD
-            for (int cc = 0; cc < CB; ++cc) a[rr][cc] += p * vrow[cc];
-          }
-        }
-        for (int rr = 0; rr < RB; ++rr) {
-          FMATTN_SIMD
-          for (int cc = 0; cc < CB; ++cc) acc[rr * dp + x0 + cc] = a[rr][cc];
+    }
+    for (int kk = 0; kk < NK; ++kk) {
+      Scalar* srow = &t.st(c0 + kk, r0);
+      FMATTN_SIMD
+      for (int cc = 0; cc < CB; ++cc) srow[cc] = a[kk][cc];
+    }
+  }
+
+  // acc rows r0..r0+RB-1 = acc·rescale + P·V, CB channels at a time in registers.
+  KOKKOS_INLINE_FUNCTION void value_block(const Tile& t, const Chunk& ch, int r0, int x0) const {
+    Scalar a[RB][CB];
+    for (int rr = 0; rr < RB; ++rr) {
+      const Scalar f = t.rescale(r0 + rr);
+      const Scalar* arow = &t.acc(r0 + rr, x0);
+      FMATTN_SIMD
+      for (int cc = 0; cc < CB; ++cc) a[rr][cc] = arow[cc] * f;
+    }
+    for (int c = 0; c < ch.len; ++c) {
+      const Scalar* vrow = ch.vbase + std::int64_t(c) * ch.vstride + x0;
+      const Scalar* prow = &t.st(c, r0);
+      for (int rr = 0; rr < RB; ++rr) {
+        const Scalar p = prow[rr];
+        FMATTN_SIMD
+        for (int cc = 0; cc < CB; ++cc) a[rr][cc] += p * vrow[cc];
+      }
+    }
+    for (int rr = 0; rr < RB; ++rr) {
+      Scalar* arow = &t.acc(r0 + rr, x0);
+      FMATTN_SIMD
+      for (int cc = 0; cc < CB; ++cc) arow[cc] = a[rr][cc];
+    }
+  }
+
+  // Slots of row r seen in a chunk: a prefix (causal fine chunks are in position order).
+  KOKKOS_INLINE_FUNCTION int visible(const Tile& t, const Chunk& ch, int r) const {
+    if (!ch.causal) return ch.len;
+    const std::int64_t v = t.i0 + r - ch.pos0 + 1;
+    return v < 0 ? 0 : v > ch.len ? ch.len : int(v);
+  }
+
+  // Scores of the chunk's slots, then the online-softmax update of every row (spec §4).
+  KOKKOS_INLINE_FUNCTION void process_chunk(const Member& team, const Tile& t, const Chunk& ch) const {
+    team.team_barrier();
+    const int full = ch.len / KB * KB;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
+      const int r0 = lane_block * CB;
+      for (int c0 = 0; c0 < full; c0 += KB) score_block<KB>(t, ch, c0, r0);
+      for (int c0 = full; c0 < ch.len; ++c0) score_block<1>(t, ch, c0, r0);
+    });
+    team.team_barrier();
+    // Softmax along keys, vectorized across query lanes: chunk max over the visible slots,
+    // rescale factors, then P = exp(S - max) (0 for unseen slots) and its row sums.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
+      const int r0 = lane_block * CB;
+      Scalar mx[CB], sum[CB], top[CB];
+      int vis[CB];
+      for (int cc = 0; cc < CB; ++cc) {
+        vis[cc] = visible(t, ch, r0 + cc);
+        mx[cc] = t.st(0, r0 + cc);
+        sum[cc] = Scalar(0);
+      }
+      for (int c = 1; c < ch.len; ++c) {
+        const Scalar* srow = &t.st(c, r0);
+        FMATTN_SIMD
+        for (int cc = 0; cc < CB; ++cc) mx[cc] = (c < vis[cc] && srow[cc] > mx[cc]) ? srow[cc] : mx[cc];
+      }
+      FMATTN_SIMD
+      for (int cc = 0; cc < CB; ++cc) {
+        const Scalar old_max = t.rmax(r0 + cc), old_sum = t.rsum(r0 + cc);
+        const bool seen = vis[cc] > 0, had = old_sum > Scalar(0);
+        top[cc] = !seen ? old_max : (had && old_max > mx[cc]) ? old_max : mx[cc];
+        t.rescale(r0 + cc) = !had ? Scalar(0) : exp_nonpositive(Scalar(old_max - top[cc]));
+      }
+      for (int c = 0; c < ch.len; ++c) {
+        Scalar* srow = &t.st(c, r0);
+        FMATTN_SIMD
+        for (int cc = 0; cc < CB; ++cc) {
+          const Scalar p = exp_nonpositive(Scalar(srow[cc] - top[cc]));
+          srow[cc] = c < vis[cc] ? p : Scalar(0);
+          sum[cc] += srow[cc];
         }
       }
+      for (int cc = 0; cc < CB; ++cc) {
+        t.rsum(r0 + cc) = t.rsum(r0 + cc) * t.rescale(r0 + cc) + sum[cc];
+        t.rmax(r0 + cc) = top[cc];
+      }
+    });
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int row_block) {
+      for (int x0 = 0; x0 < dp; x0 += CB) value_block(t, ch, row_block * RB, x0);
     });
   }
 
-  // Zero-fills slots len.. up to the next multiple of CB, so whole register blocks see zeros.
-  KOKKOS_INLINE_FUNCTION void pad_chunk(const Member& team, const Tile& t, int len) const {
-    const int lp = (len + CB - 1) / CB * CB;
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len, lp), [&](const int c) {
-      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) {
-        t.kt(x, c) = Scalar(0);
-        t.vs(c, x) = Scalar(0);
-      });
-      Kokkos::single(Kokkos::PerThread(team), [&]() {
-        t.logw(c) = Scalar(0);
-        t.kpos(c) = 0;
-      });
+  // Copies key/value row `src` into gathered slot c (channels past d stay zero).
+  KOKKOS_INLINE_FUNCTION void gather_slot(const Member& team, const Tile& t, int c, const Scalar* krow,
+                                          const Scalar* vrow) const {
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) {
+      t.ks(c, x) = x < d ? krow[x] : Scalar(0);
+      t.vs(c, x) = x < d ? vrow[x] : Scalar(0);
     });
   }
 
-  // Slots of a fine chunk are in increasing position order, so the visible ones are a prefix.
-  KOKKOS_INLINE_FUNCTION int visible_slots(const Tile& t, int r, int len) const {
-    const std::int64_t i = t.i0 + r;
-    int c = len;
-    while (c > 0 && t.kpos(c - 1) > i) --c;
-    return c;
-  }
-
-  // Copies slot c of the chunk: key row into K^T, value row into V.
-  KOKKOS_INLINE_FUNCTION void load_slot(const Member& team, const Tile& t, int c, const Scalar* krow,
-                                        const Scalar* vrow) const {
-    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
-      t.kt(x, c) = krow[x];
-      t.vs(c, x) = vrow[x];
-    });
-  }
-
+  // Fine keys [lo, hi) in chunks of Tk: read in place when rows fill whole register blocks of
+  // channels, gathered into scratch otherwise.
   KOKKOS_INLINE_FUNCTION void fine_range(const Member& team, const Tile& t, std::int64_t bh, std::int64_t lo,
                                          std::int64_t hi, bool causal) const {
+    const bool in_place = d == dp;
     for (std::int64_t c0 = lo; c0 < hi; c0 += Tk) {
       const int len = int(hi - c0 < Tk ? hi - c0 : Tk);
       team.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len), [&](const int c) {
-        load_slot(team, t, c, &k(bh, c0 + c, 0), &v(bh, c0 + c, 0));
-        Kokkos::single(Kokkos::PerThread(team), [&]() {
-          t.kpos(c) = c0 + c;
-          t.logw(c) = Scalar(0);
-        });
+        if (!in_place) gather_slot(team, t, c, &k(bh, c0 + c, 0), &v(bh, c0 + c, 0));
+        Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = Scalar(0); });
       });
-      pad_chunk(team, t, len);
-      process_chunk(team, t, len, causal);
+      Chunk ch{in_place ? &k(bh, c0, 0) : t.ks.data(), in_place ? &v(bh, c0, 0) : t.vs.data(), in_place ? d : dp,
+               in_place ? d : dp, len, causal, c0};
+      process_chunk(team, t, ch);
     }
   }
 
   // Streams the coarse slots of levels l_first..l_last, where the tile's cell at level l is
-  // b_first >> (l - l_first), Tk at a time. Returns the total weight of zero_sink far-field
-  // slots (cells left of the sequence start).
+  // b_first >> (l - l_first), gathered Tk at a time. Returns the total weight of zero_sink
+  // far-field slots (cells left of the sequence start).
   KOKKOS_INLINE_FUNCTION double far_field(const Member& team, const Tile& t, std::int64_t bh, int l_first, int l_last,
                                           std::int64_t b_first) const {
     double sink = 0;
     int filled = 0;
+    const Chunk gathered{t.ks.data(), t.vs.data(), dp, dp, 0, false, 0};
     for (int l = l_first; l <= l_last; ++l) {
       std::int64_t cells[max_far_cells];
       int negative = 0;
@@ -295,21 +304,23 @@ struct AttentionTiles {
           const int c = filled++;
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 1), [&](const int) {
-            load_slot(team, t, c, &kc(bh, idx, 0), &vc(bh, idx, 0));
+            gather_slot(team, t, c, &kc(bh, idx, 0), &vc(bh, idx, 0));
             Kokkos::single(Kokkos::PerThread(team),
                            [&]() { t.logw(c) = opt.count_weighting ? Scalar(compat::log(cnt)) : Scalar(0); });
           });
           if (filled == Tk) {
-            process_chunk(team, t, filled, false);
+            Chunk ch = gathered;
+            ch.len = filled;
+            process_chunk(team, t, ch);
             filled = 0;
           }
         }
       }
     }
     if (filled > 0) {
-      team.team_barrier();
-      pad_chunk(team, t, filled);
-      process_chunk(team, t, filled, false);
+      Chunk ch = gathered;
+      ch.len = filled;
+      process_chunk(team, t, ch);
     }
     return opt.boundary == Boundary::zero_sink ? sink : 0.0;
   }

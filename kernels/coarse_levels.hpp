@@ -3,6 +3,7 @@
 #pragma once
 
 #include "geometry.hpp"
+#include "simd.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -39,30 +40,33 @@ struct CoarseLevels {
     const int d = int(x.extent(2));
     const std::int64_t wl = g.cell_size(l);
     Scalar* out = &xc(bh, idx % T, 0);
-    for (int c = 0; c < d; ++c) out[c] = Scalar(0);
-
-    if (ds == Downsampling::average) {
-      const std::int64_t begin = cell * wl + r * (wl / g.p);
-      const std::int64_t cnt = g.present(begin, wl / g.p);
-      if (cnt == 0) return;  // absent coarse token: never read, kept finite
-      for (std::int64_t j = begin; j < begin + cnt; ++j) {
-        const Scalar* row = &x(bh, j, 0);
-        for (int c = 0; c < d; ++c) out[c] += row[c];
+    const bool average = ds == Downsampling::average;
+    const std::int64_t begin = average ? cell * wl + r * (wl / g.p) : cell * wl;
+    const std::int64_t cnt = g.present(begin, average ? wl / g.p : wl);
+    if (cnt == 0) {  // absent coarse token: never read, kept finite
+      for (int c = 0; c < d; ++c) out[c] = Scalar(0);
+      return;
+    }
+    const Scalar* W = average ? nullptr : w.weight.data() + g.weight_offset(l, d) + std::int64_t(r) * wl * d;
+    const Scalar* b = average ? nullptr : w.bias.data() + (std::int64_t(l - 1) * g.p + r) * d;
+    const Scalar inv = Scalar(1) / Scalar(cnt);
+    // Channel blocks accumulated in registers over the rows of the sub-segment (or cell).
+    constexpr int CB = 16;
+    for (int c0 = 0; c0 < d; c0 += CB) {
+      const int nc = d - c0 < CB ? d - c0 : CB;
+      Scalar a[CB] = {};
+      for (std::int64_t j = 0; j < cnt; ++j) {
+        const Scalar* row = &x(bh, begin + j, c0);
+        if (average) {
+          FMATTN_SIMD
+          for (int c = 0; c < nc; ++c) a[c] += row[c];
+        } else {
+          const Scalar* wt = W + j * d + c0;
+          FMATTN_SIMD
+          for (int c = 0; c < nc; ++c) a[c] += wt[c] * row[c];
+        }
       }
-      const Scalar inv = Scalar(1) / Scalar(cnt);
-      for (int c = 0; c < d; ++c) out[c] *= inv;
-    } else {
-      const std::int64_t begin = cell * wl;
-      const std::int64_t cnt = g.present(begin, wl);
-      if (cnt == 0) return;
-      const Scalar* W = w.weight.data() + g.weight_offset(l, d) + std::int64_t(r) * wl * d;
-      const Scalar* b = w.bias.data() + (std::int64_t(l - 1) * g.p + r) * d;
-      for (int c = 0; c < d; ++c) out[c] = b[c];
-      for (std::int64_t t2 = 0; t2 < cnt; ++t2) {
-        const Scalar* row = &x(bh, begin + t2, 0);
-        const Scalar* wt = W + t2 * d;
-        for (int c = 0; c < d; ++c) out[c] += wt[c] * row[c];
-      }
+      for (int c = 0; c < nc; ++c) out[c0 + c] = average ? a[c] * inv : a[c] + b[c0 + c];
     }
   }
 };

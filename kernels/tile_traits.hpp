@@ -10,7 +10,8 @@ template <class ExecSpace>
 struct TileTraits {
   static constexpr int query_rows = 64;  // queries per team
   static constexpr int key_chunk = 64;   // keys streamed through scratch at a time
-  // Register block: 4 rows × 16 floats is 8 AVX2 (or 4 AVX-512) accumulators.
+  // Register blocks: 4 keys (or rows) × 16 lanes is 8 AVX2 (or 4 AVX-512) accumulators.
+  static constexpr int block_keys = 4;
   static constexpr int block_rows = 4;
   static constexpr int block_cols = 16;
 };
@@ -20,6 +21,7 @@ template <>
 struct TileTraits<Kokkos::Cuda> {
   static constexpr int query_rows = 32;
   static constexpr int key_chunk = 32;
+  static constexpr int block_keys = 1;
   static constexpr int block_rows = 1;
   static constexpr int block_cols = 8;
 };
@@ -29,6 +31,7 @@ template <>
 struct TileTraits<Kokkos::Experimental::HIP> {
   static constexpr int query_rows = 32;
   static constexpr int key_chunk = 32;
+  static constexpr int block_keys = 1;
   static constexpr int block_rows = 1;
   static constexpr int block_cols = 8;
 };
