@@ -11,12 +11,29 @@
 
 namespace fmattn {
 
+// Bit reinterpretation without taking addresses (a memcpy through a local defeats vectorization
+// of simd loops).
+template <class To, class From>
+KOKKOS_INLINE_FUNCTION To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast needs equal sizes");
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  To to;
+  memcpy(&to, &from, sizeof(To));
+  return to;
+#else
+  return __builtin_bit_cast(To, from);
+#endif
+}
+
 KOKKOS_INLINE_FUNCTION float exp_nonpositive(float x) {
   // Clamped to [-87, 0]: exp(-87) is near the smallest normal float, and callers may pass
   // positive values for slots they discard afterwards.
   x = x < -87.0f ? -87.0f : x > 0.0f ? 0.0f : x;
-  const float k = x * 1.44269504088896341f;
-  const float n = float(int(k - 0.5f));  // round to nearest for k <= 0
+  // Adding 1.5·2^23 rounds x·log2(e) to the nearest integer n, which lands in the low mantissa
+  // bits: no float-to-int conversion (that would not vectorize inside simd loops).
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  const std::int32_t n_bits = bit_cast<std::int32_t>(shifted) - 0x4B400000;
+  const float n = shifted - 12582912.0f;
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
@@ -26,16 +43,14 @@ KOKKOS_INLINE_FUNCTION float exp_nonpositive(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const std::int32_t bits = (int(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return p * bit_cast<float>((n_bits + 127) << 23);
 }
 
 KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) {
   x = x < -708.0 ? -708.0 : x > 0.0 ? 0.0 : x;
-  const double k = x * 1.4426950408889634074;
-  const double n = double(std::int64_t(k - 0.5));
+  const double shifted = x * 1.4426950408889634074 + 6755399441055744.0;  // 1.5·2^52
+  const std::int64_t n_bits = bit_cast<std::int64_t>(shifted) - 0x4338000000000000LL;
+  const double n = shifted - 6755399441055744.0;
   const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
   double p = 1.0 / 6227020800.0;  // 1/13!
   p = p * r + 1.0 / 479001600.0;
@@ -51,10 +66,7 @@ KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  const std::int64_t bits = (std::int64_t(n) + 1023) << 52;
-  double scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return p * bit_cast<double>((n_bits + 1023) << 52);
 }
 
 }  // namespace fmattn
