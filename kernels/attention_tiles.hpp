@@ -34,7 +34,8 @@ struct AttentionTiles {
   using Mem = typename ExecSpace::memory_space;
   using In = Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem>;
   using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  // Dynamic: tile costs differ (causal rows see more keys further on, far lists vary by cell).
+  using Policy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>>;
   using Member = typename Policy::member_type;
   using Scratch = typename ExecSpace::scratch_memory_space;
   using Mat = Kokkos::View<Scalar**, Kokkos::LayoutRight, Scratch, Kokkos::MemoryUnmanaged>;
@@ -170,8 +171,8 @@ struct AttentionTiles {
     }
   }
 
-  // acc rows r0..r0+RB-1 = acc·rescale + P·V, CB channels at a time in registers.
-  KOKKOS_INLINE_FUNCTION void value_block(const Tile& t, const Chunk& ch, int r0, int x0) const {
+  // acc rows r0..r0+RB-1 = acc·rescale + P·V over slots 0..len-1, CB channels at a time in registers.
+  KOKKOS_INLINE_FUNCTION void value_block(const Tile& t, const Chunk& ch, int r0, int x0, int len) const {
     Scalar a[RB][CB];
     for (int rr = 0; rr < RB; ++rr) {
       const Scalar f = t.rescale(r0 + rr);
@@ -179,7 +180,7 @@ struct AttentionTiles {
       FMATTN_SIMD
       for (int cc = 0; cc < CB; ++cc) a[rr][cc] = arow[cc] * f;
     }
-    for (int c = 0; c < ch.len; ++c) {
+    for (int c = 0; c < len; ++c) {
       const Scalar* vrow = ch.vbase + std::int64_t(c) * ch.vstride + x0;
       const Scalar* prow = &t.st(c, r0);
       for (int rr = 0; rr < RB; ++rr) {
@@ -202,20 +203,34 @@ struct AttentionTiles {
     return v < 0 ? 0 : v > ch.len ? ch.len : int(v);
   }
 
+  // Slots seen by any of the rows before r_end: in a causal fine chunk the keys past the last
+  // of those rows are skipped entirely (half of the diagonal block), elsewhere all slots.
+  KOKKOS_INLINE_FUNCTION int seen_by_rows_before(const Tile& t, const Chunk& ch, int r_end) const {
+    if (!ch.causal) return ch.len;
+    const std::int64_t v = t.i0 + r_end - ch.pos0;
+    return v < 0 ? 0 : v > ch.len ? ch.len : int(v);
+  }
+
   // Scores of the chunk's slots, then the online-softmax update of every row (spec §4).
   KOKKOS_INLINE_FUNCTION void process_chunk(const Member& team, const Tile& t, const Chunk& ch) const {
     team.team_barrier();
-    const int full = ch.len / KB * KB;
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
+      const int len = seen_by_rows_before(t, ch, r0 + CB), full = len / KB * KB;
       for (int c0 = 0; c0 < full; c0 += KB) score_block<KB>(t, ch, c0, r0);
-      for (int c0 = full; c0 < ch.len; ++c0) score_block<1>(t, ch, c0, r0);
+      for (int c0 = full; c0 < len; ++c0) score_block<1>(t, ch, c0, r0);
     });
     team.team_barrier();
     // Softmax along keys, vectorized across query lanes: chunk max over the visible slots,
-    // rescale factors, then P = exp(S - max) (0 for unseen slots) and its row sums.
+    // rescale factors, then P = exp(S - max) (0 for unseen slots) and its row sums. Only the
+    // slots scored above are read.
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
+      const int len = seen_by_rows_before(t, ch, r0 + CB);
+      if (len == 0) {
+        for (int cc = 0; cc < CB; ++cc) t.rescale(r0 + cc) = Scalar(1);
+        return;
+      }
       Scalar mx[CB], sum[CB], top[CB];
       int vis[CB];
       for (int cc = 0; cc < CB; ++cc) {
@@ -223,7 +238,7 @@ struct AttentionTiles {
         mx[cc] = t.st(0, r0 + cc);
         sum[cc] = Scalar(0);
       }
-      for (int c = 1; c < ch.len; ++c) {
+      for (int c = 1; c < len; ++c) {
         const Scalar* srow = &t.st(c, r0);
         FMATTN_SIMD
         for (int cc = 0; cc < CB; ++cc) mx[cc] = (c < vis[cc] && srow[cc] > mx[cc]) ? srow[cc] : mx[cc];
@@ -235,7 +250,7 @@ struct AttentionTiles {
         top[cc] = !seen ? old_max : (had && old_max > mx[cc]) ? old_max : mx[cc];
         t.rescale(r0 + cc) = !had ? Scalar(0) : exp_nonpositive(Scalar(old_max - top[cc]));
       }
-      for (int c = 0; c < ch.len; ++c) {
+      for (int c = 0; c < len; ++c) {
         Scalar* srow = &t.st(c, r0);
         FMATTN_SIMD
         for (int cc = 0; cc < CB; ++cc) {
@@ -251,7 +266,9 @@ struct AttentionTiles {
     });
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int row_block) {
-      for (int x0 = 0; x0 < dp; x0 += CB) value_block(t, ch, row_block * RB, x0);
+      const int r0 = row_block * RB;
+      const int len = seen_by_rows_before(t, ch, r0 + RB);
+      for (int x0 = 0; x0 < dp; x0 += CB) value_block(t, ch, r0, x0, len);
     });
   }
 
@@ -295,18 +312,21 @@ struct AttentionTiles {
       int negative = 0;
       const int nc = g.far_cells(l, b_first >> (l - l_first), cells, &negative);
       sink += double(negative) * (opt.count_weighting ? double(g.cell_size(l)) : double(g.p));
-      const std::int64_t base = g.level_offset(l);
+      const std::int64_t base = g.level_offset(l), wl = g.cell_size(l);
+      // Every token of a fully present cell stands for w_l/p fine tokens: one log per level.
+      const Scalar full_logw = opt.count_weighting ? Scalar(compat::log(double(wl / g.p))) : Scalar(0);
       for (int j = 0; j < nc; ++j) {
+        const bool full = (cells[j] + 1) * wl <= g.n;
         for (int r = 0; r < g.p; ++r) {
-          const double cnt = g.count(opt.downsampling, l, cells[j], r);
+          const double cnt = full ? double(wl / g.p) : g.count(opt.downsampling, l, cells[j], r);
           if (cnt == 0) continue;  // absent coarse token
+          const Scalar logw = full || !opt.count_weighting ? full_logw : Scalar(compat::log(cnt));
           const std::int64_t idx = base + cells[j] * g.p + r;
           const int c = filled++;
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 1), [&](const int) {
             gather_slot(team, t, c, &kc(bh, idx, 0), &vc(bh, idx, 0));
-            Kokkos::single(Kokkos::PerThread(team),
-                           [&]() { t.logw(c) = opt.count_weighting ? Scalar(compat::log(cnt)) : Scalar(0); });
+            Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = logw; });
           });
           if (filled == Tk) {
             Chunk ch = gathered;

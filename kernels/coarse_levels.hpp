@@ -92,16 +92,21 @@ void build_coarse_levels(const ExecSpace& space, const Geometry& g, Downsampling
       KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
         const std::int64_t begin = t * seg, cnt = g.present(begin, seg);
         Scalar* out = &xc(h, t, 0);
-        constexpr int CB = 16;
-        for (int c0 = 0; c0 < d; c0 += CB) {
-          const int nc = d - c0 < CB ? d - c0 : CB;
+        constexpr int CB = 16;  // whole blocks of channels stay in registers over the rows
+        int c0 = 0;
+        for (; c0 + CB <= d; c0 += CB) {
           Scalar a[CB] = {};
           for (std::int64_t j = 0; j < cnt; ++j) {
             const Scalar* row = &x(h, begin + j, c0);
             FMATTN_SIMD
-            for (int c = 0; c < nc; ++c) a[c] += row[c];
+            for (int c = 0; c < CB; ++c) a[c] += row[c];
           }
-          for (int c = 0; c < nc; ++c) out[c0 + c] = a[c];
+          for (int c = 0; c < CB; ++c) out[c0 + c] = a[c];
+        }
+        for (int c = c0; c < d; ++c) {
+          Scalar a = 0;
+          for (std::int64_t j = 0; j < cnt; ++j) a += x(h, begin + j, c);
+          out[c] = a;
         }
       });
   // Level l: each sub-segment is the two level-(l-1) sub-segments 2t and 2t+1.
