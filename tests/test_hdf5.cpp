@@ -341,9 +341,7 @@ class Weights : public ::testing::Test {
   }
 
   void write(const std::string& path, const fmattn::DownsamplingWeights& w) const {
-    h5::NewFile f(path);
-    fmattn::write_weights(f.id(), w);
-    f.commit();
+    fmattn::save_weights(path, w, "run:\n  name: weights-test\n");
   }
 };
 using hdf5_weights = Weights;
@@ -355,6 +353,11 @@ TEST_F(hdf5_weights, RoundTrip) {
   const fmattn::DownsamplingWeights w = distinct();
   write(file.path(), w);
   const fmattn::DownsamplingWeights r = fmattn::load_weights(file.path(), g, d);
+  {
+    h5::Handle f = h5::open_read(file.path());
+    EXPECT_EQ(h5::read_attr_string(f, "schema", file.path()), "fmattn-weights/1");
+    EXPECT_EQ(h5::read_attr_int(f, "mpi_ranks", file.path()), 1);
+  }
   EXPECT_EQ(r.head_dim, d);
   EXPECT_EQ(r.geometry.N, g.N);
   EXPECT_EQ(r.geometry.m, g.m);

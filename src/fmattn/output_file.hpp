@@ -15,10 +15,6 @@
 
 namespace fmattn {
 
-// Root attributes every fmattn file carries: schema, fmattn_version, git_commit, created,
-// deck, kokkos_backend, mpi_ranks.
-void write_provenance(hid_t file, const std::string& schema, const std::string& deck_yaml, int mpi_ranks);
-
 struct RunRecord {
   const Deck* deck = nullptr;
   Geometry geometry;

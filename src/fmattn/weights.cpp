@@ -2,6 +2,7 @@
 
 #include "errors.hpp"
 #include "hdf5_io.hpp"
+#include "provenance.hpp"
 
 #include <cstdio>
 
@@ -94,6 +95,13 @@ void write_weights(hid_t file, const DownsamplingWeights& w) {
       h5::write_dataset(lvl, "bias", {g.p, d}, b.data() + std::size_t(l - 1) * g.p * d);
     }
   }
+}
+
+void save_weights(const std::string& path, const DownsamplingWeights& w, const std::string& deck_yaml) {
+  h5::NewFile file(path);
+  write_provenance(file.id(), "fmattn-weights/1", deck_yaml, 1);
+  write_weights(file.id(), w);
+  file.commit();
 }
 
 }  // namespace fmattn

@@ -29,5 +29,8 @@ struct DownsamplingWeights {
 DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int head_dim, bool need_q = false);
 // Writes the downsampling groups and geometry attributes into an open file.
 void write_weights(hid_t file, const DownsamplingWeights& w);
+// A complete weights file: provenance (schema fmattn-weights/1) plus write_weights, written
+// under a temporary name and renamed when complete.
+void save_weights(const std::string& path, const DownsamplingWeights& w, const std::string& deck_yaml);
 
 }  // namespace fmattn

@@ -1,7 +1,7 @@
 // Writes small HDF5 files through the library's own writers, for the tests of
 // tools/fmattn-analyze:
 //
-//   fmattn_test_h5_fixtures weights    OUT.h5   downsampling weights as write_weights() makes them
+//   fmattn_test_h5_fixtures weights    OUT.h5   downsampling weights as save_weights() makes them
 //   fmattn_test_h5_fixtures checkpoint OUT.h5   the same plus provenance, a `step` attribute and
 //                                               `fit/loss` (the checkpoint layout of the interfaces)
 //   fmattn_test_h5_fixtures other      OUT.h5   an fmattn file of another schema
@@ -10,7 +10,7 @@
 // something other than boxes. Exit 0 on success, 2 on bad arguments, 1 on any other failure.
 #include "geometry.hpp"
 #include "hdf5_io.hpp"
-#include "output_file.hpp"
+#include "provenance.hpp"
 #include "weights.hpp"
 
 #include <mpi.h>
@@ -40,7 +40,8 @@ int write(const std::string& kind, const std::string& path) {
     perturb(w.k_weight, 0.01, 0.0);
     perturb(w.v_weight, 0.02, 1.0);
     perturb(w.k_bias, 0.001, 2.0);
-    if (kind == "checkpoint") fmattn::write_provenance(file.id(), "fmattn-checkpoint/1", "run:\n  name: fit\n", 1);
+    fmattn::write_provenance(file.id(), kind == "checkpoint" ? "fmattn-checkpoint/1" : "fmattn-weights/1",
+                             "run:\n  name: fit\n", 1);
     fmattn::write_weights(file.id(), w);
     if (kind == "checkpoint") {
       std::vector<double> loss(40);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The benchmark suite: fmattn_bench at 1 and 2 threads (d = 64 and 128; FMA, its linear variant
+# and exact attention), the memory of a 2^22-token `fmattn run`, then bench/summarize.py checks
+# the numbers against the performance targets and plots time against n.
+#   bash bench/run.sh [OUT_DIR]        (default results/bench-<date>)
+# Environment: FMATTN_BUILD_DIR (build), FMATTN_BENCH_THREADS ("1 2"), FMATTN_BENCH_NMAX (22).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${FMATTN_BUILD_DIR:-$root/build}/bin
+out=${1:-$root/results/bench-$(date +%Y%m%d-%H%M%S)}
+nmax=${FMATTN_BENCH_NMAX:-22}
+mkdir -p "$out"
+# OpenBLAS (the GEMM ceiling) starts its own threads, which must not inherit a Kokkos binding.
+export OMP_PROC_BIND=false
+for t in ${FMATTN_BENCH_THREADS:-1 2}; do
+  OMP_NUM_THREADS=$t "$bin/fmattn_bench" --n-min 12 --n-max "$nmax" --exact-max 16 --d 64,128 --repeat 3 \
+    --cases fma-causal,fma-bidirectional,linear-causal,exact-causal --csv "$out/bench-t$t.csv" | tee "$out/bench-t$t.txt"
+done
+# Peak memory of a whole run: one head, d = 64, float32, no validation.
+OMP_NUM_THREADS=2 "$bin/fmattn" run "$root/inputs/quickstart.yaml" --set problem.heads=1 \
+  --set problem.length=$((1 << nmax)) --set validation.sample_queries=0 \
+  --set output.file="$out/memory-run.h5" | tee "$out/memory-run.txt"
+rm -f "$out/memory-run.h5"
+python3 "$root/bench/summarize.py" "$out" | tee "$out/summary.md"
+"$root/tools/fmattn-analyze" "$out/bench-t2.csv" --plots "$out" >/dev/null && echo "plots in $out"

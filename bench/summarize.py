@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Checks a bench/run.sh result folder against the performance targets; prints Markdown.
+
+Targets (2 threads, fp32, d = 64, m = 64, p = 4): FMA at n = 2^20 >= 30 % of the measured GEMM
+ceiling (causal and bidirectional); exact causal at 2^16 >= 40 %; FMA >= 100x faster than exact
+at 2^16 (causal); log-log slope of time vs n from 2^18 to 2^22 <= 1.15 (linear variant <= 1.05);
+thread scaling 1 -> 2 >= 1.8x at 2^20; peak RSS of a 2^22 run <= 1.35x the size of q, k, v and
+the output. Only the standard library is used.
+"""
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+
+def load(path):
+    rows = {}
+    if not path.exists():
+        return rows
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            rows[(r["case"], int(r["d"]), int(r["n"]))] = r
+    return rows
+
+
+def slope(rows, case, d, lo, hi):
+    pts = [(math.log(n), math.log(float(rows[(case, d, n)]["time_s"])))
+           for n in (2 ** e for e in range(lo, hi + 1)) if (case, d, n) in rows]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+
+
+def main(folder):
+    folder = Path(folder)
+    t1, t2 = load(folder / "bench-t1.csv"), load(folder / "bench-t2.csv")
+    lines = ["| target | measured | goal | met |", "|---|---|---|---|"]
+
+    def add(name, value, goal, ok, fmt="{:.1f}"):
+        shown = "n/a" if value is None else fmt.format(value)
+        lines.append(f"| {name} | {shown} | {goal} | {'n/a' if value is None else ('yes' if ok else 'NO')} |")
+
+    def pct(rows, case, n):
+        r = rows.get((case, 64, n))
+        return None if r is None else float(r["percent_of_ceiling"])
+
+    any_row = next(iter(t2.values()), None)
+    if any_row:
+        lines.insert(0, f"GEMM ceiling (2 threads): {float(any_row['ceiling_gflops']):.1f} GFLOP/s\n")
+    for case in ("fma-causal", "fma-bidirectional"):
+        v = pct(t2, case, 2 ** 20)
+        add(f"{case} n=2^20, % of ceiling", v, ">= 30", v is not None and v >= 30)
+    v = pct(t2, "exact-causal", 2 ** 16)
+    add("exact-causal n=2^16, % of ceiling", v, ">= 40", v is not None and v >= 40)
+    fma, exact = t2.get(("fma-causal", 64, 2 ** 16)), t2.get(("exact-causal", 64, 2 ** 16))
+    speed = float(exact["time_s"]) / float(fma["time_s"]) if fma and exact else None
+    add("FMA speed-up over exact, causal n=2^16", speed, ">= 100", speed is not None and speed >= 100, "{:.0f}x")
+    for case, goal in (("fma-causal", 1.15), ("fma-bidirectional", 1.15), ("linear-causal", 1.05)):
+        s = slope(t2, case, 64, 18, 22)
+        add(f"{case} slope log t / log n, 2^18..2^22", s, f"<= {goal}", s is not None and s <= goal, "{:.3f}")
+    a, b = t1.get(("fma-causal", 64, 2 ** 20)), t2.get(("fma-causal", 64, 2 ** 20))
+    scale = float(a["time_s"]) / float(b["time_s"]) if a and b else None
+    add("thread scaling 1 -> 2, fma-causal n=2^20", scale, ">= 1.8", scale is not None and scale >= 1.8, "{:.2f}x")
+    mem = folder / "memory-run.txt"
+    if mem.exists():
+        text = mem.read_text()
+        m = re.search(r"peak RSS ([0-9.]+) (KiB|MiB|GiB)", text)
+        n = re.search(r"n = (\d+), batch (\d+) x heads (\d+), d = (\d+)", text)
+        if m and n:
+            unit = {"KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30}[m.group(2)]
+            rss = float(m.group(1)) * unit
+            tensors = 4 * int(n.group(1)) * int(n.group(2)) * int(n.group(3)) * int(n.group(4)) * 4
+            ratio = rss / tensors
+            add(f"peak RSS / (q,k,v,output) at n={n.group(1)}", ratio, "<= 1.35", ratio <= 1.35, "{:.3f}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".")

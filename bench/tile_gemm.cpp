@@ -1,0 +1,78 @@
+// fmattn_tile_gemm: the small matrix product at the heart of a query tile — S^T = K·(sQ)^T for a
+// Tk × Tq tile over d channels — computed by the tile kernel's hand register-blocked code and by
+// Kokkos Kernels' KokkosBatched::SerialGemm (blocked and unblocked algorithms), on one thread,
+// on data resident in cache. It decides which one the tile kernel uses.
+//   fmattn_tile_gemm [--d 64] [--reps 20000]
+#include "attention_tiles.hpp"
+#include "log.hpp"
+
+#include <KokkosBatched_Gemm_Decl.hpp>
+#include <KokkosBatched_Gemm_Serial_Impl.hpp>
+#include <Kokkos_Core.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Exec = Kokkos::DefaultHostExecutionSpace;
+using Tiles = fmattn::AttentionTiles<Exec, float>;
+using Host2 = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>;
+
+template <class F>
+double gflops(int reps, double flops, F&& f) {
+  f();
+  fmattn::Stopwatch w;
+  for (int r = 0; r < reps; ++r) f();
+  return flops * reps / w.seconds() * 1e-9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Kokkos::initialize(argc, argv);
+  {
+    int d = 64, reps = 20000;
+    for (int i = 1; i + 1 < argc; ++i) {
+      if (std::string(argv[i]) == "--d") d = std::stoi(argv[i + 1]);
+      if (std::string(argv[i]) == "--reps") reps = std::stoi(argv[i + 1]);
+    }
+    constexpr int Tq = Tiles::Tq, Tk = Tiles::Tk;
+    std::vector<float> k(Tk * d), qt(d * Tq), st(Tk * Tq), logw(Tk, 0.0f);
+    for (std::size_t i = 0; i < k.size(); ++i) k[i] = float(i % 17) * 0.01f;
+    for (std::size_t i = 0; i < qt.size(); ++i) qt[i] = float(i % 13) * 0.02f;
+    const double flops = 2.0 * Tk * Tq * d;
+
+    // The tile kernel's own score blocks, exactly as process_chunk calls them.
+    Tiles f;
+    f.d = d;
+    f.dp = Tiles::padded_dim(d);
+    typename Tiles::Tile t;
+    t.qt = typename Tiles::Mat(qt.data(), d, Tq);
+    t.st = typename Tiles::Mat(st.data(), Tk, Tq);
+    t.logw = typename Tiles::Vec(logw.data(), Tk);
+    const typename Tiles::Chunk ch{k.data(), k.data(), d, d, Tk, false, 0};
+    const double hand = gflops(reps, flops, [&] {
+      for (int r0 = 0; r0 < Tq; r0 += Tiles::CB)
+        for (int c0 = 0; c0 < Tk; c0 += Tiles::KB) f.score_block<Tiles::KB>(t, ch, c0, r0);
+    });
+
+    const Host2 A(k.data(), Tk, d), B(qt.data(), d, Tq), C(st.data(), Tk, Tq);
+    using namespace KokkosBatched;
+    const double blocked = gflops(reps, flops, [&] {
+      SerialGemm<Trans::NoTranspose, Trans::NoTranspose, Algo::Gemm::Blocked>::invoke(1.0f, A, B, 0.0f, C);
+    });
+    const double unblocked = gflops(reps, flops, [&] {
+      SerialGemm<Trans::NoTranspose, Trans::NoTranspose, Algo::Gemm::Unblocked>::invoke(1.0f, A, B, 0.0f, C);
+    });
+    std::printf("# tile product S^T[%d][%d] = K[%d][%d] * Q^T[%d][%d], float, one thread, in cache\n", Tk, Tq, Tk, d,
+                d, Tq);
+    std::printf("%-34s %10s\n", "implementation", "GFLOP/s");
+    std::printf("%-34s %10.2f\n", "hand register-blocked (tile kernel)", hand);
+    std::printf("%-34s %10.2f\n", "KokkosBatched::SerialGemm Blocked", blocked);
+    std::printf("%-34s %10.2f\n", "KokkosBatched::SerialGemm Unblocked", unblocked);
+  }
+  Kokkos::finalize();
+  return 0;
+}
