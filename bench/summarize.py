@@ -75,6 +75,18 @@ def main(folder):
             tensors = 4 * int(n.group(1)) * int(n.group(2)) * int(n.group(3)) * int(n.group(4)) * 4
             ratio = rss / tensors
             add(f"peak RSS / (q,k,v,output) at n={n.group(1)}", ratio, "<= 1.35", ratio <= 1.35, "{:.3f}")
+    acc = folder / "accuracy.csv"
+    if acc.exists():
+        with open(acc) as f:
+            rows = list(csv.DictReader(f))
+        lines += ["", "Sampled relative error (n = 65536, d = 64, m = 64, p = 4, average downsampling, 128 rows/head):", "",
+                  "| synthetic kind | variant | O(n log n) max / mean | O(n) linear max / mean |", "|---|---|---|---|"]
+        by = {(r["kind"], r["variant"], r["queries"]): r for r in rows}
+        for kind in dict.fromkeys(r["kind"] for r in rows):
+            for variant in ("causal", "bidirectional"):
+                fine, coarse = by.get((kind, variant, "fine")), by.get((kind, variant, "coarse"))
+                cell = lambda r: "n/a" if r is None else f"{float(r['max_rel_error']):.2e} / {float(r['mean_rel_error']):.2e}"
+                lines.append(f"| {kind} | {variant} | {cell(fine)} | {cell(coarse)} |")
     print("\n".join(lines))
 
 

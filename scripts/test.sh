@@ -6,3 +6,14 @@ build=${FMATTN_BUILD_DIR:-$root/build}
 bash "$root/scripts/build.sh"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"
+
+# The unit tests once more under AddressSanitizer and UndefinedBehaviorSanitizer (in their own
+# build folder; FMATTN_SANITIZE_TESTS=0 skips this, as do extra ctest arguments).
+if [[ ${FMATTN_SANITIZE_TESTS:-1} != 0 && $# == 0 ]]; then
+  FMATTN_BUILD_DIR=$build-sanitize bash "$root/scripts/build.sh" -DFMATTN_SANITIZE=address,undefined \
+    -DFMATTN_ENABLE_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cd "$build-sanitize"
+  # Open MPI's start-up allocations are not ours to report; undefined behaviour must fail.
+  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ctest --output-on-failure -j "$(nproc)" -L unit
+fi
