@@ -59,6 +59,7 @@ struct AttentionTiles {
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
   int dp = 0;  // d rounded up to CB; channels d..dp of scratch rows are zero
+  int scratch_level = 0;  // 0: fast team memory; 1 when a tile's scratch exceeds it (GPU, large d)
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
   // Scratch of one team. Scores are kept transposed (key-major), so the softmax runs along
@@ -94,7 +95,7 @@ struct AttentionTiles {
   }
 
   KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team) const {
-    const auto& scr = team.team_scratch(0);
+    const auto& scr = team.team_scratch(scratch_level);
     Tile t;
     t.qt = Mat(scr, d, Tq);
     t.st = Mat(scr, Tk, Tq);
@@ -461,6 +462,7 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
   const std::int64_t heads = std::int64_t(q.extent(0));
   const std::size_t scratch = K::scratch_bytes(f.d);
   if (heads == 0) return;
+  f.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
   if (opt.method == Method::fma && opt.coarse_queries && g.L > 0) {
     std::int64_t cells = 0;
     for (int l = 1; l <= g.L; ++l) cells += g.num_cells(l);
@@ -468,13 +470,13 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
     f.tiles_per_cell = (g.p + K::Tq - 1) / K::Tq;
     f.tiles_per_head = cells * f.tiles_per_cell;
     typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
-    Kokkos::parallel_for("fmattn::attention::coarse_queries", policy.set_scratch_size(0, Kokkos::PerTeam(scratch)), f);
+    Kokkos::parallel_for("fmattn::attention::coarse_queries", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
     f.coarse_pass = false;
   }
   f.tiles_per_block = (g.m + K::Tq - 1) / K::Tq;
   f.tiles_per_head = ((g.n + g.m - 1) / g.m) * f.tiles_per_block;
   typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
-  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(0, Kokkos::PerTeam(scratch)), f);
+  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
 }
 
 }  // namespace fmattn

@@ -9,5 +9,6 @@ kokkos_line=$(bash "$root/scripts/setup.sh" | tail -n 1)
 kokkos_root=${kokkos_line#FMATTN_KOKKOS_ROOT=}
 cmake_args=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release)
 [[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root")
-cmake "${cmake_args[@]}" "$@" >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+mkdir -p "$build"
+cmake "${cmake_args[@]}" "$@" >"$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)"

@@ -9,10 +9,12 @@
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -67,6 +69,21 @@ Cli parse(int argc, char** argv) {
   return cli;
 }
 
+// True when every rank of `comm` reaches this call within `seconds`.
+bool all_ranks_arrive(MPI_Comm comm, double seconds) {
+  MPI_Request request;
+  MPI_Ibarrier(comm, &request);
+  const auto start = std::chrono::steady_clock::now();
+  int done = 0;
+  while (!done) {
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done) break;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 std::string runtime_info(int ranks) {
   std::string s;
   s += "fmattn " + std::string(fmattn::version_string) + " (commit " + fmattn::git_commit + ")\n";
@@ -114,10 +131,19 @@ int main(int argc, char** argv) {
   auto say = [&](const std::string& s) {
     if (rank == 0) std::cout << s << std::flush;
   };
+  // Failures are agreed on over a communicator of their own, so that the check cannot meet a
+  // collective call of the run itself.
+  MPI_Comm error_comm;
+  MPI_Comm_dup(MPI_COMM_WORLD, &error_comm);
   auto fail = [&](int code, const std::string& msg) {
     if (rank == 0) std::cerr << "fmattn: error: " << msg << std::endl;
-    // Another rank may be inside a collective call: abort rather than hang.
-    if (ranks > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    // Bad input is usually seen by every rank alike: then all finish cleanly with `code`. When
+    // some rank does not arrive within a few seconds it is stuck elsewhere: abort, never hang.
+    if (ranks > 1 && !all_ranks_arrive(error_comm, 5.0)) {
+      if (rank != 0) std::cerr << "fmattn: error (rank " << rank << "): " << msg << std::endl;
+      MPI_Abort(MPI_COMM_WORLD, code);
+    }
+    MPI_Comm_free(&error_comm);
     if (Kokkos::is_initialized()) Kokkos::finalize();
     MPI_Finalize();
     return code;
@@ -129,13 +155,9 @@ int main(int argc, char** argv) {
   } catch (const fmattn::InputError& e) {
     return fail(2, e.what());
   }
-  if (cli.command == "-h" || cli.command == "--help") {
-    say(usage);
-    MPI_Finalize();
-    return 0;
-  }
-  if (cli.command == "--version") {
-    say(std::string("fmattn ") + fmattn::version_string + "\n");
+  if (cli.command == "-h" || cli.command == "--help" || cli.command == "--version") {
+    say(cli.command == "--version" ? std::string("fmattn ") + fmattn::version_string + "\n" : std::string(usage));
+    MPI_Comm_free(&error_comm);
     MPI_Finalize();
     return 0;
   }
@@ -186,6 +208,7 @@ int main(int argc, char** argv) {
     code = fail(1, e.what());
     return code;
   }
+  MPI_Comm_free(&error_comm);
   Kokkos::finalize();
   MPI_Finalize();
   return code;
