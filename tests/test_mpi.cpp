@@ -37,11 +37,18 @@ TEST(Mpi, HeadsShardedEqualsOneRank) {
   long tag = long(::getpid());
   MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
   const std::string all = "mpi-all-" + std::to_string(tag) + ".h5", one = "mpi-one-" + std::to_string(tag) + ".h5";
-  for (const char* variant : {"causal", "bidirectional"}) {
-    const std::vector<std::string> common{"problem.batch=2",         "problem.heads=3",
-                                          "problem.length=1000",     "problem.head_dim=8",
-                                          "problem.dtype=float64",   std::string("attention.variant=") + variant,
-                                          "attention.block_size=16", "validation.sample_queries=8"};
+  // Both variants, and the linear variant (its coarse queries need no communication of their own).
+  for (const char* variant : {"causal", "bidirectional", "linear"}) {
+    const bool linear = std::string(variant) == "linear";
+    const std::vector<std::string> common{"problem.batch=2",
+                                          "problem.heads=3",
+                                          "problem.length=1000",
+                                          "problem.head_dim=8",
+                                          "problem.dtype=float64",
+                                          std::string("attention.variant=") + (linear ? "causal" : variant),
+                                          std::string("attention.queries=") + (linear ? "coarse" : "fine"),
+                                          "attention.block_size=16",
+                                          "validation.sample_queries=8"};
     auto with = [&](const std::string& out) {
       auto s = common;
       s.push_back("output.file=" + out);
