@@ -11,10 +11,10 @@
 #include "log.hpp"
 #include "synthetic.hpp"
 
-#include <KokkosBlas3_gemm.hpp>
-#include <Kokkos_Core.hpp>
 #include <mpi.h>
 #include <unistd.h>
+#include <KokkosBlas3_gemm.hpp>
+#include <Kokkos_Core.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -47,12 +47,18 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--n-min") o.n_min = std::stoi(next());
-    else if (a == "--n-max") o.n_max = std::stoi(next());
-    else if (a == "--exact-max") o.exact_max = std::stoi(next());
-    else if (a == "--repeat") o.repeat = std::stoi(next());
-    else if (a == "--csv") o.csv = next();
-    else if (a == "--cases") o.cases = split(next());
+    if (a == "--n-min")
+      o.n_min = std::stoi(next());
+    else if (a == "--n-max")
+      o.n_max = std::stoi(next());
+    else if (a == "--exact-max")
+      o.exact_max = std::stoi(next());
+    else if (a == "--repeat")
+      o.repeat = std::stoi(next());
+    else if (a == "--csv")
+      o.csv = next();
+    else if (a == "--cases")
+      o.cases = split(next());
     else if (a == "--d") {
       o.dims.clear();
       for (const auto& x : split(next())) o.dims.push_back(std::stoi(x));

@@ -66,8 +66,8 @@ int main(int argc, char** argv) {
     const double unblocked = gflops(reps, flops, [&] {
       SerialGemm<Trans::NoTranspose, Trans::NoTranspose, Algo::Gemm::Unblocked>::invoke(1.0f, A, B, 0.0f, C);
     });
-    std::printf("# tile product S^T[%d][%d] = K[%d][%d] * Q^T[%d][%d], float, one thread, in cache\n", Tk, Tq, Tk, d,
-                d, Tq);
+    std::printf("# tile product S^T[%d][%d] = K[%d][%d] * Q^T[%d][%d], float, one thread, in cache\n", Tk, Tq, Tk, d, d,
+                Tq);
     std::printf("%-34s %10s\n", "implementation", "GFLOP/s");
     std::printf("%-34s %10.2f\n", "hand register-blocked (tile kernel)", hand);
     std::printf("%-34s %10.2f\n", "KokkosBatched::SerialGemm Blocked", blocked);

@@ -11,8 +11,8 @@
 
 #include "fast_exp.hpp"
 #include "geometry.hpp"
-#include "simd.hpp"
 #include "kokkos_compat.hpp"
+#include "simd.hpp"
 #include "tile_traits.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -51,28 +51,28 @@ struct AttentionTiles {
 
   Geometry g;
   AttentionOptions opt;
-  In q, k, v;  // [bh][n][d]
-  In qc;       // [bh][coarse tokens][d] coarse queries (linear variant)
-  In kc, vc;   // [bh][coarse tokens][d]; empty for exact
-  Out o;       // [bh][n][d]
+  In q, k, v;                  // [bh][n][d]
+  In qc;                       // [bh][coarse tokens][d] coarse queries (linear variant)
+  In kc, vc;                   // [bh][coarse tokens][d]; empty for exact
+  Out o;                       // [bh][n][d]
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
-  int dp = 0;  // d rounded up to CB; channels d..dp of scratch rows are zero
+  int dp = 0;             // d rounded up to CB; channels d..dp of scratch rows are zero
   int scratch_level = 0;  // 0: fast team memory; 1 when a tile's scratch exceeds it (GPU, large d)
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
   // Scratch of one team. Scores are kept transposed (key-major), so the softmax runs along
   // contiguous query lanes and K, V rows are read in place.
   struct Tile {
-    Mat qt;            // (scale·Q)^T [d][Tq], zero past `rows`
-    Mat st;            // S^T, then P^T [Tk][Tq]
-    Mat acc;           // unnormalised output [Tq][dp]
-    Mat ks, vs;        // gathered key/value rows [Tk][dp] (coarse slots, or fine rows when d % CB != 0)
-    Vec logw;          // log-weight of each slot [Tk]
-    Vec rmax, rsum;    // running max and denominator [Tq]
-    Vec mx, rescale;   // per-chunk max and rescale factor [Tq]
-    std::int64_t i0;   // position of row 0 (fine queries)
+    Mat qt;           // (scale·Q)^T [d][Tq], zero past `rows`
+    Mat st;           // S^T, then P^T [Tk][Tq]
+    Mat acc;          // unnormalised output [Tq][dp]
+    Mat ks, vs;       // gathered key/value rows [Tk][dp] (coarse slots, or fine rows when d % CB != 0)
+    Vec logw;         // log-weight of each slot [Tk]
+    Vec rmax, rsum;   // running max and denominator [Tq]
+    Vec mx, rescale;  // per-chunk max and rescale factor [Tq]
+    std::int64_t i0;  // position of row 0 (fine queries)
     int rows;
   };
 
@@ -294,8 +294,13 @@ struct AttentionTiles {
         if (!in_place) gather_slot(team, t, c, &k(bh, c0 + c, 0), &v(bh, c0 + c, 0));
         Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = Scalar(0); });
       });
-      Chunk ch{in_place ? &k(bh, c0, 0) : t.ks.data(), in_place ? &v(bh, c0, 0) : t.vs.data(), in_place ? d : dp,
-               in_place ? d : dp, len, causal, c0};
+      Chunk ch{in_place ? &k(bh, c0, 0) : t.ks.data(),
+               in_place ? &v(bh, c0, 0) : t.vs.data(),
+               in_place ? d : dp,
+               in_place ? d : dp,
+               len,
+               causal,
+               c0};
       process_chunk(team, t, ch);
     }
   }
@@ -383,7 +388,8 @@ struct AttentionTiles {
           for (int l = 1; l <= g.L; ++l) {
             const std::int64_t w = g.cell_size(l);
             const std::int64_t idx = g.level_offset(l) + (i / w) * g.p + (i % w) / (w / g.p);
-            if (part.den(bh, idx) > Scalar(0)) merge(team, t, r, part.max(bh, idx), part.den(bh, idx), &part.num(bh, idx, 0));
+            if (part.den(bh, idx) > Scalar(0))
+              merge(team, t, r, part.max(bh, idx), part.den(bh, idx), &part.num(bh, idx, 0));
           }
         });
       } else {
@@ -438,7 +444,8 @@ struct AttentionTiles {
 // sums workspace), exact attention otherwise.
 template <class ExecSpace, class Scalar>
 void evaluate_attention(const ExecSpace& space, const Geometry& g, const AttentionOptions& opt,
-                        typename AttentionTiles<ExecSpace, Scalar>::In q, typename AttentionTiles<ExecSpace, Scalar>::In k,
+                        typename AttentionTiles<ExecSpace, Scalar>::In q,
+                        typename AttentionTiles<ExecSpace, Scalar>::In k,
                         typename AttentionTiles<ExecSpace, Scalar>::In v,
                         typename AttentionTiles<ExecSpace, Scalar>::In qc,
                         typename AttentionTiles<ExecSpace, Scalar>::In kc,
@@ -470,13 +477,15 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
     f.tiles_per_cell = (g.p + K::Tq - 1) / K::Tq;
     f.tiles_per_head = cells * f.tiles_per_cell;
     typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
-    Kokkos::parallel_for("fmattn::attention::coarse_queries", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
+    Kokkos::parallel_for("fmattn::attention::coarse_queries",
+                         policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
     f.coarse_pass = false;
   }
   f.tiles_per_block = (g.m + K::Tq - 1) / K::Tq;
   f.tiles_per_head = ((g.n + g.m - 1) / g.m) * f.tiles_per_block;
   typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
-  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
+  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)),
+                       f);
 }
 
 }  // namespace fmattn

@@ -116,4 +116,32 @@ inline void random_weights(std::mt19937_64& rng, const fmattn::Geometry& g, int 
   r = ref::Weights{w.k_weight, w.k_bias, w.v_weight, w.v_bias, w.q_weight, w.q_bias};
 }
 
+struct Shape {
+  std::int64_t n;
+  int m, p, d;
+};
+
+// The float64 kernel against the float64 reference on fresh random inputs (two heads, random
+// learned weights when P.learned) for every shape; P supplies everything but the shape.
+inline void expect_kernel_matches_reference(ref::Params P, const std::vector<Shape>& shapes) {
+  std::mt19937_64 rng(test_seed());
+  for (const Shape& s : shapes) {
+    P.n = s.n;
+    P.m = s.m;
+    P.p = s.p;
+    P.d = s.d;
+    SCOPED_TRACE("seed " + std::to_string(test_seed()) + " n " + std::to_string(s.n) + " m " + std::to_string(s.m) +
+                 " p " + std::to_string(s.p) + " d " + std::to_string(s.d));
+    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
+               v = random_heads(rng, 2, P.n, P.d);
+    fmattn::DownsamplingWeights w;
+    ref::Weights rw;
+    const auto g =
+        fmattn::make_geometry(P.n, P.m, P.p, P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
+    if (P.learned) random_weights(rng, g, P.d, w, rw);
+    const auto got = run_kernel<double>(P, q, k, v, P.learned ? &w : nullptr);
+    EXPECT_LT(rel_error(got, run_reference<double>(P, q, k, v, P.learned ? &rw : nullptr)), 1e-12);
+  }
+}
+
 }  // namespace testing_fma

@@ -90,7 +90,7 @@ std::vector<T> attention(const Params& P, const std::vector<T>& q, const std::ve
   std::vector<Slot<T>> slots;
   std::vector<T> kc, vc, qc;
   const std::vector<double>*kw = w ? &w->kw : nullptr, *kb = w ? &w->kb : nullptr, *vw = w ? &w->vw : nullptr,
-  *vb = w ? &w->vb : nullptr, *qw = w ? &w->qw : nullptr, *qb = w ? &w->qb : nullptr;
+        *vb = w ? &w->vb : nullptr, *qw = w ? &w->qw : nullptr, *qb = w ? &w->qb : nullptr;
   for (std::int64_t i = 0; i < n; ++i) {
     slots.clear();
     const std::int64_t B = i / P.m;

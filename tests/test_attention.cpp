@@ -9,41 +9,18 @@ namespace {
 
 using namespace testing_fma;
 
-struct Shape {
-  std::int64_t n;
-  int m, p, d;
-};
-
 // Ragged n, n < m, n = m·2^k, several p from 1 to m, sub-tiled blocks (m > 64) and key chunks
 // longer than the kernel's chunk.
 const std::vector<Shape> shapes = {{1, 4, 1, 3},   {5, 8, 2, 4},    {37, 4, 2, 5},    {100, 8, 8, 3},
                                    {256, 8, 4, 8}, {333, 16, 1, 4}, {300, 128, 4, 2}, {513, 64, 16, 3}};
 
 void check_double(bool causal, bool learned, bool count_weighting) {
-  std::mt19937_64 rng(test_seed());
-  for (const Shape& s : shapes) {
-    ref::Params P;
-    P.n = s.n;
-    P.m = s.m;
-    P.p = s.p;
-    P.d = s.d;
-    P.causal = causal;
-    P.learned = learned;
-    P.count_weighting = count_weighting;
-    P.scale = 0.7;
-    SCOPED_TRACE("seed " + std::to_string(test_seed()) + " n " + std::to_string(s.n) + " m " + std::to_string(s.m) +
-                 " p " + std::to_string(s.p) + " d " + std::to_string(s.d));
-    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
-               v = random_heads(rng, 2, P.n, P.d);
-    fmattn::DownsamplingWeights w;
-    ref::Weights rw;
-    const auto g =
-        fmattn::make_geometry(P.n, P.m, P.p, causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
-    if (learned) random_weights(rng, g, P.d, w, rw);
-    const auto got = run_kernel<double>(P, q, k, v, learned ? &w : nullptr);
-    const auto want = run_reference<double>(P, q, k, v, learned ? &rw : nullptr);
-    EXPECT_LT(rel_error(got, want), 1e-12);
-  }
+  ref::Params P;
+  P.causal = causal;
+  P.learned = learned;
+  P.count_weighting = count_weighting;
+  P.scale = 0.7;
+  expect_kernel_matches_reference(P, shapes);
 }
 
 TEST(AttentionDouble, CausalAverage) { check_double(true, false, true); }

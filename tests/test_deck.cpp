@@ -4,6 +4,8 @@
 #include "deck.hpp"
 #include "errors.hpp"
 
+#include "temp_path.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -22,26 +24,8 @@ namespace {
 using fmattn::Deck;
 using fmattn::InputError;
 
-// Unique per test and process: ctest may run several test processes in the same directory.
-std::string unique_name(const std::string& stem) {
-  static int counter = 0;
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return std::string("deck-") + (info ? info->name() : "x") + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(counter++) + "-" + stem;
-}
-
-// A file in the working directory, removed at the end of the test.
-class TempFile {
- public:
-  explicit TempFile(const std::string& stem, const std::string& text = "") : path_(unique_name(stem)) {
-    std::ofstream(path_) << text;
-  }
-  ~TempFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing_files::TempPath;
+using testing_files::unique_name;
 
 ::testing::AssertionResult Matches(const std::string& text, const std::string& regex) {
   if (std::regex_search(text, std::regex(regex))) return ::testing::AssertionSuccess();
@@ -62,7 +46,7 @@ std::string error_of(const std::string& text, const std::vector<std::string>& ov
 // The same through a file, as the CLI reads decks. The file's unique name is replaced by "DECK"
 // in the returned message so that expectations can spell it.
 std::string file_error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
-  TempFile f("bad.yaml", text);
+  TempPath f("bad.yaml", text);
   try {
     fmattn::load_deck(f.path(), overrides);
   } catch (const InputError& e) {
@@ -184,7 +168,7 @@ TEST(deck, QuickstartDeckLoads) {
 
 // Every key set away from its default; fma-only options (zero_sink, coarse queries) here.
 TEST(deck, EveryKeyRoundTrips) {
-  TempFile input("q.h5"), weights("w.h5");  // parse_deck checks that they can be opened
+  TempPath input("q.h5", ""), weights("w.h5", "");  // parse_deck checks that they can be opened
   const std::string text =
       "run: {name: round-trip_1.x, seed: 98765}\n"
       "problem: {batch: 3, heads: 5, length: 4096, head_dim: 48, dtype: float64}\n"
@@ -409,11 +393,11 @@ TEST(deck, InputAndWeightsFilesAreChecked) {
                       R"(^DECK:3:9: input\.file: cannot open '/nonexistent/q\.h5')"));
   // A file is not looked at while the source is synthetic.
   EXPECT_EQ(fmattn::parse_deck("input: {file: /nonexistent/q.h5}", "t.yaml").input.file, "/nonexistent/q.h5");
-  TempFile exists("q.h5");
+  TempPath exists("q.h5", "");
   EXPECT_EQ(fmattn::parse_deck("input: {source: hdf5, file: " + exists.path() + "}", "t.yaml").input.file,
             exists.path());
   {  // weights.file needs learned downsampling
-    TempFile w("w.h5");
+    TempPath w("w.h5", "");
     EXPECT_TRUE(Matches(file_error_of("weights:\n  file: " + w.path() + "\n"),
                         R"(^DECK:2:9: weights\.file: weights are only used with attention\.downsampling: learned)"));
     EXPECT_TRUE(Matches(error_of("attention: {downsampling: learned}\nweights: {file: /nonexistent/w.h5}"),
@@ -445,7 +429,7 @@ TEST(deck, UnreadableDecksAreNamed) {
 }
 
 TEST(deck, SetOverridesAreAppliedTypedAndNested) {
-  TempFile deck("deck.yaml", "problem:\n  length: 1000\n  heads: 2\nattention:\n  block_size: 32\n");
+  TempPath deck("deck.yaml", "problem:\n  length: 1000\n  heads: 2\nattention:\n  block_size: 32\n");
   const Deck d =
       fmattn::load_deck(deck.path(), {"problem.length=4096", "attention.count_weighting=false", "attention.scale=0.5",
                                       "run.name=123", "problem.dtype = float64", "attention.block_size=16"});

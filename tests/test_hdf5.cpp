@@ -8,6 +8,7 @@
 #include "hdf5_io.hpp"
 #include "inputs.hpp"
 #include "output_file.hpp"
+#include "temp_path.hpp"
 #include "version.hpp"
 #include "weights.hpp"
 
@@ -30,27 +31,8 @@ namespace {
 namespace h5 = fmattn::h5;
 using fmattn::InputError;
 
-// Unique per test and process: ctest may run several test processes in the same directory.
-std::string unique_name(const std::string& stem) {
-  static int counter = 0;
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return std::string("hdf5-") + (info ? info->name() : "x") + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(counter++) + "-" + stem;
-}
-
-// A path in the working directory whose file is removed at the end of the test.
-class TempPath {
- public:
-  explicit TempPath(const std::string& stem) : path_(unique_name(stem)) {}
-  ~TempPath() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing_files::TempPath;
+using testing_files::unique_name;
 
 bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
 

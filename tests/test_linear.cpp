@@ -7,37 +7,17 @@ namespace {
 
 using namespace testing_fma;
 
-struct Shape {
-  std::int64_t n;
-  int m, p, d;
-};
-
-const std::vector<Shape> shapes = {{1, 4, 1, 3},    {37, 4, 2, 5},   {256, 8, 4, 8},
+const std::vector<Shape> shapes = {{1, 4, 1, 3},    {37, 4, 2, 5},    {256, 8, 4, 8},
                                    {333, 16, 1, 4}, {300, 128, 4, 2}, {513, 16, 16, 3}};
 
 void check(bool causal, bool learned, bool count_weighting) {
-  std::mt19937_64 rng(test_seed());
-  for (const Shape& s : shapes) {
-    ref::Params P;
-    P.n = s.n;
-    P.m = s.m;
-    P.p = s.p;
-    P.d = s.d;
-    P.causal = causal;
-    P.learned = learned;
-    P.count_weighting = count_weighting;
-    P.coarse_queries = true;
-    P.scale = 0.6;
-    SCOPED_TRACE("seed " + std::to_string(test_seed()) + " n " + std::to_string(s.n) + " m " + std::to_string(s.m) +
-                 " p " + std::to_string(s.p));
-    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d), v = random_heads(rng, 2, P.n, P.d);
-    fmattn::DownsamplingWeights w;
-    ref::Weights rw;
-    const auto g = fmattn::make_geometry(P.n, P.m, P.p, causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
-    if (learned) random_weights(rng, g, P.d, w, rw);
-    const auto got = run_kernel<double>(P, q, k, v, learned ? &w : nullptr);
-    EXPECT_LT(rel_error(got, run_reference<double>(P, q, k, v, learned ? &rw : nullptr)), 1e-12);
-  }
+  ref::Params P;
+  P.causal = causal;
+  P.learned = learned;
+  P.count_weighting = count_weighting;
+  P.coarse_queries = true;
+  P.scale = 0.6;
+  expect_kernel_matches_reference(P, shapes);
 }
 
 TEST(Linear, CausalAverage) { check(true, false, true); }
@@ -106,7 +86,8 @@ TEST(Linear, Float32WithinPlainFloat32Error) {
     P.causal = causal;
     P.coarse_queries = true;
     P.scale = 1.0 / std::sqrt(32.0);
-    const auto q = random_heads(rng, 1, P.n, P.d), k = random_heads(rng, 1, P.n, P.d), v = random_heads(rng, 1, P.n, P.d);
+    const auto q = random_heads(rng, 1, P.n, P.d), k = random_heads(rng, 1, P.n, P.d),
+               v = random_heads(rng, 1, P.n, P.d);
     const auto want = run_reference<double>(P, q, k, v);
     const double plain = rel_error(run_reference<float>(P, q, k, v), want);
     EXPECT_LE(rel_error(run_kernel<float>(P, q, k, v), want), 4 * plain + 8 * std::numeric_limits<float>::epsilon())

@@ -5,6 +5,7 @@
 #include "deck.hpp"
 #include "hdf5_io.hpp"
 #include "run.hpp"
+#include "temp_path.hpp"
 
 #include <unistd.h>
 
@@ -14,9 +15,7 @@ namespace {
 
 using namespace testing_fma;
 
-std::string unique(const std::string& stem) {
-  return stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(test_seed() % 100000) + ".h5";
-}
+std::string unique(const std::string& stem) { return testing_files::unique_name(stem + ".h5"); }
 
 void write_qkv(const std::string& path, const Heads& q, const Heads& k, const Heads& v, std::int64_t n, int d,
                bool as_float) {
@@ -165,13 +164,14 @@ TEST(RunDeck, LinearVariantWithLearnedWeightsFile) {
     fmattn::write_weights(f.id(), w);
     f.commit();
   }
-  const fmattn::Deck deck = fmattn::parse_deck(
-      "", "test",
-      {"problem.heads=1", "problem.length=333", "problem.head_dim=4", "problem.dtype=float64",
-       "attention.variant=bidirectional", "attention.block_size=8", "attention.rank=2", "attention.queries=coarse",
-       "attention.downsampling=learned", "weights.file=" + wfile, "input.source=hdf5", "input.file=" + in,
-       "output.file=" + out});
-  fmattn::run_deck(deck, [](const std::string&) {}, MPI_COMM_SELF);
+  const fmattn::Deck deck =
+      fmattn::parse_deck("", "test",
+                         {"problem.heads=1", "problem.length=333", "problem.head_dim=4", "problem.dtype=float64",
+                          "attention.variant=bidirectional", "attention.block_size=8", "attention.rank=2",
+                          "attention.queries=coarse", "attention.downsampling=learned", "weights.file=" + wfile,
+                          "input.source=hdf5", "input.file=" + in, "output.file=" + out});
+  fmattn::run_deck(
+      deck, [](const std::string&) {}, MPI_COMM_SELF);
   ref::Params P;
   P.n = n;
   P.m = m;

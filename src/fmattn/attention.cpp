@@ -65,8 +65,8 @@ void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTe
                          out.extent(2) == q.extent(2);
   if (!shapes_ok) throw InputError("attention: q, k, v and out must all be [heads][n][head_dim] of the geometry");
   build_coarse(q, k, v);
-  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, qc_, kc_, vc_, {part_max_, part_den_, part_num_},
-                                        out);
+  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, qc_, kc_, vc_,
+                                        {part_max_, part_den_, part_num_}, out);
 }
 
 template <class Scalar, class ExecSpace>

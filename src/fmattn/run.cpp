@@ -30,10 +30,10 @@ std::string fmt(const char* f, double a) {
 void check_memory(const Deck& deck, const Geometry& g, std::int64_t heads, std::size_t scalar) {
   const double tokens = double(heads) * double(deck.problem.length) * double(deck.problem.head_dim);
   const double coarse_tensors = deck.attention.queries == Queries::coarse ? 4.0 : 2.0;  // qc, partials
-  const double coarse = deck.attention.method == Method::fma ? coarse_tensors * double(heads) *
-                                                                   double(g.total_coarse_tokens()) *
-                                                                   double(deck.problem.head_dim)
-                                                             : 0.0;
+  const double coarse =
+      deck.attention.method == Method::fma
+          ? coarse_tensors * double(heads) * double(g.total_coarse_tokens()) * double(deck.problem.head_dim)
+          : 0.0;
   const double need = (4.0 * tokens + coarse) * double(scalar);
   const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible &&
