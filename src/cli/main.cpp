@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -47,6 +48,15 @@ Cli parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--kokkos-", 0) == 0) {
+#if KOKKOS_VERSION < 30700
+      // Kokkos before 3.7 spells --kokkos-num-threads as --kokkos-threads and ignores the new
+      // name silently; keep the user's thread count.
+      if (a.rfind("--kokkos-num-threads", 0) == 0) {
+        static std::deque<std::string> renamed;  // stable addresses for argv
+        renamed.push_back("--kokkos-threads" + a.substr(std::string("--kokkos-num-threads").size()));
+        argv[i] = renamed.back().data();
+      }
+#endif
       cli.kokkos_args.push_back(argv[i]);
     } else if (a == "--set") {
       if (i + 1 >= argc) throw fmattn::InputError("--set needs section.key=value");
