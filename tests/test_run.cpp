@@ -67,9 +67,7 @@ TEST(RunDeck, Hdf5InputEveryOptionBothDtypes) {
             ref::Weights rw;
             if (learned) {
               random_weights(rng, geo, d, w, rw);
-              fmattn::h5::NewFile f(wfile);
-              fmattn::write_weights(f.id(), w);
-              f.commit();
+              fmattn::save_weights(wfile, w, "");
             }
             std::vector<std::string> set{"problem.batch=1",
                                          "problem.heads=" + std::to_string(heads),
@@ -128,11 +126,7 @@ TEST(RunDeck, SampledErrorOfExactMethodIsRounding) {
 TEST(RunDeck, WeightsOfAnotherGeometryAreRejected) {
   const auto geo = fmattn::make_geometry(512, 16, 4, fmattn::Variant::causal);
   const std::string wfile = unique("run-wrong-w");
-  {
-    fmattn::h5::NewFile f(wfile);
-    fmattn::write_weights(f.id(), fmattn::DownsamplingWeights::average(geo, 8));
-    f.commit();
-  }
+  fmattn::save_weights(wfile, fmattn::DownsamplingWeights::average(geo, 8), "");
   const fmattn::Deck deck = fmattn::parse_deck(
       "", "test",
       {"problem.length=2048", "problem.head_dim=8", "attention.block_size=16", "attention.rank=4",
@@ -159,11 +153,7 @@ TEST(RunDeck, LinearVariantWithLearnedWeightsFile) {
   fmattn::DownsamplingWeights w;
   ref::Weights rw;
   random_weights(rng, fmattn::make_geometry(n, m, p, fmattn::Variant::bidirectional), d, w, rw);
-  {
-    fmattn::h5::NewFile f(wfile);
-    fmattn::write_weights(f.id(), w);
-    f.commit();
-  }
+  fmattn::save_weights(wfile, w, "");
   const fmattn::Deck deck =
       fmattn::parse_deck("", "test",
                          {"problem.heads=1", "problem.length=333", "problem.head_dim=4", "problem.dtype=float64",
