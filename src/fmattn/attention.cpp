@@ -1,5 +1,6 @@
 #include "attention.hpp"
 
+#include "attention_backward.hpp"
 #include "attention_tiles.hpp"
 #include "coarse_levels.hpp"
 #include "errors.hpp"
@@ -67,6 +68,76 @@ void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTe
   build_coarse(q, k, v);
   evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, qc_, kc_, vc_,
                                         {part_max_, part_den_, part_num_}, out);
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor dout, Tensor dq,
+                                            Tensor dk, Tensor dv, DownsamplingWeights* dweights) {
+  ScopedRegion region("fmattn::Attention::backward");
+  auto fits = [&](const auto& t) {
+    return t.extent(0) == std::size_t(heads_) && t.extent(1) == std::size_t(g_.n) && t.extent(2) == std::size_t(d_);
+  };
+  auto fits_or_empty = [&](const Tensor& t) { return t.extent(0) == 0 || fits(t); };
+  if (!fits(q) || !fits(k) || !fits(v) || !fits(dout) || !fits_or_empty(dq) || !fits_or_empty(dk) ||
+      !fits_or_empty(dv) || (dk.extent(0) == 0) != (dv.extent(0) == 0))
+    throw InputError("attention backward: q, k, v, dout (and dq, dk, dv unless empty) must be [heads][n][head_dim]");
+  if (opt_.coarse_queries)
+    throw InputError("attention backward: not available for the linear variant (attention.queries: coarse)");
+  const bool learned = opt_.method == Method::fma && opt_.downsampling == Downsampling::learned;
+  if (dweights && !learned) throw InputError("attention backward: weight gradients need FMA with learned downsampling");
+  build_coarse(q, k, v);
+  if (lse_.extent(0) == 0) {
+    lse_ = decltype(lse_)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_lse"), heads_, g_.n);
+    delta_ = decltype(delta_)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_delta"), heads_, g_.n);
+    active_ =
+        decltype(active_)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_active"), heads_, g_.n);
+    if (opt_.method == Method::fma) {
+      const std::int64_t T = g_.total_coarse_tokens();
+      dkc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_key_grad"), heads_, T, d_);
+      dvc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_value_grad"), heads_, T, d_);
+    }
+  }
+  AttentionBackward<ExecSpace, Scalar> f;
+  f.g = g_;
+  f.opt = opt_;
+  f.d = d_;
+  f.q = q;
+  f.k = k;
+  f.v = v;
+  f.kc = kc_;
+  f.vc = vc_;
+  f.dout = dout;
+  f.kw = {kw_, kb_};
+  f.vw = {vw_, vb_};
+  f.lse = lse_;
+  f.delta = delta_;
+  f.active = active_;
+  f.dq = dq;
+  f.dk = dk;
+  f.dv = dv;
+  f.dkc = dkc_;
+  f.dvc = dvc_;
+  if (dweights) {
+    const std::int64_t W = g_.total_weights(d_), b = std::int64_t(g_.L) * g_.p * d_;
+    f.dkw = Kokkos::View<double*, memory_space>("fmattn::k_weight_grad", W);
+    f.dvw = Kokkos::View<double*, memory_space>("fmattn::v_weight_grad", W);
+    f.dkb = Kokkos::View<double*, memory_space>("fmattn::k_bias_grad", b);
+    f.dvb = Kokkos::View<double*, memory_space>("fmattn::v_bias_grad", b);
+  }
+  run_attention_backward<ExecSpace, Scalar>(ExecSpace(), f);
+  if (!dweights) return;
+  auto download = [](const Kokkos::View<double*, memory_space>& src) {
+    auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), src);
+    return std::vector<double>(host.data(), host.data() + host.extent(0));
+  };
+  dweights->geometry = g_;
+  dweights->head_dim = d_;
+  dweights->q_weight.clear();
+  dweights->q_bias.clear();
+  dweights->k_weight = download(f.dkw);
+  dweights->k_bias = download(f.dkb);
+  dweights->v_weight = download(f.dvw);
+  dweights->v_bias = download(f.dvb);
 }
 
 template <class Scalar, class ExecSpace>

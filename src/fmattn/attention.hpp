@@ -33,6 +33,14 @@ class Attention {
   // The upward pass alone (forward() calls it); q is down-sampled only for the linear variant.
   void build_coarse(ConstTensor q, ConstTensor k, ConstTensor v);
 
+  // Gradients of the loss sum(dout · forward(q, k, v)): dq, dk, dv (each may be an empty View
+  // when not wanted) and, when `dweights` is given (learned downsampling), the gradients of
+  // the K and V weights and biases of every level summed over heads, in the layout of
+  // DownsamplingWeights (its q members left empty). Scores are recomputed (memory O(n·d));
+  // the result is bit-identical from run to run. Not available for the linear variant.
+  void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor dout, Tensor dq, Tensor dk, Tensor dv,
+                DownsamplingWeights* dweights = nullptr);
+
   const Geometry& geometry() const { return g_; }
   const AttentionOptions& options() const { return opt_; }
   ConstTensor coarse_queries() const { return qc_; }
@@ -51,6 +59,11 @@ class Attention {
   // Linear variant: per coarse query, the partial softmax sums of its level's far field.
   Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> part_max_, part_den_;
   Tensor part_num_;
+  // Backward workspace, allocated by the first backward(): per-row log-sum-exp and dO·out,
+  // which rows have a nonzero dO, and the gradients of the coarse keys and values.
+  Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> lse_, delta_;
+  Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, memory_space> active_;
+  Tensor dkc_, dvc_;
 };
 
 // Exact attention for sampled query rows (positions rows(bh, s)), accumulated in double:

@@ -1,0 +1,282 @@
+// The backward pass against central finite differences of the independent float64 reference
+// (spec §1–5, every option, ragged n, zero rows of dO), against exact attention's gradient
+// where FMA equals it (L = 0), float32 against float64, and bit-identical repeats.
+#include "attention_fixture.hpp"
+
+#include <cstring>
+
+namespace {
+
+using namespace testing_fma;
+
+// Everything the kernel's backward produces for one problem, as host vectors.
+struct Grads {
+  Heads dq, dk, dv;
+  std::vector<double> dkw, dkb, dvw, dvb;
+};
+
+fmattn::Geometry geometry_of(const ref::Params& P) {
+  return fmattn::make_geometry(P.n, P.m, P.p, P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
+}
+
+template <class S>
+Grads run_backward(const ref::Params& P, const Heads& q, const Heads& k, const Heads& v, const Heads& dout,
+                   const fmattn::DownsamplingWeights* w) {
+  fmattn::Attention<S> att(geometry_of(P), options_of(P), P.d, std::int64_t(q.size()));
+  if (w) att.set_weights(*w);
+  using T = typename fmattn::Attention<S>::Tensor;
+  T dq("dq", q.size(), P.n, P.d), dk("dk", q.size(), P.n, P.d), dv("dv", q.size(), P.n, P.d);
+  fmattn::DownsamplingWeights dw;
+  att.backward(to_view<S>(q, P.n, P.d), to_view<S>(k, P.n, P.d), to_view<S>(v, P.n, P.d), to_view<S>(dout, P.n, P.d),
+               dq, dk, dv, w ? &dw : nullptr);
+  return {from_view<S>(dq), from_view<S>(dk), from_view<S>(dv), dw.k_weight, dw.k_bias, dw.v_weight, dw.v_bias};
+}
+
+// The loss whose gradient the backward computes: sum over heads of dO · out, on the reference.
+double loss(const ref::Params& P, const Heads& q, const Heads& k, const Heads& v, const Heads& dout,
+            const ref::Weights* w) {
+  const Heads out = run_reference<double>(P, q, k, v, w);
+  double s = 0;
+  for (std::size_t a = 0; a < out.size(); ++a)
+    for (std::size_t i = 0; i < out[a].size(); ++i) s += dout[a][i] * out[a][i];
+  return s;
+}
+
+// Central differences of `loss` with respect to every entry of `x`, which `eval` reads.
+template <class Eval>
+std::vector<double> central_differences(std::vector<double>& x, const Eval& eval) {
+  const double h = 1e-5;  // truncation ~h^2 and rounding ~1e-16/h both far below 1e-6
+  std::vector<double> g(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i];
+    x[i] = keep + h;
+    const double up = eval();
+    x[i] = keep - h;
+    const double down = eval();
+    x[i] = keep;
+    g[i] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
+double rel(const std::vector<double>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// An output gradient with a third of its rows zero (skipped by the kernel).
+Heads random_dout(std::mt19937_64& rng, int heads, std::int64_t n, int d) {
+  Heads g = random_heads(rng, heads, n, d);
+  for (auto& head : g)
+    for (std::int64_t i = 0; i < n; i += 3)
+      for (int c = 0; c < d; ++c) head[i * d + c] = 0;
+  return g;
+}
+
+void expect_gradients_match_differences(ref::Params P) {
+  std::mt19937_64 rng(test_seed());
+  SCOPED_TRACE("seed " + std::to_string(test_seed()) + " n " + std::to_string(P.n) + " m " + std::to_string(P.m) +
+               " p " + std::to_string(P.p) + " d " + std::to_string(P.d));
+  const int H = 2;
+  Heads q = random_heads(rng, H, P.n, P.d), k = random_heads(rng, H, P.n, P.d), v = random_heads(rng, H, P.n, P.d);
+  const Heads dout = random_dout(rng, H, P.n, P.d);
+  fmattn::DownsamplingWeights w;
+  ref::Weights rw;
+  if (P.learned) random_weights(rng, geometry_of(P), P.d, w, rw);
+  const Grads got = run_backward<double>(P, q, k, v, dout, P.learned ? &w : nullptr);
+  const ref::Weights* rwp = P.learned ? &rw : nullptr;
+  auto eval = [&] { return loss(P, q, k, v, dout, rwp); };
+  for (auto [name, x, g] :
+       {std::tuple{"dq", &q, &got.dq}, std::tuple{"dk", &k, &got.dk}, std::tuple{"dv", &v, &got.dv}})
+    for (int a = 0; a < H; ++a) {
+      const auto fd = central_differences((*x)[a], eval);
+      EXPECT_LT(rel((*g)[a], fd), 1e-6) << name << " head " << a;
+    }
+  if (!P.learned) return;
+  for (auto [name, x, g] : {std::tuple{"k weight", &rw.kw, &got.dkw}, std::tuple{"k bias", &rw.kb, &got.dkb},
+                            std::tuple{"v weight", &rw.vw, &got.dvw}, std::tuple{"v bias", &rw.vb, &got.dvb}}) {
+    const auto fd = central_differences(*x, eval);
+    ASSERT_EQ(g->size(), fd.size()) << name;
+    EXPECT_LT(rel(*g, fd), 1e-6) << name;
+  }
+}
+
+// Small problems with three coarse levels: ragged n (partially present cells), n = N, and a
+// length whose last cells are empty.
+struct Case {
+  std::int64_t n;
+  int m, p, d;
+};
+const std::vector<Case> cases = {{27, 2, 2, 3}, {32, 2, 1, 2}, {35, 4, 4, 2}};
+
+void check(bool causal, bool learned, bool count_weighting) {
+  for (const Case& c : cases) {
+    ref::Params P;
+    P.n = c.n;
+    P.m = c.m;
+    P.p = c.p;
+    P.d = c.d;
+    P.causal = causal;
+    P.learned = learned;
+    P.count_weighting = count_weighting;
+    P.scale = 0.6;
+    expect_gradients_match_differences(P);
+  }
+}
+
+TEST(BackwardDifferences, CausalAverage) { check(true, false, true); }
+TEST(BackwardDifferences, CausalAverageNoCountWeighting) { check(true, false, false); }
+TEST(BackwardDifferences, CausalLearned) { check(true, true, true); }
+TEST(BackwardDifferences, CausalLearnedNoCountWeighting) { check(true, true, false); }
+TEST(BackwardDifferences, BidirectionalAverage) { check(false, false, true); }
+TEST(BackwardDifferences, BidirectionalAverageNoCountWeighting) { check(false, false, false); }
+TEST(BackwardDifferences, BidirectionalLearned) { check(false, true, true); }
+TEST(BackwardDifferences, BidirectionalLearnedNoCountWeighting) { check(false, true, false); }
+
+TEST(BackwardDifferences, ZeroSinkBoundary) {
+  for (bool learned : {false, true})
+    for (bool cw : {true, false}) {
+      ref::Params P;
+      P.n = 32;
+      P.m = 4;
+      P.p = 2;
+      P.d = 3;
+      P.zero_sink = true;
+      P.learned = learned;
+      P.count_weighting = cw;
+      P.scale = 0.8;
+      expect_gradients_match_differences(P);
+    }
+}
+
+TEST(BackwardDifferences, ExactAttention) {
+  for (bool causal : {true, false}) {
+    ref::Params P;
+    P.n = 19;
+    P.m = 4;
+    P.p = 2;
+    P.d = 3;
+    P.exact = true;
+    P.causal = causal;
+    expect_gradients_match_differences(P);
+  }
+}
+
+// With N <= 2m there are no coarse levels and FMA is exact attention (spec §6.1): so are its
+// gradients.
+TEST(Backward, EqualsExactGradientWithoutLevels) {
+  std::mt19937_64 rng(test_seed());
+  SCOPED_TRACE("seed " + std::to_string(test_seed()));
+  for (bool causal : {true, false})
+    for (std::int64_t n : {5, 16, 29}) {
+      ref::Params P;
+      P.n = n;
+      P.m = 16;
+      P.p = 4;
+      P.d = 6;
+      P.causal = causal;
+      P.scale = 0.4;
+      ASSERT_EQ(geometry_of(P).L, 0);
+      const auto q = random_heads(rng, 2, n, 6), k = random_heads(rng, 2, n, 6), v = random_heads(rng, 2, n, 6);
+      const auto dout = random_dout(rng, 2, n, 6);
+      const Grads fma = run_backward<double>(P, q, k, v, dout, nullptr);
+      P.exact = true;
+      const Grads exact = run_backward<double>(P, q, k, v, dout, nullptr);
+      EXPECT_LT(rel_error(fma.dq, exact.dq), 1e-12);
+      EXPECT_LT(rel_error(fma.dk, exact.dk), 1e-12);
+      EXPECT_LT(rel_error(fma.dv, exact.dv), 1e-12);
+    }
+}
+
+// float32 against float64 on a problem with five levels. A gradient entry sums at most
+// 3m + 3pL slot terms (spec §7), each a few products; random rounding grows like
+// sqrt(terms)·eps, which the bound exceeds 32-fold (measured: about 3·eps).
+TEST(Backward, FloatAgreesWithDouble) {
+  std::mt19937_64 rng(test_seed());
+  SCOPED_TRACE("seed " + std::to_string(test_seed()));
+  for (bool causal : {true, false}) {
+    ref::Params P;
+    P.n = 1000;
+    P.m = 16;
+    P.p = 4;
+    P.d = 8;
+    P.causal = causal;
+    P.learned = true;
+    P.scale = 1.0 / std::sqrt(8.0);
+    const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
+               v = random_heads(rng, 2, P.n, P.d);
+    const auto dout = random_dout(rng, 2, P.n, P.d);
+    fmattn::DownsamplingWeights w;
+    ref::Weights rw;
+    random_weights(rng, geometry_of(P), P.d, w, rw);
+    const Grads f = run_backward<float>(P, q, k, v, dout, &w);
+    const Grads d = run_backward<double>(P, q, k, v, dout, &w);
+    const int L = geometry_of(P).L;
+    const double tol = 32 * std::numeric_limits<float>::epsilon() * std::sqrt(3.0 * P.m + 3.0 * P.p * L);
+    EXPECT_LT(rel_error(f.dq, d.dq), tol);
+    EXPECT_LT(rel_error(f.dk, d.dk), tol);
+    EXPECT_LT(rel_error(f.dv, d.dv), tol);
+    EXPECT_LT(rel(f.dkw, d.dkw), tol);
+    EXPECT_LT(rel(f.dvw, d.dvw), tol);
+    EXPECT_LT(rel(f.dkb, d.dkb), tol);
+    EXPECT_LT(rel(f.dvb, d.dvb), tol);
+  }
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+TEST(Backward, BitIdenticalRepeats) {
+  std::mt19937_64 rng(test_seed());
+  ref::Params P;
+  P.n = 3001;
+  P.m = 32;
+  P.p = 4;
+  P.d = 16;
+  P.learned = true;
+  P.scale = 0.25;
+  const auto q = random_heads(rng, 3, P.n, P.d), k = random_heads(rng, 3, P.n, P.d), v = random_heads(rng, 3, P.n, P.d);
+  const auto dout = random_dout(rng, 3, P.n, P.d);
+  fmattn::DownsamplingWeights w;
+  ref::Weights rw;
+  random_weights(rng, geometry_of(P), P.d, w, rw);
+  const Grads a = run_backward<float>(P, q, k, v, dout, &w);
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const Grads b = run_backward<float>(P, q, k, v, dout, &w);
+    for (int h = 0; h < 3; ++h) {
+      EXPECT_TRUE(same_bits(a.dq[h], b.dq[h]));
+      EXPECT_TRUE(same_bits(a.dk[h], b.dk[h]));
+      EXPECT_TRUE(same_bits(a.dv[h], b.dv[h]));
+    }
+    EXPECT_TRUE(same_bits(a.dkw, b.dkw));
+    EXPECT_TRUE(same_bits(a.dkb, b.dkb));
+    EXPECT_TRUE(same_bits(a.dvw, b.dvw));
+    EXPECT_TRUE(same_bits(a.dvb, b.dvb));
+  }
+}
+
+TEST(Backward, RejectsWhatItCannotDifferentiate) {
+  ref::Params P;
+  P.n = 64;
+  P.m = 8;
+  P.p = 2;
+  P.d = 4;
+  const auto g = geometry_of(P);
+  using T = fmattn::Attention<double>::Tensor;
+  T x("x", 1, P.n, P.d), wrong("wrong", 1, P.n + 1, P.d), none;
+  fmattn::DownsamplingWeights dw;
+  fmattn::Attention<double> average(g, options_of(P), P.d, 1);
+  EXPECT_THROW(average.backward(x, x, x, x, x, x, x, &dw), fmattn::InputError);  // no weights to learn
+  EXPECT_THROW(average.backward(x, x, x, wrong, x, x, x), fmattn::InputError);
+  EXPECT_THROW(average.backward(x, x, x, x, none, x, none), fmattn::InputError);  // dk without dv
+  P.coarse_queries = true;
+  fmattn::Attention<double> linear(g, options_of(P), P.d, 1);
+  EXPECT_THROW(linear.backward(x, x, x, x, x, x, x), fmattn::InputError);
+}
+
+}  // namespace
