@@ -2,6 +2,7 @@
 // prints. Exit codes: 0 success, 2 bad input, 1 any other failure.
 #include "deck.hpp"
 #include "errors.hpp"
+#include "fit.hpp"
 #include "run.hpp"
 #include "version.hpp"
 
@@ -26,7 +27,7 @@ commands:
   run DECK.yaml [--set section.key=value ...]       run the attention problem of a deck
   validate DECK.yaml [--set section.key=value ...]  check a deck and print it fully resolved
   info                                              version, build and runtime configuration
-  fit DECK.yaml                                     learn downsampling weights (not yet available)
+  fit DECK.yaml [--set section.key=value ...]       learn the downsampling weights of a deck (fit: section)
 
 options:
   --set section.key=value   override a deck key (repeatable), e.g. --set problem.length=4096
@@ -192,7 +193,20 @@ int main(int argc, char** argv) {
       if (cli.command == "validate") {
         say("# " + cli.deck + ": valid\n" + fmattn::to_yaml(deck));
       } else if (cli.command == "fit") {
-        throw fmattn::InputError("fit is not yet available in this version");
+        say("[fmattn] fit '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
+            std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) +
+            ", d = " + std::to_string(deck.problem.head_dim) + ", " + fmattn::name_of(deck.problem.dtype) + ", " +
+            std::to_string(deck.fit.sample_queries) + " rows per head per step, " + std::to_string(ranks) +
+            " rank(s)\n");
+        const auto s = fmattn::fit_deck(deck, [&](const std::string& line) { say("[fmattn] " + line + "\n"); });
+        char buf[512];
+        if (s.first_step <= s.last_step)
+          std::snprintf(buf, sizeof buf, "[fmattn] done: steps %lld-%lld, loss %.4e -> %.4e, %.3f s -> %s\n",
+                        static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.first_loss,
+                        s.last_loss, s.seconds, s.checkpoint.c_str());
+        else
+          std::snprintf(buf, sizeof buf, "[fmattn] done: no steps left, %.3f s\n", s.seconds);
+        say(buf);
       } else {
         say("[fmattn] " + runtime_info(ranks).substr(0, runtime_info(ranks).find('\n')) + ", " +
             Kokkos::DefaultExecutionSpace::name() + " x" +

@@ -1,9 +1,46 @@
 #include "output_file.hpp"
 
+#include "errors.hpp"
 #include "hdf5_io.hpp"
 #include "provenance.hpp"
 
+#include <unistd.h>
+
+#include <filesystem>
+
 namespace fmattn {
+
+namespace {
+
+void check_writable_here(const std::string& path, const std::string& key) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(key + ": '" + path + "' is a directory");
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  fs::create_directories(parent, ec);
+  if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
+    throw InputError(key + ": cannot write into '" + parent.string() + "'");
+}
+
+}  // namespace
+
+void check_writable(const std::string& path, const std::string& key, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  std::string problem;
+  if (rank == 0) {
+    try {
+      check_writable_here(path, key);
+    } catch (const InputError& e) {
+      problem = e.what();
+    }
+  }
+  int len = int(problem.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, comm);
+  problem.resize(len);
+  MPI_Bcast(problem.data(), len, MPI_CHAR, 0, comm);
+  if (len > 0) throw InputError(problem);
+}
 
 template <class Scalar>
 void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm) {

@@ -23,6 +23,11 @@ struct RunRecord {
   SampledError samples;              // for rows [first, last)
 };
 
+// Fails alike on every rank of `comm` (InputError naming the deck key) when `path` cannot be
+// written: a directory, or a folder that cannot be created or written. Checked on rank 0,
+// which sees the same file system as the writer, before any work is done.
+void check_writable(const std::string& path, const std::string& key, MPI_Comm comm);
+
 // Writes the results file collectively over `comm`; `output` holds this rank's rows (or is
 // null when output.write_output is false).
 template <class Scalar>

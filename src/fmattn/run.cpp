@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <numeric>
 
 namespace fmattn {
@@ -43,45 +42,15 @@ void check_memory(const Deck& deck, const Geometry& g, std::int64_t heads, std::
                      " (use more ranks or a shorter problem.length)");
 }
 
-// An output path that cannot be written is bad input: say so before any work is done.
-void check_output_path(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw InputError("output.file: '" + path + "' is a directory");
-  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
-  fs::create_directories(parent, ec);
-  if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
-    throw InputError("output.file: cannot write into '" + parent.string() + "'");
-}
-
 template <class Scalar>
 RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   ScopedRegion region("fmattn::run");
   Stopwatch total;
-  int rank = 0, ranks = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &ranks);
   const auto& a = deck.attention;
   const std::int64_t heads = deck.problem.batch * deck.problem.heads;
-  if (ranks > heads)
-    throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
-                     ": each rank needs at least one head");
-  // Checked on rank 0 (one file system view), failed on every rank alike.
-  std::string problem;
-  if (rank == 0) {
-    try {
-      check_output_path(deck.resolved_output_file());
-    } catch (const InputError& e) {
-      problem = e.what();
-    }
-  }
-  int len = int(problem.size());
-  MPI_Bcast(&len, 1, MPI_INT, 0, comm);
-  problem.resize(len);
-  MPI_Bcast(problem.data(), len, MPI_CHAR, 0, comm);
-  if (len > 0) throw InputError(problem);
   std::int64_t first = 0, last = 0;
-  head_range(heads, rank, ranks, first, last);
+  local_heads(deck, comm, first, last);
+  check_writable(deck.resolved_output_file(), "output.file", comm);
   const Geometry g = make_geometry(deck.problem.length, int(a.block_size), int(a.rank), a.variant);
   check_memory(deck, g, last - first, sizeof(Scalar));
   const int d = int(deck.problem.head_dim);
@@ -96,13 +65,7 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   rec.timings.add("input", phase.seconds());
   log("input      " + fmt("%9.3f s", rec.timings.get("input")) + "  (" + name_of(deck.input.source) + ")");
 
-  AttentionOptions opt;
-  opt.method = a.method;
-  opt.downsampling = a.downsampling;
-  opt.count_weighting = a.count_weighting;
-  opt.boundary = a.boundary;
-  opt.scale = deck.resolved_scale();
-  opt.coarse_queries = a.queries == Queries::coarse;
+  const AttentionOptions opt = attention_options(deck);
   Attention<Scalar> attention(g, opt, d, last - first);
   if (a.method == Method::fma && a.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
     phase = Stopwatch();
@@ -175,6 +138,29 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
 }
 
 }  // namespace
+
+AttentionOptions attention_options(const Deck& deck) {
+  const auto& a = deck.attention;
+  AttentionOptions opt;
+  opt.method = a.method;
+  opt.downsampling = a.downsampling;
+  opt.count_weighting = a.count_weighting;
+  opt.boundary = a.boundary;
+  opt.scale = deck.resolved_scale();
+  opt.coarse_queries = a.queries == Queries::coarse;
+  return opt;
+}
+
+void local_heads(const Deck& deck, MPI_Comm comm, std::int64_t& first, std::int64_t& last) {
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  const std::int64_t heads = deck.problem.batch * deck.problem.heads;
+  if (ranks > heads)
+    throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
+                     ": each rank needs at least one head");
+  head_range(heads, rank, ranks, first, last);
+}
 
 void head_range(std::int64_t heads, int rank, int ranks, std::int64_t& first, std::int64_t& last) {
   const std::int64_t base = heads / ranks, extra = heads % ranks;

@@ -22,6 +22,12 @@ struct RunSummary {
 // Batch·head rows [first, last) owned by `rank` of `ranks` (contiguous, balanced to within one).
 void head_range(std::int64_t heads, int rank, int ranks, std::int64_t& first, std::int64_t& last);
 
+// The kernel options of the deck's attention section.
+AttentionOptions attention_options(const Deck& deck);
+
+// This rank's heads of the deck on `comm`; InputError when there are more ranks than heads.
+void local_heads(const Deck& deck, MPI_Comm comm, std::int64_t& first, std::int64_t& last);
+
 // Runs the deck on the ranks of `comm`; InputError for bad input (files, sizes, ranks).
 RunSummary run_deck(const Deck& deck, const LogSink& log, MPI_Comm comm = MPI_COMM_WORLD);
 

@@ -26,6 +26,36 @@ std::vector<std::int64_t> sample_positions(std::uint64_t seed, std::int64_t head
   return out;
 }
 
+template <class ExecSpace>
+Kokkos::View<std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> sampled_rows(
+    std::uint64_t seed, std::int64_t global_head0, std::int64_t heads, std::int64_t n, std::int64_t S) {
+  Kokkos::View<std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows("fmattn::sample_rows", heads,
+                                                                                           S);
+  auto host = Kokkos::create_mirror_view(rows);
+  for (std::int64_t h = 0; h < heads; ++h) {
+    const auto pos = sample_positions(seed, global_head0 + h, n, S);
+    for (std::int64_t s = 0; s < S; ++s) host(h, s) = pos[s];
+  }
+  Kokkos::deep_copy(rows, host);
+  return rows;
+}
+
+template <class Scalar, class ExecSpace>
+Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> gather_rows(
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
+    Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows) {
+  const std::int64_t heads = rows.extent(0), S = rows.extent(1), d = x.extent(2);
+  Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> got("fmattn::sampled_rows", heads, S,
+                                                                                     d);
+  Kokkos::parallel_for(
+      "fmattn::sampling::gather",
+      Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>({0, 0, 0}, {heads, S, d}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t s, const std::int64_t c) {
+        got(h, s, c) = double(x(h, rows(h, s), c));
+      });
+  return got;
+}
+
 template <class Scalar, class ExecSpace>
 SampledError validate_sampled_rows(
     std::uint64_t seed, std::int64_t global_head0, std::int64_t samples, Variant variant, double scale,
@@ -41,26 +71,15 @@ SampledError validate_sampled_rows(
   if (e.per_head == 0 || heads == 0) return e;
   const std::int64_t S = e.per_head;
 
-  Kokkos::View<std::int64_t**, Kokkos::LayoutRight, Mem> rows("fmattn::sample_rows", heads, S);
-  auto rows_h = Kokkos::create_mirror_view(rows);
-  for (std::int64_t h = 0; h < heads; ++h) {
-    const auto pos = sample_positions(seed, global_head0 + h, n, S);
-    for (std::int64_t s = 0; s < S; ++s) rows_h(h, s) = pos[s];
-  }
-  Kokkos::deep_copy(rows, rows_h);
+  const auto rows = sampled_rows<ExecSpace>(seed, global_head0, heads, n, S);
+  const auto rows_h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), rows);
   e.index.assign(rows_h.data(), rows_h.data() + heads * S);
 
   Kokkos::View<double***, Kokkos::LayoutRight, Mem> ref("fmattn::sample_reference", heads, S, d);
   reference_rows<Scalar, ExecSpace>(variant, scale, q, k, v, rows, ref);
 
   // Only the sampled rows of the output travel to the host.
-  Kokkos::View<double***, Kokkos::LayoutRight, Mem> got("fmattn::sample_output", heads, S, d);
-  Kokkos::parallel_for(
-      "fmattn::validation::gather",
-      Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>({0, 0, 0}, {heads, S, d}),
-      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t s, const std::int64_t x) {
-        got(h, s, x) = double(out(h, rows(h, s), x));
-      });
+  const auto got = gather_rows<Scalar, ExecSpace>(out, rows);
   auto ref_h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ref);
   auto got_h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), got);
   for (std::int64_t h = 0; h < heads; ++h) {
@@ -76,12 +95,19 @@ SampledError validate_sampled_rows(
   return e;
 }
 
-#define FMATTN_INSTANTIATE(S)                                                                     \
-  template SampledError validate_sampled_rows<S, Kokkos::DefaultExecutionSpace>(                  \
-      std::uint64_t, std::int64_t, std::int64_t, Variant, double,                                 \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
+template Kokkos::View<std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>
+    sampled_rows<Kokkos::DefaultExecutionSpace>(std::uint64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t);
+
+#define FMATTN_INSTANTIATE(S)                                                                                    \
+  template Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>             \
+      gather_rows<S, Kokkos::DefaultExecutionSpace>(                                                             \
+          Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,            \
+          Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>); \
+  template SampledError validate_sampled_rows<S, Kokkos::DefaultExecutionSpace>(                                 \
+      std::uint64_t, std::int64_t, std::int64_t, Variant, double,                                                \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                \
+      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                \
       Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>);
 FMATTN_INSTANTIATE(float)
 FMATTN_INSTANTIATE(double)

@@ -14,6 +14,18 @@ namespace fmattn {
 // `count` distinct query positions in [0, n), sorted, chosen by a seeded hash of (seed, head).
 std::vector<std::int64_t> sample_positions(std::uint64_t seed, std::int64_t head, std::int64_t n, std::int64_t count);
 
+// The device View [heads][S] of sample_positions(seed, global_head0 + h, n, S) for each local
+// head h.
+template <class ExecSpace = Kokkos::DefaultExecutionSpace>
+Kokkos::View<std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> sampled_rows(
+    std::uint64_t seed, std::int64_t global_head0, std::int64_t heads, std::int64_t n, std::int64_t S);
+
+// x(h, rows(h, s), :) as double [heads][S][d]: only the sampled rows of a tensor.
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> gather_rows(
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
+    Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows);
+
 struct SampledError {
   std::int64_t per_head = 0;        // S
   std::vector<std::int64_t> index;  // [heads][S] sampled positions

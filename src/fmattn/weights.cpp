@@ -5,6 +5,7 @@
 #include "provenance.hpp"
 
 #include <cstdio>
+#include <stdexcept>
 
 namespace fmattn {
 
@@ -67,12 +68,7 @@ DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int
   for (const Operator& op : {Operator{"q", &w.q_weight, &w.q_bias}, Operator{"k", &w.k_weight, &w.k_bias},
                              Operator{"v", &w.v_weight, &w.v_bias}}) {
     if (op.name[0] == 'q' && !has_q) continue;
-    for (int l = 1; l <= g.L; ++l) {
-      const std::string grp = "downsampling/" + std::string(op.name) + "/" + level_name(l);
-      h5::read_float_dataset(file, grp + "/weight", {g.p, g.cell_size(l), d}, op.weight->data() + g.weight_offset(l, d),
-                             path);
-      h5::read_float_dataset(file, grp + "/bias", {g.p, d}, op.bias->data() + std::size_t(l - 1) * g.p * d, path);
-    }
+    read_operator(file, "downsampling/" + std::string(op.name), g, d, *op.weight, *op.bias, path);
   }
   return w;
 }
@@ -85,15 +81,32 @@ void write_weights(hid_t file, const DownsamplingWeights& w) {
   h5::write_attr(file, "head_dim", std::int64_t(d));
   h5::write_attr(file, "length", std::int64_t(g.N));
   h5::Handle top = h5::create_group(file, "downsampling");
-  for (const char* which : {"q", "k", "v"}) {
-    const std::vector<double>& W = which[0] == 'q' ? w.q_weight : which[0] == 'k' ? w.k_weight : w.v_weight;
-    const std::vector<double>& b = which[0] == 'q' ? w.q_bias : which[0] == 'k' ? w.k_bias : w.v_bias;
-    h5::Handle grp = h5::create_group(top, which);
-    for (int l = 1; l <= g.L; ++l) {
-      h5::Handle lvl = h5::create_group(grp, level_name(l));
-      h5::write_dataset(lvl, "weight", {g.p, g.cell_size(l), d}, W.data() + g.weight_offset(l, d));
-      h5::write_dataset(lvl, "bias", {g.p, d}, b.data() + std::size_t(l - 1) * g.p * d);
-    }
+  write_operator(top, "q", g, d, w.q_weight, w.q_bias);
+  write_operator(top, "k", g, d, w.k_weight, w.k_bias);
+  write_operator(top, "v", g, d, w.v_weight, w.v_bias);
+}
+
+void write_operator(hid_t parent, const std::string& name, const Geometry& g, int d, const std::vector<double>& weight,
+                    const std::vector<double>& bias) {
+  if (weight.size() != std::size_t(g.total_weights(d)) || bias.size() != std::size_t(g.L) * g.p * d)
+    throw std::logic_error("write_operator: '" + name + "' does not have the geometry's parameter count");
+  h5::Handle grp = h5::create_group(parent, name);
+  for (int l = 1; l <= g.L; ++l) {
+    h5::Handle lvl = h5::create_group(grp, level_name(l));
+    h5::write_dataset(lvl, "weight", {g.p, g.cell_size(l), d}, weight.data() + g.weight_offset(l, d));
+    h5::write_dataset(lvl, "bias", {g.p, d}, bias.data() + std::size_t(l - 1) * g.p * d);
+  }
+}
+
+void read_operator(hid_t file, const std::string& group, const Geometry& g, int d, std::vector<double>& weight,
+                   std::vector<double>& bias, const std::string& path) {
+  weight.resize(g.total_weights(d));
+  bias.resize(std::size_t(g.L) * g.p * d);
+  for (int l = 1; l <= g.L; ++l) {
+    const std::string grp = group + "/" + level_name(l);
+    h5::read_float_dataset(file, grp + "/weight", {g.p, g.cell_size(l), d}, weight.data() + g.weight_offset(l, d),
+                           path);
+    h5::read_float_dataset(file, grp + "/bias", {g.p, d}, bias.data() + std::size_t(l - 1) * g.p * d, path);
   }
 }
 

@@ -29,6 +29,13 @@ struct DownsamplingWeights {
 DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int head_dim, bool need_q = false);
 // Writes the downsampling groups and geometry attributes into an open file.
 void write_weights(hid_t file, const DownsamplingWeights& w);
+// One operator's parameters as <parent>/<name>/level_XX/{weight [p][w_l][d], bias [p][d]}, and
+// back (`group` is the full path of <parent>/<name>; InputError naming `path` on a missing or
+// misshapen dataset). Also used for the optimizer state of fit checkpoints.
+void write_operator(hid_t parent, const std::string& name, const Geometry& g, int head_dim,
+                    const std::vector<double>& weight, const std::vector<double>& bias);
+void read_operator(hid_t file, const std::string& group, const Geometry& g, int head_dim, std::vector<double>& weight,
+                   std::vector<double>& bias, const std::string& path);
 // A complete weights file: provenance (schema fmattn-weights/1) plus write_weights, written
 // under a temporary name and renamed when complete.
 void save_weights(const std::string& path, const DownsamplingWeights& w, const std::string& deck_yaml);
