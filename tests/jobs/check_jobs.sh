@@ -11,9 +11,8 @@
 #             WORK_DIR/output.h5 links to the output file afterwards (for the analysis tests).
 #   run-gpu   host backend here; results in WORK_DIR/results; the device option is passed.
 #   scaling   two lengths, a folder per length, summary.csv and its plot.
-#   fit       `fmattn fit` is not yet available: the job must exit 2 with that message, and a
-#             second run must pick up the checkpoint left in the job folder. When fit lands,
-#             this case changes to a real (tiny) fit and restart.
+#   fit       a tiny `fmattn fit`: checkpoint in the job folder; a second run (more steps)
+#             picks it up and continues; `fmattn run` then uses the fitted weights.
 set -u
 mode=${1:?usage: check_jobs.sh MODE WORK_DIR}
 work=${2:?usage: check_jobs.sh MODE WORK_DIR}
@@ -117,20 +116,31 @@ case $mode in
     need "$out/summary.csv"
     ;;
   fit)
-    FMATTN_RESULTS=$work/results job fit.sbatch "$deck"
-    expect_rc 2
-    expect_output 'fit is not yet available'
+    fit=(--set problem.length=1000 --set problem.heads=2 --set problem.head_dim=8 --set fit.sample_queries=32
+         --set validation.sample_queries=16 --set fit.checkpoint_every=2)
+    FMATTN_RESULTS=$work/results job fit.sbatch "$src/inputs/fit.yaml" "${fit[@]}" --set fit.steps=3
+    expect_rc 0
+    expect_output 'step +3/3  loss'
     records "$work/results"
+    need "$work/results/checkpoint.h5"
+    is_hdf5 "$work/results/checkpoint.h5"
     grep -q "fit.checkpoint_file=$work/results/checkpoint.h5" "$work/results/command.txt" ||
       fail "command.txt does not set the checkpoint file"
     grep -q 'restart_from' "$work/results/command.txt" && fail "first run must not restart"
-    # A requeued job finds the checkpoint its earlier run left in the same folder.
-    echo "stand-in checkpoint" >"$work/results/checkpoint.h5"
-    FMATTN_RESULTS=$work/results job fit.sbatch "$deck"
-    expect_rc 2
+    # A requeued job finds the checkpoint its earlier run left in the same folder and continues.
+    FMATTN_RESULTS=$work/results job fit.sbatch "$src/inputs/fit.yaml" "${fit[@]}" --set fit.steps=5
+    expect_rc 0
     expect_output 'continuing from checkpoint'
+    expect_output 'restart +from .*checkpoint.h5 at step 3 of 5'
+    expect_output 'step +4/5'
+    expect_output 'step +5/5'
     tail -n 1 "$work/results/command.txt" | grep -q "fit.restart_from=$work/results/checkpoint.h5" ||
       fail "second run does not restart from the checkpoint: $(tail -n 1 "$work/results/command.txt")"
+    # The fitted weights drive a run.
+    FMATTN_RESULTS=$work/run job run-cpu.sbatch "$src/inputs/fit.yaml" "${fit[@]}" \
+      --set weights.file="$work/results/checkpoint.h5"
+    expect_rc 0
+    need "$work/run/fit.h5"
     ;;
   *)
     echo "check_jobs.sh: unknown mode '$mode'" >&2
