@@ -209,27 +209,52 @@ struct AttentionBackward {
     }
   }
 
-  // Row W_l[r][pos][:] of the K and V weights (index f = weight offset / d): the sum over heads
-  // and cells of the coarse gradient times the fine token it multiplied.
-  KOKKOS_INLINE_FUNCTION void operator()(WeightTag, const std::int64_t f) const {
+  // Weights W_l[r][pos][:] of K and V for one block of positions of one level: the sum over
+  // heads and cells of the coarse gradient times the fine token it multiplied. A block of
+  // positions is a contiguous run of fine rows in every cell, so K and V stream through once
+  // per level and block instead of once per position; cells whose coarse gradients are zero
+  // (seen by no query with a nonzero dO) are skipped.
+  static constexpr int weight_block = 16;
+  KOKKOS_INLINE_FUNCTION static std::int64_t weight_blocks(const Geometry& g, int l) {
+    return (g.cell_size(l) + weight_block - 1) / weight_block;
+  }
+
+  KOKKOS_INLINE_FUNCTION bool zero_row(const Scalar* x) const {
+    bool zero = true;
+    for (int c = 0; c < d; ++c) zero = zero && x[c] == Scalar(0);
+    return zero;
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(WeightTag, std::int64_t f) const {
     int l = 1;
-    while (f * d >= g.weight_offset(l + 1, d)) ++l;
-    const std::int64_t w = g.cell_size(l), idx = f - g.weight_offset(l, d) / d;
-    const int r = int(idx / w);
-    const std::int64_t pos = idx % w, base = g.level_offset(l) + r;
-    double* sk = &dkw(f * d);
-    double* sv = &dvw(f * d);
-    for (int c = 0; c < d; ++c) sk[c] = sv[c] = 0;
+    while (f >= weight_blocks(g, l)) f -= weight_blocks(g, l++);
+    const std::int64_t w = g.cell_size(l), pos0 = f * weight_block, off = g.weight_offset(l, d);
+    const std::int64_t base = g.level_offset(l);
+    const int npos = int(w - pos0 < weight_block ? w - pos0 : weight_block);
+    for (int r = 0; r < g.p; ++r)
+      for (std::int64_t x = 0; x < npos * d; ++x) {
+        dkw(off + (r * w + pos0) * d + x) = 0;
+        dvw(off + (r * w + pos0) * d + x) = 0;
+      }
     for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
-      for (std::int64_t cell = 0; cell * w + pos < g.n; ++cell) {
-        const Scalar* gk = &dkc(h, base + cell * g.p, 0);
-        const Scalar* gv = &dvc(h, base + cell * g.p, 0);
-        const Scalar* xk = &k(h, cell * w + pos, 0);
-        const Scalar* xv = &v(h, cell * w + pos, 0);
-        FMATTN_SIMD
-        for (int c = 0; c < d; ++c) {
-          sk[c] += double(gk[c]) * double(xk[c]);
-          sv[c] += double(gv[c]) * double(xv[c]);
+      for (std::int64_t cell = 0; cell * w + pos0 < g.n; ++cell) {
+        const std::int64_t row0 = cell * w + pos0;
+        const int rows = int(g.n - row0 < npos ? g.n - row0 : npos);
+        for (int r = 0; r < g.p; ++r) {
+          const Scalar* gk = &dkc(h, base + cell * g.p + r, 0);
+          const Scalar* gv = &dvc(h, base + cell * g.p + r, 0);
+          if (zero_row(gk) && zero_row(gv)) continue;
+          for (int j = 0; j < rows; ++j) {
+            const Scalar* xk = &k(h, row0 + j, 0);
+            const Scalar* xv = &v(h, row0 + j, 0);
+            double* sk = &dkw(off + (r * w + pos0 + j) * d);
+            double* sv = &dvw(off + (r * w + pos0 + j) * d);
+            FMATTN_SIMD
+            for (int c = 0; c < d; ++c) {
+              sk[c] += double(gk[c]) * double(xk[c]);
+              sv[c] += double(gv[c]) * double(xv[c]);
+            }
+          }
         }
       }
   }
@@ -275,9 +300,10 @@ void run_attention_backward(const ExecSpace& space, const AttentionBackward<Exec
         "fmattn::backward::fine_tokens",
         Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::FineTag>(space, {0, 0}, {H, n}), f);
   if (f.dkw.extent(0)) {
+    std::int64_t blocks = 0;
+    for (int l = 1; l <= f.g.L; ++l) blocks += K::weight_blocks(f.g, l);
     Kokkos::parallel_for("fmattn::backward::weights",
-                         Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, f.dkw.extent(0) / f.d),
-                         f);
+                         Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks), f);
     Kokkos::parallel_for("fmattn::backward::biases",
                          Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, f.dkb.extent(0) / f.d), f);
   }
