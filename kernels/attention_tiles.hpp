@@ -12,6 +12,7 @@
 #include "fast_exp.hpp"
 #include "geometry.hpp"
 #include "kokkos_compat.hpp"
+#include "shard.hpp"
 #include "simd.hpp"
 #include "tile_traits.hpp"
 
@@ -50,11 +51,12 @@ struct AttentionTiles {
   static_assert(Tq % CB == 0 && Tq % RB == 0 && Tk % KB == 0, "tiles must hold whole register blocks");
 
   Geometry g;
+  Shard s;  // the queries, fine K/V rows and coarse cells held here (the whole sequence unless sharded)
   AttentionOptions opt;
-  In q, k, v;                  // [bh][n][d]
+  In q, k, v;                  // [bh][rows][d]: q from s.token_begin, k and v from s.key_begin
   In qc;                       // [bh][coarse tokens][d] coarse queries (linear variant)
   In kc, vc;                   // [bh][coarse tokens][d]; empty for exact
-  Out o;                       // [bh][n][d]
+  Out o;                       // [bh][own rows][d] from s.token_begin
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
@@ -291,11 +293,11 @@ struct AttentionTiles {
       const int len = int(hi - c0 < Tk ? hi - c0 : Tk);
       team.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len), [&](const int c) {
-        if (!in_place) gather_slot(team, t, c, &k(bh, c0 + c, 0), &v(bh, c0 + c, 0));
+        if (!in_place) gather_slot(team, t, c, &k(bh, c0 + c - s.key_begin, 0), &v(bh, c0 + c - s.key_begin, 0));
         Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = Scalar(0); });
       });
-      Chunk ch{in_place ? &k(bh, c0, 0) : t.ks.data(),
-               in_place ? &v(bh, c0, 0) : t.vs.data(),
+      Chunk ch{in_place ? &k(bh, c0 - s.key_begin, 0) : t.ks.data(),
+               in_place ? &v(bh, c0 - s.key_begin, 0) : t.vs.data(),
                in_place ? d : dp,
                in_place ? d : dp,
                len,
@@ -318,7 +320,7 @@ struct AttentionTiles {
       int negative = 0;
       const int nc = g.far_cells(l, b_first >> (l - l_first), cells, &negative);
       sink += double(negative) * (opt.count_weighting ? double(g.cell_size(l)) : double(g.p));
-      const std::int64_t base = g.level_offset(l), wl = g.cell_size(l);
+      const std::int64_t wl = g.cell_size(l);
       // Every token of a fully present cell stands for w_l/p fine tokens: one log per level.
       const Scalar full_logw = opt.count_weighting ? Scalar(compat::log(double(wl / g.p))) : Scalar(0);
       for (int j = 0; j < nc; ++j) {
@@ -327,7 +329,7 @@ struct AttentionTiles {
           const double cnt = full ? double(wl / g.p) : g.count(opt.downsampling, l, cells[j], r);
           if (cnt == 0) continue;  // absent coarse token
           const Scalar logw = full || !opt.count_weighting ? full_logw : Scalar(compat::log(cnt));
-          const std::int64_t idx = base + cells[j] * g.p + r;
+          const std::int64_t idx = s.coarse_index(l, cells[j], r);
           const int c = filled++;
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 1), [&](const int) {
@@ -365,13 +367,14 @@ struct AttentionTiles {
   KOKKOS_INLINE_FUNCTION void fine_tile(const Member& team) const {
     const std::int64_t bh = team.league_rank() / tiles_per_head;
     const std::int64_t tile = team.league_rank() % tiles_per_head;
-    const std::int64_t B = tile / tiles_per_block;
+    const std::int64_t B = s.block_begin + tile / tiles_per_block;
     Tile t = make_tile(team);
     t.i0 = B * g.m + (tile % tiles_per_block) * Tq;
     const std::int64_t block_end = (B + 1) * g.m < g.n ? (B + 1) * g.m : g.n;
     if (t.i0 >= block_end) return;
     t.rows = int(block_end - t.i0 < Tq ? block_end - t.i0 : Tq);
-    load_queries(team, t, [&](int r) { return &q(bh, t.i0 + r, 0); });
+    const std::int64_t row0 = t.i0 - s.token_begin(g);
+    load_queries(team, t, [&](int r) { return &q(bh, row0 + r, 0); });
 
     const bool causal = g.variant == Variant::causal;
     std::int64_t lo = 0, hi = g.n;
@@ -387,7 +390,7 @@ struct AttentionTiles {
           const std::int64_t i = t.i0 + r;
           for (int l = 1; l <= g.L; ++l) {
             const std::int64_t w = g.cell_size(l);
-            const std::int64_t idx = g.level_offset(l) + (i / w) * g.p + (i % w) / (w / g.p);
+            const std::int64_t idx = s.coarse_index(l, i / w, int((i % w) / (w / g.p)));
             if (part.den(bh, idx) > Scalar(0))
               merge(team, t, r, part.max(bh, idx), part.den(bh, idx), &part.num(bh, idx, 0));
           }
@@ -400,7 +403,7 @@ struct AttentionTiles {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
       const Scalar inv = Scalar(1) / t.rsum(r);
-      Scalar* orow = &o(bh, t.i0 + r, 0);
+      Scalar* orow = &o(bh, row0 + r, 0);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { orow[x] = t.acc(r, x) * inv; });
     });
   }
@@ -417,7 +420,7 @@ struct AttentionTiles {
     Tile t = make_tile(team);
     t.i0 = 0;
     t.rows = g.p - sub * Tq < Tq ? g.p - sub * Tq : Tq;
-    const std::int64_t row0 = g.level_offset(l) + cell * g.p + sub * Tq;
+    const std::int64_t row0 = s.coarse_index(l, cell, sub * Tq);
     load_queries(team, t, [&](int r) { return &qc(bh, row0 + r, 0); });
     add_sink(team, t, far_field(team, t, bh, l, l, cell));
     team.team_barrier();
@@ -443,7 +446,7 @@ struct AttentionTiles {
 // coarse levels; with opt.coarse_queries also qc, the coarse queries, and `part` the partial
 // sums workspace), exact attention otherwise.
 template <class ExecSpace, class Scalar>
-void evaluate_attention(const ExecSpace& space, const Geometry& g, const AttentionOptions& opt,
+void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& shard, const AttentionOptions& opt,
                         typename AttentionTiles<ExecSpace, Scalar>::In q,
                         typename AttentionTiles<ExecSpace, Scalar>::In k,
                         typename AttentionTiles<ExecSpace, Scalar>::In v,
@@ -455,6 +458,7 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
   using K = AttentionTiles<ExecSpace, Scalar>;
   K f;
   f.g = g;
+  f.s = shard;
   f.opt = opt;
   f.q = q;
   f.k = k;
@@ -482,7 +486,7 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Attenti
     f.coarse_pass = false;
   }
   f.tiles_per_block = (g.m + K::Tq - 1) / K::Tq;
-  f.tiles_per_head = ((g.n + g.m - 1) / g.m) * f.tiles_per_block;
+  f.tiles_per_head = (shard.block_end - shard.block_begin) * f.tiles_per_block;
   typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
   Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)),
                        f);

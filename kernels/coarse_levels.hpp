@@ -1,5 +1,9 @@
 // The upward pass (spec §2): coarse keys and values of every level, stored in one View per
-// quantity with the level offsets of Geometry.
+// quantity with the layout of a Shard (Geometry's level offsets for a whole sequence).
+//
+// It runs in two steps so that a sharded sequence can complete the cells its ranks share in
+// between: coarse_partial_sums() sums over the fine tokens this shard owns, finish_coarse()
+// turns complete sums into coarse tokens. build_coarse_levels() does both for a whole sequence.
 //
 // Average: a coarse token is the mean of the present fine tokens of its sub-segment. The sums
 // are formed hierarchically — level 1 from the fine rows, level l from the two level-(l-1)
@@ -11,6 +15,7 @@
 #pragma once
 
 #include "geometry.hpp"
+#include "shard.hpp"
 #include "simd.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -25,10 +30,21 @@ struct LevelWeights {
   Kokkos::View<const Scalar*, MemSpace> bias;
 };
 
-// Level and in-level index of flat coarse token t (all levels, finest first).
+// Level and in-level index of flat coarse token t (all levels, finest first) in Geometry's
+// layout.
 KOKKOS_INLINE_FUNCTION int level_of(const Geometry& g, std::int64_t& t) {
   int l = 1;
   while (t >= g.num_cells(l) * g.p) t -= g.num_cells(l++) * g.p;
+  return l;
+}
+
+// Level, cell and token of stored coarse token t of a shard.
+KOKKOS_INLINE_FUNCTION int stored_level(const Shard& s, std::int64_t t, std::int64_t& cell, int& r) {
+  int l = 1;
+  while (t >= s.coarse_base[l + 1]) ++l;
+  t -= s.coarse_base[l];
+  cell = s.cell_begin[l] + t / s.p;
+  r = int(t % s.p);
   return l;
 }
 
@@ -39,65 +55,72 @@ struct LearnedLevels {
   using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
 
   Geometry g;
-  In x;    // [bh][n][d] fine tokens
-  Out xc;  // [bh][total_coarse_tokens][d]
+  Shard s;
+  In x;    // [bh][stored fine rows][d], row 0 at s.key_begin
+  Out xc;  // [bh][stored coarse tokens][d]
   LevelWeights<Scalar, Mem> w;
-  std::int64_t T;  // coarse tokens per head
 
-  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t flat) const {
-    std::int64_t t = flat;
-    const int l = level_of(g, t);
-    const std::int64_t cell = t / g.p, wl = g.cell_size(l);
-    const int r = int(t % g.p);
+  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t t) const {
+    std::int64_t cell;
+    int r;
+    const int l = stored_level(s, t, cell, r);
+    const std::int64_t wl = g.cell_size(l);
     const int d = int(x.extent(2));
-    Scalar* out = &xc(bh, flat, 0);
-    const std::int64_t begin = cell * wl, cnt = g.present(begin, wl);
+    Scalar* out = &xc(bh, t, 0);
+    // The cell's fine tokens that this shard owns.
+    const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g);
+    const std::int64_t begin = cell * wl > own0 ? cell * wl : own0;
+    const std::int64_t end = (cell + 1) * wl < own1 ? (cell + 1) * wl : own1;
     const Scalar* W = w.weight.data() + g.weight_offset(l, d) + std::int64_t(r) * wl * d;
-    const Scalar* b = w.bias.data() + (std::int64_t(l - 1) * g.p + r) * d;
     constexpr int CB = 16;  // channels accumulated in registers over the rows of the cell
     for (int c0 = 0; c0 < d; c0 += CB) {
       const int nc = d - c0 < CB ? d - c0 : CB;
       Scalar a[CB] = {};
-      for (std::int64_t j = 0; j < cnt; ++j) {
-        const Scalar* row = &x(bh, begin + j, c0);
-        const Scalar* wt = W + j * d + c0;
+      for (std::int64_t j = begin; j < end; ++j) {
+        const Scalar* row = &x(bh, j - s.key_begin, c0);
+        const Scalar* wt = W + (j - cell * wl) * d + c0;
         FMATTN_SIMD
         for (int c = 0; c < nc; ++c) a[c] += wt[c] * row[c];
       }
-      // An absent token (empty cell) is never read; it is kept finite.
-      for (int c = 0; c < nc; ++c) out[c0 + c] = cnt > 0 ? a[c] + b[c0 + c] : Scalar(0);
+      for (int c = 0; c < nc; ++c) out[c0 + c] = a[c];
     }
   }
 };
 
 template <class ExecSpace, class Scalar>
-void build_coarse_levels(const ExecSpace& space, const Geometry& g, Downsampling ds,
+void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds,
                          Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
                          Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
                          LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
   using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
   using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
-  const std::int64_t H = x.extent(0), T = g.total_coarse_tokens();
+  const std::int64_t H = x.extent(0), T = s.coarse_tokens(g);
   const int d = int(x.extent(2));
   if (H == 0 || T == 0) return;
   if (ds == Downsampling::learned) {
     Kokkos::parallel_for("fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, T}),
-                         LearnedLevels<ExecSpace, Scalar>{g, x, xc, w, T});
+                         LearnedLevels<ExecSpace, Scalar>{g, s, x, xc, w});
     return;
   }
-  // Level 1: sums over the fine rows of each sub-segment.
-  const std::int64_t seg = g.m / g.p, tokens1 = g.num_cells(1) * g.p;
+  // Level 1: sums over the own fine rows of each sub-segment (level-1 cells are fine blocks, so
+  // a shard owns each of its cells whole or not at all).
+  const std::int64_t seg = g.m / g.p, tokens1 = (s.cell_end[1] - s.cell_begin[1]) * g.p;
+  const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g);
   Kokkos::parallel_for(
       "fmattn::coarse_levels::average_fine", Policy2(space, {0, 0}, {H, tokens1}),
       KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
-        const std::int64_t begin = t * seg, cnt = g.present(begin, seg);
+        const std::int64_t start = s.cell_begin[1] * g.p * seg + t * seg;
+        const std::int64_t begin = start > own0 ? start : own0;
+        const std::int64_t end = start + seg < own1 ? start + seg : own1;
+        const std::int64_t cnt = end > begin ? end - begin : 0;
+        const Scalar* rows = cnt > 0 ? &x(h, begin - s.key_begin, 0) : nullptr;
         Scalar* out = &xc(h, t, 0);
         constexpr int CB = 16;  // whole blocks of channels stay in registers over the rows
         int c0 = 0;
         for (; c0 + CB <= d; c0 += CB) {
           Scalar a[CB] = {};
           for (std::int64_t j = 0; j < cnt; ++j) {
-            const Scalar* row = &x(h, begin + j, c0);
+            const Scalar* row = rows + j * d + c0;
             FMATTN_SIMD
             for (int c = 0; c < CB; ++c) a[c] += row[c];
           }
@@ -105,31 +128,64 @@ void build_coarse_levels(const ExecSpace& space, const Geometry& g, Downsampling
         }
         for (int c = c0; c < d; ++c) {
           Scalar a = 0;
-          for (std::int64_t j = 0; j < cnt; ++j) a += x(h, begin + j, c);
+          for (std::int64_t j = 0; j < cnt; ++j) a += rows[j * d + c];
           out[c] = a;
         }
       });
-  // Level l: each sub-segment is the two level-(l-1) sub-segments 2t and 2t+1.
+  // Level l: each sub-segment is the two level-(l-1) sub-segments 2t and 2t+1 (global flat
+  // indices); one that is not stored holds no own token.
   for (int l = 2; l <= g.L; ++l) {
-    const std::int64_t off = g.level_offset(l), below = g.level_offset(l - 1);
+    const std::int64_t tokens = (s.cell_end[l] - s.cell_begin[l]) * g.p;
     Kokkos::parallel_for(
-        "fmattn::coarse_levels::average_merge", Policy3(space, {0, 0, 0}, {H, g.num_cells(l) * g.p, std::int64_t(d)}),
+        "fmattn::coarse_levels::average_merge", Policy3(space, {0, 0, 0}, {H, tokens, std::int64_t(d)}),
         KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t, const std::int64_t c) {
-          xc(h, off + t, c) = xc(h, below + 2 * t, c) + xc(h, below + 2 * t + 1, c);
+          const std::int64_t flat = s.cell_begin[l] * g.p + t;
+          Scalar sum = 0;
+          for (std::int64_t child = 2 * flat; child <= 2 * flat + 1; ++child) {
+            const std::int64_t cell = child / g.p;
+            if (s.stores(l - 1, cell)) sum += xc(h, s.coarse_index(l - 1, cell, int(child % g.p)), c);
+          }
+          xc(h, s.coarse_base[l] + t, c) = sum;
         });
   }
-  // Means: divide by the counts (absent tokens hold zero sums and stay zero).
+}
+
+// Complete sums → coarse tokens: means (average) or sums plus bias (learned); absent tokens
+// (count 0) are zero, never read.
+template <class ExecSpace, class Scalar>
+void finish_coarse(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds,
+                   Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
+                   LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
+  using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
+  const std::int64_t H = xc.extent(0), T = s.coarse_tokens(g);
+  const int d = int(xc.extent(2));
+  if (H == 0 || T == 0) return;
   Kokkos::parallel_for(
-      "fmattn::coarse_levels::average_normalise", Policy2(space, {0, 0}, {H, T}),
-      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t flat) {
-        std::int64_t t = flat;
-        const int l = level_of(g, t);
-        const double cnt = g.count(Downsampling::average, l, t / g.p, int(t % g.p));
-        const Scalar inv = cnt > 0 ? Scalar(1.0 / cnt) : Scalar(0);
-        Scalar* out = &xc(h, flat, 0);
-        FMATTN_SIMD
-        for (int c = 0; c < d; ++c) out[c] *= inv;
+      "fmattn::coarse_levels::finish", Policy2(space, {0, 0}, {H, T}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
+        std::int64_t cell;
+        int r;
+        const int l = stored_level(s, t, cell, r);
+        const double cnt = g.count(ds, l, cell, r);
+        Scalar* out = &xc(h, t, 0);
+        if (ds == Downsampling::average) {
+          const Scalar inv = cnt > 0 ? Scalar(1.0 / cnt) : Scalar(0);
+          FMATTN_SIMD
+          for (int c = 0; c < d; ++c) out[c] *= inv;
+        } else {
+          const Scalar* b = w.bias.data() + (std::int64_t(l - 1) * g.p + r) * d;
+          for (int c = 0; c < d; ++c) out[c] = cnt > 0 ? out[c] + b[c] : Scalar(0);
+        }
       });
+}
+
+template <class ExecSpace, class Scalar>
+void build_coarse_levels(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds,
+                         Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
+                         Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
+                         LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
+  coarse_partial_sums<ExecSpace, Scalar>(space, g, s, ds, x, xc, w);
+  finish_coarse<ExecSpace, Scalar>(space, g, s, ds, xc, w);
 }
 
 }  // namespace fmattn

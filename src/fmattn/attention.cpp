@@ -12,9 +12,20 @@ namespace fmattn {
 template <class Scalar, class ExecSpace>
 Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const AttentionOptions& opt, int head_dim,
                                         std::int64_t heads)
-    : g_(g), opt_(opt), d_(head_dim), heads_(heads) {
+    : Attention(g, whole_sequence(g), opt, head_dim, heads) {}
+
+template <class Scalar, class ExecSpace>
+Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const Shard& shard, const AttentionOptions& opt,
+                                        int head_dim, std::int64_t heads)
+    : g_(g), shard_(shard), opt_(opt), d_(head_dim), heads_(heads) {
+  const Shard whole = whole_sequence(g);
+  whole_ = shard.block_begin == whole.block_begin && shard.block_end == whole.block_end &&
+           shard.coarse_tokens(g) == whole.coarse_tokens(g);
+  if (!whole_ && (opt.coarse_queries || opt.method == Method::exact))
+    throw InputError(std::string("a sharded sequence supports the O(n log n) FMA only, not ") +
+                     (opt.coarse_queries ? "the linear variant (attention.queries: coarse)" : "exact attention"));
   if (opt.method == Method::fma) {
-    const std::int64_t T = g.total_coarse_tokens();
+    const std::int64_t T = shard.coarse_tokens(g);
     kc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_keys"), heads, T, head_dim);
     vc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_values"), heads, T, head_dim);
     if (opt.coarse_queries) {
@@ -51,23 +62,57 @@ void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor q, ConstTensor k, Co
   ScopedRegion region("fmattn::Attention::build_coarse");
   if (opt_.method != Method::fma || g_.L == 0) return;
   ExecSpace space;
-  if (opt_.coarse_queries) build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, q, qc_, {qw_, qb_});
-  build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, k, kc_, {kw_, kb_});
-  build_coarse_levels<ExecSpace, Scalar>(space, g_, opt_.downsampling, v, vc_, {vw_, vb_});
+  if (opt_.coarse_queries)
+    build_coarse_levels<ExecSpace, Scalar>(space, g_, shard_, opt_.downsampling, q, qc_, {qw_, qb_});
+  build_coarse_levels<ExecSpace, Scalar>(space, g_, shard_, opt_.downsampling, k, kc_, {kw_, kb_});
+  build_coarse_levels<ExecSpace, Scalar>(space, g_, shard_, opt_.downsampling, v, vc_, {vw_, vb_});
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::coarse_sums(ConstTensor k, ConstTensor v) {
+  ScopedRegion region("fmattn::Attention::coarse_sums");
+  if (opt_.method != Method::fma || g_.L == 0) return;
+  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, k, kc_, {kw_, kb_});
+  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, v, vc_, {vw_, vb_});
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::finish_coarse() {
+  ScopedRegion region("fmattn::Attention::finish_coarse");
+  if (opt_.method != Method::fma || g_.L == 0) return;
+  fmattn::finish_coarse<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, kc_, {kw_, kb_});
+  fmattn::finish_coarse<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, vc_, {vw_, vb_});
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::check_shapes(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out) const {
+  const std::size_t H = std::size_t(heads_), own = std::size_t(shard_.token_end(g_) - shard_.token_begin(g_)),
+                    keys = std::size_t(shard_.key_end - shard_.key_begin), d = std::size_t(d_);
+  auto is = [](const auto& t, std::size_t a, std::size_t b, std::size_t c) {
+    return t.extent(0) == a && t.extent(1) == b && t.extent(2) == c;
+  };
+  if (!is(q, H, own, d) || !is(out, H, own, d) || !is(k, H, keys, d) || !is(v, H, keys, d))
+    throw InputError(
+        "attention: q and out must be [heads][own rows][head_dim], k and v [heads][stored rows][head_dim]" +
+        std::string(whole_ ? " (all [heads][n][head_dim] for a whole sequence)" : ""));
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out) {
+  ScopedRegion region("fmattn::Attention::evaluate");
+  check_shapes(q, k, v, out);
+  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
+                                        {part_max_, part_den_, part_num_}, out);
 }
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out) {
   ScopedRegion region("fmattn::Attention::forward");
-  const bool shapes_ok = q.extent(0) == std::size_t(heads_) && q.extent(1) == std::size_t(g_.n) &&
-                         q.extent(2) == std::size_t(d_) && k.extent(0) == q.extent(0) && k.extent(1) == q.extent(1) &&
-                         k.extent(2) == q.extent(2) && v.extent(0) == q.extent(0) && v.extent(1) == q.extent(1) &&
-                         v.extent(2) == q.extent(2) && out.extent(0) == q.extent(0) && out.extent(1) == q.extent(1) &&
-                         out.extent(2) == q.extent(2);
-  if (!shapes_ok) throw InputError("attention: q, k, v and out must all be [heads][n][head_dim] of the geometry");
+  check_shapes(q, k, v, out);
+  if (!whole_)
+    throw InputError("attention: forward() needs the whole sequence; a shard completes its coarse levels over MPI");
   build_coarse(q, k, v);
-  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, opt_, q, k, v, qc_, kc_, vc_,
-                                        {part_max_, part_den_, part_num_}, out);
+  evaluate(q, k, v, out);
 }
 
 template <class Scalar, class ExecSpace>
@@ -83,6 +128,7 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
     throw InputError("attention backward: q, k, v, dout (and dq, dk, dv unless empty) must be [heads][n][head_dim]");
   if (opt_.coarse_queries)
     throw InputError("attention backward: not available for the linear variant (attention.queries: coarse)");
+  if (!whole_) throw InputError("attention backward: needs the whole sequence, not a shard");
   const bool learned = opt_.method == Method::fma && opt_.downsampling == Downsampling::learned;
   if (dweights && !learned) throw InputError("attention backward: weight gradients need FMA with learned downsampling");
   build_coarse(q, k, v);

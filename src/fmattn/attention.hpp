@@ -6,6 +6,7 @@
 #include "errors.hpp"
 #include "geometry.hpp"
 #include "options.hpp"
+#include "shard.hpp"
 #include "weights.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -23,8 +24,11 @@ class Attention {
   using ConstTensor = Kokkos::View<const Scalar***, Kokkos::LayoutRight, memory_space>;
 
   // `heads` is batch·heads, the first extent of every tensor. For learned downsampling the
-  // weights start at the average operator until set_weights() is called.
+  // weights start at the average operator until set_weights() is called. With a shard of a
+  // sharded sequence (sequence_parallel.hpp), q and out hold the shard's own rows, k and v its
+  // stored rows, and the coarse levels its window of cells; the whole sequence otherwise.
   Attention(const Geometry& g, const AttentionOptions& opt, int head_dim, std::int64_t heads);
+  Attention(const Geometry& g, const Shard& shard, const AttentionOptions& opt, int head_dim, std::int64_t heads);
 
   void set_weights(const DownsamplingWeights& w);
 
@@ -32,6 +36,15 @@ class Attention {
   void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
   // The upward pass alone (forward() calls it); q is down-sampled only for the linear variant.
   void build_coarse(ConstTensor q, ConstTensor k, ConstTensor v);
+  // The pieces of forward() that a sharded sequence runs with communication in between: sums of
+  // the coarse K and V over the shard's own tokens, completion of sums into coarse tokens, and
+  // the evaluation of the shard's query tiles.
+  void coarse_sums(ConstTensor k, ConstTensor v);
+  void finish_coarse();
+  void evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
+  // The coarse K and V arrays [heads][shard coarse tokens][d], for packing messages.
+  Tensor coarse_keys_mutable() const { return kc_; }
+  Tensor coarse_values_mutable() const { return vc_; }
 
   // Gradients of the loss sum(dout · forward(q, k, v)): dq, dk, dv (each may be an empty View
   // when not wanted) and, when `dweights` is given (learned downsampling), the gradients of
@@ -42,6 +55,7 @@ class Attention {
                 DownsamplingWeights* dweights = nullptr);
 
   const Geometry& geometry() const { return g_; }
+  const Shard& shard() const { return shard_; }
   const AttentionOptions& options() const { return opt_; }
   ConstTensor coarse_queries() const { return qc_; }
   ConstTensor coarse_keys() const { return kc_; }
@@ -50,7 +64,11 @@ class Attention {
   std::size_t workspace_bytes() const;
 
  private:
+  void check_shapes(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out) const;
+
   Geometry g_;
+  Shard shard_;
+  bool whole_ = true;  // shard_ is the whole sequence
   AttentionOptions opt_;
   int d_;
   std::int64_t heads_;
