@@ -1,9 +1,10 @@
 // The upward pass (spec §2): coarse keys and values of every level, stored in one View per
 // quantity with the layout of a Shard (Geometry's level offsets for a whole sequence).
 //
-// It runs in two steps so that a sharded sequence can complete the cells its ranks share in
-// between: coarse_partial_sums() sums over the fine tokens this shard owns, finish_coarse()
-// turns complete sums into coarse tokens. build_coarse_levels() does both for a whole sequence.
+// It runs in steps so that a sharded sequence can complete the cells its ranks share in
+// between: coarse_partial_sums() sums one level over the fine tokens this shard owns,
+// finish_coarse() turns complete sums into coarse tokens. build_coarse_levels() does all of it
+// for a whole sequence.
 //
 // Average: a coarse token is the mean of the present fine tokens of its sub-segment. The sums
 // are formed hierarchically — level 1 from the fine rows, level l from the two level-(l-1)
@@ -87,67 +88,77 @@ struct LearnedLevels {
   }
 };
 
+// Level l's sums over the fine tokens this shard owns, for every stored cell of the level:
+// plain sums (average) or weighted sums without bias (learned). Average sums are built from
+// level l-1, taking only the sub-segments of cells this shard owns (holds the first token of):
+// a sharded run completes level l-1 first, so every sum is formed from the same two halves
+// as on one rank (and is bitwise the same).
 template <class ExecSpace, class Scalar>
-void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds,
+void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds, int l,
                          Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
                          Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
                          LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
   using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
   using Policy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
-  const std::int64_t H = x.extent(0), T = s.coarse_tokens(g);
+  const std::int64_t H = x.extent(0), tokens = (s.cell_end[l] - s.cell_begin[l]) * g.p;
   const int d = int(x.extent(2));
-  if (H == 0 || T == 0) return;
+  if (H == 0 || tokens == 0) return;
+  const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g), first = s.coarse_base[l];
   if (ds == Downsampling::learned) {
-    Kokkos::parallel_for("fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, T}),
-                         LearnedLevels<ExecSpace, Scalar>{g, s, x, xc, w});
+    Kokkos::parallel_for(
+        "fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}),
+        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
+          LearnedLevels<ExecSpace, Scalar>{g, s, x, xc, w}(h, first + t);
+        });
     return;
   }
-  // Level 1: sums over the own fine rows of each sub-segment (level-1 cells are fine blocks, so
-  // a shard owns each of its cells whole or not at all).
-  const std::int64_t seg = g.m / g.p, tokens1 = (s.cell_end[1] - s.cell_begin[1]) * g.p;
-  const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g);
-  Kokkos::parallel_for(
-      "fmattn::coarse_levels::average_fine", Policy2(space, {0, 0}, {H, tokens1}),
-      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
-        const std::int64_t start = s.cell_begin[1] * g.p * seg + t * seg;
-        const std::int64_t begin = start > own0 ? start : own0;
-        const std::int64_t end = start + seg < own1 ? start + seg : own1;
-        const std::int64_t cnt = end > begin ? end - begin : 0;
-        const Scalar* rows = cnt > 0 ? &x(h, begin - s.key_begin, 0) : nullptr;
-        Scalar* out = &xc(h, t, 0);
-        constexpr int CB = 16;  // whole blocks of channels stay in registers over the rows
-        int c0 = 0;
-        for (; c0 + CB <= d; c0 += CB) {
-          Scalar a[CB] = {};
-          for (std::int64_t j = 0; j < cnt; ++j) {
-            const Scalar* row = rows + j * d + c0;
-            FMATTN_SIMD
-            for (int c = 0; c < CB; ++c) a[c] += row[c];
-          }
-          for (int c = 0; c < CB; ++c) out[c0 + c] = a[c];
-        }
-        for (int c = c0; c < d; ++c) {
-          Scalar a = 0;
-          for (std::int64_t j = 0; j < cnt; ++j) a += rows[j * d + c];
-          out[c] = a;
-        }
-      });
-  // Level l: each sub-segment is the two level-(l-1) sub-segments 2t and 2t+1 (global flat
-  // indices); one that is not stored holds no own token.
-  for (int l = 2; l <= g.L; ++l) {
-    const std::int64_t tokens = (s.cell_end[l] - s.cell_begin[l]) * g.p;
+  if (l == 1) {
+    // Sums over the own fine rows of each sub-segment (level-1 cells are fine blocks, so a
+    // shard owns each of its cells whole or not at all).
+    const std::int64_t seg = g.m / g.p;
     Kokkos::parallel_for(
-        "fmattn::coarse_levels::average_merge", Policy3(space, {0, 0, 0}, {H, tokens, std::int64_t(d)}),
-        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t, const std::int64_t c) {
-          const std::int64_t flat = s.cell_begin[l] * g.p + t;
-          Scalar sum = 0;
-          for (std::int64_t child = 2 * flat; child <= 2 * flat + 1; ++child) {
-            const std::int64_t cell = child / g.p;
-            if (s.stores(l - 1, cell)) sum += xc(h, s.coarse_index(l - 1, cell, int(child % g.p)), c);
+        "fmattn::coarse_levels::average_fine", Policy2(space, {0, 0}, {H, tokens}),
+        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
+          const std::int64_t start = s.cell_begin[1] * g.p * seg + t * seg;
+          const std::int64_t begin = start > own0 ? start : own0;
+          const std::int64_t end = start + seg < own1 ? start + seg : own1;
+          const std::int64_t cnt = end > begin ? end - begin : 0;
+          const Scalar* rows = cnt > 0 ? &x(h, begin - s.key_begin, 0) : nullptr;
+          Scalar* out = &xc(h, first + t, 0);
+          constexpr int CB = 16;  // whole blocks of channels stay in registers over the rows
+          int c0 = 0;
+          for (; c0 + CB <= d; c0 += CB) {
+            Scalar a[CB] = {};
+            for (std::int64_t j = 0; j < cnt; ++j) {
+              const Scalar* row = rows + j * d + c0;
+              FMATTN_SIMD
+              for (int c = 0; c < CB; ++c) a[c] += row[c];
+            }
+            for (int c = 0; c < CB; ++c) out[c0 + c] = a[c];
           }
-          xc(h, s.coarse_base[l] + t, c) = sum;
+          for (int c = c0; c < d; ++c) {
+            Scalar a = 0;
+            for (std::int64_t j = 0; j < cnt; ++j) a += rows[j * d + c];
+            out[c] = a;
+          }
         });
+    return;
   }
+  // Each sub-segment of level l is the two level-(l-1) sub-segments 2t and 2t+1 (global flat
+  // indices); those of cells this shard does not own count as zero.
+  const std::int64_t below = g.cell_size(l - 1);
+  Kokkos::parallel_for(
+      "fmattn::coarse_levels::average_merge", Policy3(space, {0, 0, 0}, {H, tokens, std::int64_t(d)}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t, const std::int64_t c) {
+        const std::int64_t flat = s.cell_begin[l] * g.p + t;
+        Scalar sum = 0;
+        for (std::int64_t child = 2 * flat; child <= 2 * flat + 1; ++child) {
+          const std::int64_t cell = child / g.p;
+          if (cell * below >= own0 && cell * below < own1)
+            sum += xc(h, s.coarse_index(l - 1, cell, int(child % g.p)), c);
+        }
+        xc(h, first + t, c) = sum;
+      });
 }
 
 // Complete sums → coarse tokens: means (average) or sums plus bias (learned); absent tokens
@@ -184,7 +195,7 @@ void build_coarse_levels(const ExecSpace& space, const Geometry& g, const Shard&
                          Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
                          Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
                          LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
-  coarse_partial_sums<ExecSpace, Scalar>(space, g, s, ds, x, xc, w);
+  for (int l = 1; l <= g.L; ++l) coarse_partial_sums<ExecSpace, Scalar>(space, g, s, ds, l, x, xc, w);
   finish_coarse<ExecSpace, Scalar>(space, g, s, ds, xc, w);
 }
 

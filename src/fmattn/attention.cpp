@@ -69,11 +69,11 @@ void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor q, ConstTensor k, Co
 }
 
 template <class Scalar, class ExecSpace>
-void Attention<Scalar, ExecSpace>::coarse_sums(ConstTensor k, ConstTensor v) {
+void Attention<Scalar, ExecSpace>::coarse_sums(int level, ConstTensor k, ConstTensor v) {
   ScopedRegion region("fmattn::Attention::coarse_sums");
-  if (opt_.method != Method::fma || g_.L == 0) return;
-  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, k, kc_, {kw_, kb_});
-  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, v, vc_, {vw_, vb_});
+  if (opt_.method != Method::fma || level < 1 || level > g_.L) return;
+  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, level, k, kc_, {kw_, kb_});
+  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, level, v, vc_, {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>

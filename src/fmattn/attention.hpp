@@ -36,10 +36,11 @@ class Attention {
   void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
   // The upward pass alone (forward() calls it); q is down-sampled only for the linear variant.
   void build_coarse(ConstTensor q, ConstTensor k, ConstTensor v);
-  // The pieces of forward() that a sharded sequence runs with communication in between: sums of
-  // the coarse K and V over the shard's own tokens, completion of sums into coarse tokens, and
-  // the evaluation of the shard's query tiles.
-  void coarse_sums(ConstTensor k, ConstTensor v);
+  // The pieces of forward() that a sharded sequence runs with communication in between: one
+  // level's sums of the coarse K and V over the shard's own tokens (average: from the completed
+  // level below), completion of sums into coarse tokens, and the evaluation of the shard's
+  // query tiles.
+  void coarse_sums(int level, ConstTensor k, ConstTensor v);
   void finish_coarse();
   void evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
   // The coarse K and V arrays [heads][shard coarse tokens][d], for packing messages.

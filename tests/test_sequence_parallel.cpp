@@ -1,0 +1,135 @@
+// A sequence sharded over the ranks of MPI_COMM_WORLD (run at 1, 2, 3 and 4 ranks) gives the
+// single-rank result: bit for bit with average downsampling (every coarse sum is formed from
+// the same halves), to 1e-12 relative with learned weights (partial sums added in another
+// order). Causal and bidirectional, ragged n, uneven shards, one block per rank, count
+// weighting off, the zero_sink boundary, float32 and float64.
+#include "attention_fixture.hpp"
+#include "sequence_parallel.hpp"
+
+#include <mpi.h>
+
+namespace {
+
+using namespace testing_fma;
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// The same random heads on every rank: the seed is rank 0's.
+std::uint64_t shared_seed() {
+  unsigned long long s = test_seed();
+  MPI_Bcast(&s, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  return s;
+}
+
+// Rows [first, last) of every head as a View.
+template <class S>
+typename fmattn::Attention<S>::Tensor rows_view(const Heads& x, std::int64_t first, std::int64_t last, int d) {
+  typename fmattn::Attention<S>::Tensor t("rows", x.size(), last - first, d);
+  auto h = Kokkos::create_mirror_view(t);
+  for (std::size_t a = 0; a < x.size(); ++a)
+    for (std::int64_t i = first; i < last; ++i)
+      for (int c = 0; c < d; ++c) h(a, i - first, c) = S(x[a][i * d + c]);
+  Kokkos::deep_copy(t, h);
+  return t;
+}
+
+template <class S>
+void check(const ref::Params& P, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int H = 3;
+  const auto variant = P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional;
+  const auto g = fmattn::make_geometry(P.n, P.m, P.p, variant);
+  const auto q = random_heads(rng, H, P.n, P.d), k = random_heads(rng, H, P.n, P.d), v = random_heads(rng, H, P.n, P.d);
+  fmattn::DownsamplingWeights w;
+  ref::Weights rw;
+  if (P.learned) random_weights(rng, g, P.d, w, rw);
+  const Heads whole = run_kernel<S>(P, q, k, v, P.learned ? &w : nullptr);
+
+  fmattn::ShardedAttention<S> sharded(g, options_of(P), P.d, H, MPI_COMM_WORLD);
+  if (P.learned) sharded.local().set_weights(w);
+  const fmattn::Shard& s = sharded.shard();
+  const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g);
+  auto kv = [&](const Heads& x) {
+    // Own rows filled, halo rows poisoned: they must come from the neighbours.
+    auto t = rows_view<S>(x, s.key_begin, s.key_end, P.d);
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), t);
+    for (int a = 0; a < H; ++a)
+      for (std::int64_t i = s.key_begin; i < s.key_end; ++i)
+        if (i < own0 || i >= own1)
+          for (int c = 0; c < P.d; ++c) h(a, i - s.key_begin, c) = S(1e6);
+    Kokkos::deep_copy(t, h);
+    return t;
+  };
+  auto kt = kv(k), vt = kv(v);
+  typename fmattn::Attention<S>::Tensor out("out", H, own1 - own0, P.d);
+  sharded.forward(rows_view<S>(q, own0, own1, P.d), kt, vt, out);
+  auto got = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
+
+  double num = 0, den = 0;
+  bool identical = true;
+  for (int a = 0; a < H; ++a)
+    for (std::int64_t i = own0; i < own1; ++i)
+      for (int c = 0; c < P.d; ++c) {
+        const double x = double(got(a, i - own0, c)), y = whole[a][i * P.d + c];
+        identical = identical && x == y;
+        num += (x - y) * (x - y);
+        den += y * y;
+      }
+  double sums[2] = {num, den};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  int all_identical = identical ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &all_identical, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (P.learned)
+    EXPECT_LT(std::sqrt(sums[0] / sums[1]), 1e-12);
+  else
+    EXPECT_TRUE(all_identical) << "relative difference " << std::sqrt(sums[0] / sums[1]);
+}
+
+struct Case {
+  std::int64_t n;
+  int m, p, d;
+};
+// Ragged n with uneven shards; n = N; one or two blocks per rank at 3 and 4 ranks.
+const std::vector<Case> cases = {{1000, 8, 2, 5}, {1024, 16, 4, 3}, {300, 8, 8, 4}, {29, 8, 2, 3}, {61, 4, 2, 2}};
+
+void run_all(bool causal, bool learned, bool count_weighting) {
+  const std::uint64_t seed = shared_seed();
+  for (const Case& c : cases) {
+    ref::Params P;
+    P.n = c.n;
+    P.m = c.m;
+    P.p = c.p;
+    P.d = c.d;
+    P.causal = causal;
+    P.learned = learned;
+    P.count_weighting = count_weighting;
+    P.scale = 0.5;
+    SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(c.n) + " m " + std::to_string(c.m));
+    check<double>(P, seed);
+  }
+}
+
+TEST(SequenceParallel, CausalAverage) { run_all(true, false, true); }
+TEST(SequenceParallel, CausalAverageNoCountWeighting) { run_all(true, false, false); }
+TEST(SequenceParallel, CausalLearned) { run_all(true, true, true); }
+TEST(SequenceParallel, BidirectionalAverage) { run_all(false, false, true); }
+TEST(SequenceParallel, BidirectionalLearned) { run_all(false, true, true); }
+
+TEST(SequenceParallel, ZeroSinkAndFloat) {
+  ref::Params P;
+  P.n = 512;
+  P.m = 8;
+  P.p = 2;
+  P.d = 4;
+  P.zero_sink = true;
+  check<double>(P, shared_seed());
+  P.zero_sink = false;
+  P.causal = false;
+  check<float>(P, shared_seed());
+}
+
+}  // namespace
