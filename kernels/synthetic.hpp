@@ -88,25 +88,30 @@ void fill_synthetic(const ExecSpace& space,
         });
     return;
   }
+  // Runs of `run` positions aligned to global multiples of `run` start from sin/cos of their
+  // first position and rotate from there: a value depends on its global position alone, not
+  // on where this fill (a rank's shard) begins.
   constexpr std::int64_t run = 256;
-  const std::int64_t runs = (n + run - 1) / run;
+  const std::int64_t first_run = row0 / run, runs = (row0 + n + run - 1) / run - first_run;
   using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
   Kokkos::parallel_for(
       "fmattn::synthetic::smooth", Policy(space, {0, 0, 0}, {H, runs, d}),
       KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t r, const std::int64_t c) {
         double s[smooth_harmonics], co[smooth_harmonics], ds[smooth_harmonics], dc[smooth_harmonics],
             a[smooth_harmonics];
-        const std::int64_t i0 = r * run, i1 = i0 + run < n ? i0 + run : n;
+        const std::int64_t g0 = (first_run + r) * run;  // global start of the run
+        const std::int64_t i0 = g0 > row0 ? g0 - row0 : 0, i1 = g0 + run - row0 < n ? g0 + run - row0 : n;
+        const std::int64_t skip = row0 + i0 - g0;  // positions of the run before this fill
         for (int f = 0; f < smooth_harmonics; ++f) {
           const Harmonic w = harmonic(src.seed, src.tensor, head0 + h, c, f, src.length);
-          const double theta = w.omega * double(row0 + i0) + w.phase;
+          const double theta = w.omega * double(g0) + w.phase;
           s[f] = compat::sin(theta);
           co[f] = compat::cos(theta);
           ds[f] = compat::sin(w.omega);
           dc[f] = compat::cos(w.omega);
           a[f] = w.amplitude * src.amplitude;
         }
-        for (std::int64_t i = i0; i < i1; ++i) {
+        for (std::int64_t i = i0 - skip; i < i1; ++i) {
           double value = 0;
           for (int f = 0; f < smooth_harmonics; ++f) {
             value += a[f] * s[f];
@@ -114,7 +119,7 @@ void fill_synthetic(const ExecSpace& space,
             co[f] = co[f] * dc[f] - s[f] * ds[f];
             s[f] = sn;
           }
-          x(h, i, c) = Scalar(value);
+          if (i >= i0) x(h, i, c) = Scalar(value);
         }
       });
 }

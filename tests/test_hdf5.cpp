@@ -578,6 +578,8 @@ class Results : public ::testing::Test {
     rec.geometry = fmattn::make_geometry(10, 4, 2, fmattn::Variant::causal);  // N = 16, L = 1
     rec.first = 0;
     rec.last = 2;
+    rec.diag_first = 0;
+    rec.diag_last = 2;
     rec.timings.add("input", 0.25);
     rec.timings.add("attention", 1.5);
     rec.timings.add("total", 2.0);

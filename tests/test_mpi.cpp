@@ -1,11 +1,14 @@
-// run_deck on several ranks (heads distributed across ranks, one collective HDF5 file) gives
-// the same output file contents as one rank; too many ranks is a clear input error.
+// run_deck on several ranks — heads distributed, or the sequence sharded — gives the output file
+// of one rank (one collective HDF5 file); too many ranks for either is a clear input error; fit
+// over ranks equals fit on one.
 #include "attention_fixture.hpp"
 #include "checkpoint.hpp"
 #include "deck.hpp"
 #include "fit.hpp"
 #include "hdf5_io.hpp"
 #include "run.hpp"
+#include "shard_plan.hpp"
+#include "weights.hpp"
 
 #include <mpi.h>
 #include <unistd.h>
@@ -34,46 +37,105 @@ std::vector<double> read_all(const std::string& path, const std::string& name, c
   return data;
 }
 
-TEST(Mpi, HeadsShardedEqualsOneRank) {
+// Compares run_deck on all ranks with run_deck on rank 0 alone for the deck `settings`:
+// `output` bitwise equal when `bitwise`, else to 1e-12 relative; sampled errors to 1e-12.
+void expect_same_as_one_rank(const std::vector<std::string>& settings, bool bitwise, const std::string& what) {
   // Same tag on all ranks: rank 0's pid.
   long tag = long(::getpid());
   MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
   const std::string all = "mpi-all-" + std::to_string(tag) + ".h5", one = "mpi-one-" + std::to_string(tag) + ".h5";
-  // Both variants, and the linear variant (its coarse queries need no communication of their own).
-  for (const char* variant : {"causal", "bidirectional", "linear"}) {
-    const bool linear = std::string(variant) == "linear";
-    const std::vector<std::string> common{"problem.batch=2",
-                                          "problem.heads=3",
-                                          "problem.length=1000",
-                                          "problem.head_dim=8",
-                                          "problem.dtype=float64",
-                                          std::string("attention.variant=") + (linear ? "causal" : variant),
-                                          std::string("attention.queries=") + (linear ? "coarse" : "fine"),
-                                          "attention.block_size=16",
-                                          "validation.sample_queries=8"};
-    auto with = [&](const std::string& out) {
-      auto s = common;
-      s.push_back("output.file=" + out);
-      return fmattn::parse_deck("", "test", s);
-    };
+  auto with = [&](const std::string& out) {
+    auto s = settings;
+    s.push_back("output.file=" + out);
+    return fmattn::parse_deck("", "test", s);
+  };
+  fmattn::run_deck(
+      with(all), [](const std::string&) {}, MPI_COMM_WORLD);
+  if (world_rank() == 0)
     fmattn::run_deck(
-        with(all), [](const std::string&) {}, MPI_COMM_WORLD);
-    if (world_rank() == 0)
-      fmattn::run_deck(
-          with(one), [](const std::string&) {}, MPI_COMM_SELF);
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) {
-      const std::vector<std::int64_t> shape{2, 3, 1000, 8};
-      EXPECT_EQ(read_all(all, "output", shape), read_all(one, "output", shape)) << variant;
-      EXPECT_EQ(read_all(all, "diagnostics/sample_rel_error", {2, 3}),
-                read_all(one, "diagnostics/sample_rel_error", {2, 3}));
-      auto f = fmattn::h5::open_read(all);
-      EXPECT_EQ(fmattn::h5::read_attr_int(f, "mpi_ranks", all), world_size());
-      std::filesystem::remove(all);
-      std::filesystem::remove(one);
+        with(one), [](const std::string&) {}, MPI_COMM_SELF);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) {
+    const std::vector<std::int64_t> shape{2, 3, 1000, 8};
+    const auto a = read_all(all, "output", shape), b = read_all(one, "output", shape);
+    if (bitwise) {
+      EXPECT_EQ(a, b) << what;
+    } else {
+      double num = 0, den = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+      }
+      EXPECT_LT(std::sqrt(num / den), 1e-12) << what;
     }
-    MPI_Barrier(MPI_COMM_WORLD);
+    const auto ea = read_all(all, "diagnostics/sample_rel_error", {2, 3}),
+               eb = read_all(one, "diagnostics/sample_rel_error", {2, 3});
+    for (std::size_t i = 0; i < ea.size(); ++i) EXPECT_NEAR(ea[i], eb[i], 1e-12 * eb[i]) << what;
+    auto f = fmattn::h5::open_read(all);
+    EXPECT_EQ(fmattn::h5::read_attr_int(f, "mpi_ranks", all), world_size());
+    std::filesystem::remove(all);
+    std::filesystem::remove(one);
   }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+std::vector<std::string> small_problem(const std::string& variant, const std::string& more) {
+  return {"problem.batch=2",
+          "problem.heads=3",
+          "problem.length=1000",
+          "problem.head_dim=8",
+          "problem.dtype=float64",
+          "attention.variant=" + variant,
+          "attention.block_size=16",
+          "validation.sample_queries=8",
+          more};
+}
+
+// Heads distributed over the ranks: every head is computed as on one rank.
+TEST(Mpi, HeadsDistributedEqualsOneRank) {
+  for (const char* variant : {"causal", "bidirectional"})
+    expect_same_as_one_rank(small_problem(variant, "parallel.decomposition=heads"), true, variant);
+  auto linear = small_problem("causal", "parallel.decomposition=heads");
+  linear.push_back("attention.queries=coarse");
+  expect_same_as_one_rank(linear, true, "linear");
+}
+
+// The sequence sharded over the ranks (the default for FMA): bitwise the one-rank output with
+// average downsampling (smooth inputs: a rank generates its shard from an offset), to 1e-12 with
+// learned weights from a file.
+TEST(Mpi, SequenceShardedEqualsOneRank) {
+  for (const char* variant : {"causal", "bidirectional"}) {
+    auto deck = small_problem(variant, "input.synthetic.kind=smooth");
+    expect_same_as_one_rank(deck, true, variant);
+  }
+  long tag = long(::getpid());
+  MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+  const std::string weights = "mpi-weights-" + std::to_string(tag) + ".h5";
+  if (world_rank() == 0) {
+    std::mt19937_64 rng(7);
+    fmattn::DownsamplingWeights w;
+    ref::Weights rw;
+    testing_fma::random_weights(rng, fmattn::make_geometry(1000, 16, 4, fmattn::Variant::bidirectional), 8, w, rw);
+    fmattn::save_weights(weights, w, "");
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto learned = small_problem("bidirectional", "parallel.decomposition=sequence");
+  learned.push_back("attention.downsampling=learned");
+  learned.push_back("weights.file=" + weights);
+  expect_same_as_one_rank(learned, false, "learned");
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(weights);
+}
+
+// More ranks than fine blocks cannot shard a sequence: a clear error on every rank.
+TEST(Mpi, MoreRanksThanBlocksIsAnInputError) {
+  if (world_size() == 1) return;
+  const auto deck = fmattn::parse_deck("", "test",
+                                       {"problem.length=" + std::to_string(16 * (world_size() - 1)),
+                                        "attention.block_size=16", "output.file=mpi-blocks.h5"});
+  EXPECT_THROW(fmattn::run_deck(
+                   deck, [](const std::string&) {}, MPI_COMM_WORLD),
+               fmattn::InputError);
 }
 
 // fmattn fit with the heads spread over the ranks: the gradients are summed over ranks, so the
@@ -117,14 +179,16 @@ TEST(Mpi, FitOverRanksMatchesOneRank) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
-// One head per rank works; one head fewer than ranks is refused on every rank alike.
+// Heads distributed: one head per rank works; one head fewer than ranks is refused on every
+// rank alike.
 TEST(Mpi, MoreRanksThanHeadsIsAnInputError) {
   long tag = long(::getpid());
   MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
   const std::string out = "mpi-heads-" + std::to_string(tag) + ".h5";
   auto deck = [&](int heads) {
     return fmattn::parse_deck("", "test",
-                              {"problem.heads=" + std::to_string(heads), "problem.length=100", "output.file=" + out});
+                              {"problem.heads=" + std::to_string(heads), "problem.length=100",
+                               "parallel.decomposition=heads", "output.file=" + out});
   };
   EXPECT_NO_THROW(fmattn::run_deck(
       deck(world_size()), [](const std::string&) {}, MPI_COMM_WORLD));
@@ -136,21 +200,4 @@ TEST(Mpi, MoreRanksThanHeadsIsAnInputError) {
   MPI_Barrier(MPI_COMM_WORLD);
   if (world_rank() == 0) std::filesystem::remove(out);
 }
-
-TEST(Mpi, HeadRangesAreBalancedAndCover) {
-  for (std::int64_t heads : {1, 5, 12, 97})
-    for (int ranks = 1; ranks <= heads && ranks <= 16; ++ranks) {
-      std::int64_t next = 0;
-      for (int r = 0; r < ranks; ++r) {
-        std::int64_t a, b;
-        fmattn::head_range(heads, r, ranks, a, b);
-        EXPECT_EQ(a, next);
-        EXPECT_GE(b - a, heads / ranks);
-        EXPECT_LE(b - a, heads / ranks + 1);
-        next = b;
-      }
-      EXPECT_EQ(next, heads);
-    }
-}
-
 }  // namespace

@@ -32,6 +32,27 @@ TEST(Synthetic, FillEqualsPointwiseDefinition) {
   }
 }
 
+// A rank of a sharded sequence fills its own positions from an offset: the values must be
+// bitwise those of a fill from position 0 (the smooth fill's runs are aligned globally).
+TEST(Synthetic, FillFromAnOffsetIsBitwiseTheSame) {
+  for (auto pattern : {fmattn::SyntheticPattern::gaussian, fmattn::SyntheticPattern::smooth,
+                       fmattn::SyntheticPattern::piecewise_constant}) {
+    const fmattn::SyntheticSource src{pattern, 5, 2, 3000, 16, 1.0};
+    const auto whole = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fill(src, 2, 3000, 3, 0));
+    for (std::int64_t row0 : {1, 255, 256, 257, 1000, 2999}) {
+      View part("part", 2, 3000 - row0, 3);
+      fmattn::fill_synthetic<Kokkos::DefaultExecutionSpace, double>(Kokkos::DefaultExecutionSpace(), part, src, 0,
+                                                                    row0);
+      const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), part);
+      bool same = true;
+      for (int a = 0; a < 2; ++a)
+        for (std::int64_t i = row0; i < 3000; ++i)
+          for (int c = 0; c < 3; ++c) same = same && h(a, i - row0, c) == whole(a, i, c);
+      EXPECT_TRUE(same) << int(pattern) << " from " << row0;
+    }
+  }
+}
+
 TEST(Synthetic, PiecewiseConstantOnAlignedSpans) {
   const fmattn::SyntheticSource src{fmattn::SyntheticPattern::piecewise_constant, 7, 2, 100, 8, 1.0};
   const auto x = fill(src, 1, 100, 3, 0);

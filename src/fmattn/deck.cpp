@@ -213,6 +213,13 @@ const std::map<std::string, Section>& schema() {
        {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.file = r.string(n, p); }},
         {"write_output",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.write_output = r.boolean(n, p); }}}},
+      {"parallel",
+       {{"decomposition",
+         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
+           d.parallel.decomposition = r.choice<Decomposition>(
+               n, p,
+               {{"auto", Decomposition::automatic}, {"sequence", Decomposition::sequence}, {"heads", Decomposition::heads}});
+         }}}},
       {"fit",
        {{"steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.steps = positive(r, n, p); }},
         {"learning_rate",
@@ -288,6 +295,10 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   }
   if (a.queries == Queries::coarse && a.method != Method::fma)
     fail("attention.queries", "coarse queries need method fma");
+  if (d.parallel.decomposition == Decomposition::sequence && (a.method != Method::fma || a.queries != Queries::fine))
+    fail(
+        "parallel.decomposition",
+        "sequence sharding supports method fma with queries fine; use heads for exact attention or the linear variant");
   if (d.input.source == Source::hdf5 && d.input.file.empty())
     fail("input.file", "input.source is hdf5 but no file is given");
   if (d.input.source == Source::hdf5) {
@@ -393,6 +404,15 @@ const char* name_of(Variant v) { return v == Variant::causal ? "causal" : "bidir
 const char* name_of(Downsampling v) { return v == Downsampling::average ? "average" : "learned"; }
 const char* name_of(Boundary v) { return v == Boundary::masked ? "masked" : "zero_sink"; }
 const char* name_of(Queries v) { return v == Queries::fine ? "fine" : "coarse"; }
+const char* name_of(Decomposition v) {
+  return v == Decomposition::automatic ? "auto" : v == Decomposition::sequence ? "sequence" : "heads";
+}
+
+Decomposition Deck::resolved_decomposition() const {
+  if (parallel.decomposition != Decomposition::automatic) return parallel.decomposition;
+  return attention.method == Method::fma && attention.queries == Queries::fine ? Decomposition::sequence
+                                                                               : Decomposition::heads;
+}
 const char* name_of(Source v) { return v == Source::synthetic ? "synthetic" : "hdf5"; }
 const char* name_of(SyntheticKind v) {
   switch (v) {
@@ -442,6 +462,8 @@ std::string to_yaml(const Deck& d) {
   e << YAML::Key << "output" << YAML::Value << YAML::BeginMap << YAML::Key << "file" << YAML::Value
     << YAML::DoubleQuoted << d.resolved_output_file() << YAML::Key << "write_output" << YAML::Value
     << d.output.write_output << YAML::EndMap;
+  e << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap << YAML::Key << "decomposition" << YAML::Value
+    << name_of(d.parallel.decomposition) << YAML::Comment(name_of(d.resolved_decomposition())) << YAML::EndMap;
   e << YAML::Key << "fit" << YAML::Value << YAML::BeginMap << YAML::Key << "steps" << YAML::Value << d.fit.steps
     << YAML::Key << "learning_rate" << YAML::Value << num(d.fit.learning_rate) << YAML::Key << "sample_queries"
     << YAML::Value << d.fit.sample_queries << YAML::Key << "checkpoint_every" << YAML::Value << d.fit.checkpoint_every

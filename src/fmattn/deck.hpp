@@ -14,6 +14,9 @@ enum class Dtype { float32, float64 };
 enum class Queries { fine, coarse };
 enum class Source { synthetic, hdf5 };
 enum class SyntheticKind { gaussian, smooth, piecewise_constant };
+// How MPI ranks divide a run: contiguous token ranges of one sequence (all heads), or whole
+// batch·head problems; automatic = sequence where supported (FMA with fine queries).
+enum class Decomposition { automatic, sequence, heads };
 
 struct Deck {
   struct Run {
@@ -57,6 +60,9 @@ struct Deck {
     std::string file;  // empty = results/<run.name>.h5
     bool write_output = true;
   } output;
+  struct Parallel {
+    Decomposition decomposition = Decomposition::automatic;
+  } parallel;
   struct Fit {
     std::int64_t steps = 200;
     double learning_rate = 1e-3;
@@ -67,6 +73,7 @@ struct Deck {
   } fit;
 
   double resolved_scale() const;
+  Decomposition resolved_decomposition() const;
   std::string resolved_output_file() const;
 };
 
@@ -86,5 +93,6 @@ const char* name_of(Boundary);
 const char* name_of(Queries);
 const char* name_of(Source);
 const char* name_of(SyntheticKind);
+const char* name_of(Decomposition);
 
 }  // namespace fmattn

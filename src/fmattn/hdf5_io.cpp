@@ -246,11 +246,18 @@ void write_dataset(hid_t loc, const std::string& name, const std::vector<std::in
 }
 
 namespace {
-// Selects flattened batch·head rows [first, last) of a [batch][heads][...] dataspace.
-void select_rows(hid_t space, const std::vector<std::int64_t>& shape, std::int64_t first, std::int64_t last) {
+// Selects flattened batch·head rows [first, last) of a [batch][heads][...] dataspace, and of
+// each the tokens t (third dimension) of `tokens`.
+void select_rows(hid_t space, const std::vector<std::int64_t>& shape, std::int64_t first, std::int64_t last,
+                 const TokenRange& tokens) {
   H5Sselect_none(space);
   std::vector<hsize_t> start(shape.size(), 0), count(shape.begin(), shape.end());
   count[0] = count[1] = 1;
+  if (tokens.count >= 0 && shape.size() > 2) {
+    start[2] = hsize_t(tokens.first);
+    count[2] = hsize_t(tokens.count);
+    if (tokens.count == 0) return;
+  }
   for (std::int64_t r = first; r < last; ++r) {
     start[0] = hsize_t(r / shape[1]);
     start[1] = hsize_t(r % shape[1]);
@@ -258,9 +265,10 @@ void select_rows(hid_t space, const std::vector<std::int64_t>& shape, std::int64
   }
 }
 
-std::int64_t row_elements(const std::vector<std::int64_t>& shape) {
+// Elements of one selected row: its tokens times the remaining dimensions.
+std::int64_t row_elements(const std::vector<std::int64_t>& shape, const TokenRange& tokens = {}) {
   std::int64_t e = 1;
-  for (std::size_t i = 2; i < shape.size(); ++i) e *= shape[i];
+  for (std::size_t i = 2; i < shape.size(); ++i) e *= (i == 2 && tokens.count >= 0) ? tokens.count : shape[i];
   return e;
 }
 
@@ -275,14 +283,14 @@ Handle transfer_plist(bool collective) {
 
 template <class T>
 void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, std::int64_t first,
-                std::int64_t last, const T* data, bool collective) {
+                std::int64_t last, const T* data, bool collective, const TokenRange& tokens) {
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "dataspace " + name), H5Sclose);
   Handle ds(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                   "create dataset " + name),
             H5Dclose);
-  select_rows(space, shape, first, last);
-  const hsize_t n = hsize_t((last - first) * row_elements(shape));
+  select_rows(space, shape, first, last, tokens);
+  const hsize_t n = hsize_t((last - first) * row_elements(shape, tokens));
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
   if (n == 0) H5Sselect_none(mem);
   Handle dxpl = transfer_plist(collective);
@@ -291,14 +299,24 @@ void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64
 namespace {
 template <class T>
 void check_finite(const T* data, std::int64_t count, std::int64_t first_row, const std::vector<std::int64_t>& shape,
-                  const std::string& name, const std::string& file) {
+                  const std::string& name, const std::string& file, const TokenRange& tokens = {}) {
   for (std::int64_t i = 0; i < count; ++i) {
     if (!std::isfinite(data[i])) {
+      // Position in the dataset of element i of the selection [rows][tokens][...].
       std::vector<std::int64_t> at(shape.size());
-      std::int64_t rest = i + first_row * row_elements(shape);
-      for (std::size_t k = shape.size(); k-- > 0;) {
-        at[k] = rest % shape[k];
-        rest /= shape[k];
+      const std::int64_t per_row = row_elements(shape, tokens);
+      std::int64_t rest = i % per_row;
+      for (std::size_t k = shape.size(); k-- > 2;) {
+        const std::int64_t extent = (k == 2 && tokens.count >= 0) ? tokens.count : shape[k];
+        at[k] = rest % extent + (k == 2 && tokens.count >= 0 ? tokens.first : 0);
+        rest /= extent;
+      }
+      const std::int64_t row = first_row + i / per_row;
+      if (shape.size() >= 2) {
+        at[0] = row / shape[1];
+        at[1] = row % shape[1];
+      } else if (!shape.empty()) {
+        at[0] = row;
       }
       throw InputError(file + ": dataset '" + name + "' holds " + (std::isnan(data[i]) ? "NaN" : "Inf") + " at " +
                        shape_string(at));
@@ -309,7 +327,7 @@ void check_finite(const T* data, std::int64_t count, std::int64_t first_row, con
 
 template <class T>
 void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, std::int64_t first,
-                     std::int64_t last, T* data, const std::string& file) {
+                     std::int64_t last, T* data, const std::string& file, const TokenRange& tokens) {
   const DatasetInfo info = dataset_info(loc, name, file);
   if (!info.is_float) throw InputError(file + ": dataset '" + name + "' must be float32 or float64");
   if (info.shape != expect)
@@ -317,12 +335,12 @@ void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::
                      shape_string(expect) + " ([batch][heads][length][head_dim] from the deck)");
   Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
   Handle space(H5Dget_space(ds), H5Sclose);
-  select_rows(space, expect, first, last);
-  const hsize_t n = hsize_t((last - first) * row_elements(expect));
+  select_rows(space, expect, first, last, tokens);
+  const hsize_t n = hsize_t((last - first) * row_elements(expect, tokens));
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
   if (n == 0) H5Sselect_none(mem);
   check(H5Dread(ds, native_type<T>(), mem, space, H5P_DEFAULT, data), "read dataset " + name);
-  check_finite(data, std::int64_t(n), first, expect, name, file);
+  check_finite(data, std::int64_t(n), first, expect, name, file, tokens);
 }
 
 template <class T>
@@ -343,15 +361,15 @@ void read_float_dataset(hid_t loc, const std::string& name, const std::vector<st
 #define FMATTN_H5_WRITE(T)                                                                                             \
   template void write_dataset<T>(hid_t, const std::string&, const std::vector<std::int64_t>&, const T*, bool);         \
   template void write_rows<T>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t, std::int64_t, \
-                              const T*, bool);
+                              const T*, bool, const TokenRange&);
 FMATTN_H5_WRITE(float)
 FMATTN_H5_WRITE(double)
 FMATTN_H5_WRITE(std::int64_t)
 #undef FMATTN_H5_WRITE
 template void read_float_rows<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
-                                     std::int64_t, float*, const std::string&);
+                                     std::int64_t, float*, const std::string&, const TokenRange&);
 template void read_float_rows<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
-                                      std::int64_t, double*, const std::string&);
+                                      std::int64_t, double*, const std::string&, const TokenRange&);
 template void read_float_dataset<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, float*,
                                         const std::string&);
 template void read_float_dataset<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, double*,

@@ -87,21 +87,28 @@ template <class T>
 void write_dataset(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, const T* data,
                    bool participate = true);
 
+// Tokens [first, first + count) of the third dimension of a [batch][heads][n][...] dataset;
+// count < 0: all of them.
+struct TokenRange {
+  std::int64_t first = 0, count = -1;
+};
+
 // Datasets shaped [batch][heads][...] accessed by a range [first, last) of flattened batch·head
-// rows, contiguous in `data`: each MPI rank reads or writes the heads it owns.
+// rows (and optionally of tokens), contiguous in `data` as [rows][tokens][...]: each MPI rank
+// reads or writes the heads, or the run of tokens of all heads, it owns.
 template <class T>
 void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, std::int64_t first,
-                std::int64_t last, const T* data, bool collective);
+                std::int64_t last, const T* data, bool collective, const TokenRange& tokens = {});
 
 // Reads a whole float dataset, converting to T; InputError when missing, not floating point,
 // of another shape than `expect`, or containing NaN/Inf.
 template <class T>
 void read_float_dataset(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, T* data,
                         const std::string& file);
-// The same for rows [first, last) of a [batch][heads][...] dataset.
+// The same for rows [first, last) (and tokens) of a [batch][heads][...] dataset.
 template <class T>
 void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, std::int64_t first,
-                     std::int64_t last, T* data, const std::string& file);
+                     std::int64_t last, T* data, const std::string& file, const TokenRange& tokens = {});
 
 std::string shape_string(const std::vector<std::int64_t>& shape);
 

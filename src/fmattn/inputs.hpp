@@ -3,6 +3,7 @@
 #pragma once
 
 #include "deck.hpp"
+#include "shard.hpp"
 
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
@@ -25,5 +26,11 @@ std::int64_t resolved_span(const Deck& deck);
 template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
 QKV<Scalar, ExecSpace> make_inputs(const Deck& deck, std::int64_t first, std::int64_t last,
                                    MPI_Comm comm = MPI_COMM_SELF);
+
+// Inputs of one shard of a sharded sequence, all batch·heads: q [heads][own rows][d], k and v
+// [heads][stored rows][d] with the own rows filled and the halo rows zero (ShardedAttention
+// receives them). Collective over `comm` for hdf5 input.
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+QKV<Scalar, ExecSpace> make_shard_inputs(const Deck& deck, const Geometry& g, const Shard& shard, MPI_Comm comm);
 
 }  // namespace fmattn

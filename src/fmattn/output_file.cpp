@@ -53,13 +53,15 @@ void write_results(const std::string& path, const RunRecord& rec, const Scalar* 
 
   h5::NewFile file(path, comm);
   write_provenance(file.id(), "fmattn-output/1", to_yaml(d), ranks);
-  if (output) h5::write_rows(file.id(), "output", {B, H, n, hd}, rec.first, rec.last, output, collective);
+  if (output) h5::write_rows(file.id(), "output", {B, H, n, hd}, rec.first, rec.last, output, collective, rec.tokens);
 
   {
     h5::Handle diag = h5::create_group(file.id(), "diagnostics");
     const std::int64_t S = rec.samples.per_head;
-    h5::write_rows(diag, "sample_index", {B, H, S}, rec.first, rec.last, rec.samples.index.data(), collective);
-    h5::write_rows(diag, "sample_rel_error", {B, H}, rec.first, rec.last, rec.samples.rel_error.data(), collective);
+    h5::write_rows(diag, "sample_index", {B, H, S}, rec.diag_first, rec.diag_last, rec.samples.index.data(),
+                   collective);
+    h5::write_rows(diag, "sample_rel_error", {B, H}, rec.diag_first, rec.diag_last, rec.samples.rel_error.data(),
+                   collective);
     const Geometry& g = rec.geometry;
     h5::write_attr(diag, "levels", std::int64_t(d.attention.method == Method::fma ? g.L : 0));
     h5::write_attr(diag, "block_size", std::int64_t(g.m));

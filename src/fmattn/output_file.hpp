@@ -4,6 +4,7 @@
 
 #include "deck.hpp"
 #include "geometry.hpp"
+#include "hdf5_io.hpp"
 #include "log.hpp"
 #include "sampling.hpp"
 
@@ -19,8 +20,10 @@ struct RunRecord {
   const Deck* deck = nullptr;
   Geometry geometry;
   PhaseTimes timings;
-  std::int64_t first = 0, last = 0;  // this rank's flattened batch·head rows
-  SampledError samples;              // for rows [first, last)
+  std::int64_t first = 0, last = 0;            // this rank's flattened batch·head rows of `output`
+  h5::TokenRange tokens;                       // and their tokens (all unless the sequence is sharded)
+  std::int64_t diag_first = 0, diag_last = 0;  // the rows of `samples` this rank writes
+  SampledError samples;                        // for rows [diag_first, diag_last)
 };
 
 // Fails alike on every rank of `comm` (InputError naming the deck key) when `path` cannot be

@@ -7,6 +7,8 @@
 #include "output_file.hpp"
 #include "profiling.hpp"
 #include "sampling.hpp"
+#include "sequence_parallel.hpp"
+#include "shard_plan.hpp"
 #include "weights.hpp"
 
 #include <unistd.h>
@@ -25,15 +27,14 @@ std::string fmt(const char* f, double a) {
   return buf;
 }
 
-// Refuses problems that cannot fit in this node's memory before allocating anything.
-void check_memory(const Deck& deck, const Geometry& g, std::int64_t heads, std::size_t scalar) {
-  const double tokens = double(heads) * double(deck.problem.length) * double(deck.problem.head_dim);
+// Refuses problems that cannot fit in this node's memory before allocating anything: `heads`
+// problems of `rows` stored tokens and `coarse` coarse tokens each.
+void check_memory(const Deck& deck, std::int64_t heads, std::int64_t rows, std::int64_t coarse, std::size_t scalar) {
+  const double d = double(deck.problem.head_dim);
+  const double tokens = double(heads) * double(rows) * d;
   const double coarse_tensors = deck.attention.queries == Queries::coarse ? 4.0 : 2.0;  // qc, partials
-  const double coarse =
-      deck.attention.method == Method::fma
-          ? coarse_tensors * double(heads) * double(g.total_coarse_tokens()) * double(deck.problem.head_dim)
-          : 0.0;
-  const double need = (4.0 * tokens + coarse) * double(scalar);
+  const double levels = deck.attention.method == Method::fma ? coarse_tensors * double(heads) * double(coarse) * d : 0;
+  const double need = (4.0 * tokens + levels) * double(scalar);
   const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible &&
       need > have)
@@ -42,99 +43,178 @@ void check_memory(const Deck& deck, const Geometry& g, std::int64_t heads, std::
                      " (use more ranks or a shorter problem.length)");
 }
 
+// What one rank computes: its heads of whole sequences, or (sequence sharding) its run of
+// tokens of every head. Either way: inputs, forward, sampled validation.
+template <class Scalar>
+struct LocalRun {
+  using Tensor = typename Attention<Scalar>::Tensor;
+  QKV<Scalar> in;
+  Tensor out;
+  SampledError samples;
+  CommStats comm;
+  std::size_t workspace = 0;
+  double input_s = 0, weights_s = 0, attention_s = 0, validation_s = 0;
+};
+
+template <class Scalar>
+void run_heads(const Deck& deck, const Geometry& g, const AttentionOptions& opt, MPI_Comm comm, RunRecord& rec,
+               LocalRun<Scalar>& r) {
+  const int d = int(deck.problem.head_dim);
+  local_heads(deck, comm, rec.first, rec.last);
+  rec.diag_first = rec.first;
+  rec.diag_last = rec.last;
+  check_memory(deck, rec.last - rec.first, g.n, g.total_coarse_tokens(), sizeof(Scalar));
+  Stopwatch phase;
+  r.in = make_inputs<Scalar>(deck, rec.first, rec.last, comm);
+  r.input_s = phase.seconds();
+  Attention<Scalar> attention(g, opt, d, rec.last - rec.first);
+  if (opt.method == Method::fma && opt.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
+    phase = Stopwatch();
+    attention.set_weights(load_weights(deck.weights.file, g, d, opt.coarse_queries));
+    r.weights_s = phase.seconds();
+  }
+  r.out = typename LocalRun<Scalar>::Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::output"),
+                                            rec.last - rec.first, g.n, d);
+  MPI_Barrier(comm);
+  phase = Stopwatch();
+  attention.forward(r.in.q, r.in.k, r.in.v, r.out);
+  Kokkos::fence();
+  r.attention_s = phase.seconds();
+  r.workspace = attention.workspace_bytes();
+  phase = Stopwatch();
+  r.samples = validate_sampled_rows<Scalar>(deck.run.seed, rec.first, deck.validation.sample_queries, g.variant,
+                                            opt.scale, r.in.q, r.in.k, r.in.v, r.out);
+  r.validation_s = phase.seconds();
+}
+
+template <class Scalar>
+void run_sequence(const Deck& deck, const Geometry& g, const AttentionOptions& opt, MPI_Comm comm, RunRecord& rec,
+                  LocalRun<Scalar>& r) {
+  const int d = int(deck.problem.head_dim);
+  const std::int64_t heads = deck.problem.batch * deck.problem.heads;
+  ShardedAttention<Scalar> sharded(g, opt, d, heads, comm);
+  const Shard& s = sharded.shard();
+  rec.first = 0;
+  rec.last = heads;
+  rec.tokens = h5::TokenRange{s.token_begin(g), s.token_end(g) - s.token_begin(g)};
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  rec.diag_first = 0;
+  rec.diag_last = rank == 0 ? heads : 0;  // rank 0 holds the combined sampled errors
+  check_memory(deck, heads, s.key_end - s.key_begin, s.coarse_tokens(g), sizeof(Scalar));
+  Stopwatch phase;
+  r.in = make_shard_inputs<Scalar>(deck, g, s, comm);
+  r.input_s = phase.seconds();
+  if (opt.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
+    phase = Stopwatch();
+    sharded.local().set_weights(load_weights(deck.weights.file, g, d));
+    r.weights_s = phase.seconds();
+  }
+  r.out = typename LocalRun<Scalar>::Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::output"), heads,
+                                            rec.tokens.count, d);
+  MPI_Barrier(comm);
+  phase = Stopwatch();
+  sharded.forward(r.in.q, r.in.k, r.in.v, r.out);
+  Kokkos::fence();
+  r.attention_s = phase.seconds();
+  r.comm = sharded.stats();
+  r.workspace = sharded.local().workspace_bytes();
+  phase = Stopwatch();
+  r.samples = validate_sharded_rows<Scalar>(deck.run.seed, deck.validation.sample_queries, g.variant, opt.scale, g, s,
+                                            r.in.q, r.in.k, r.in.v, r.out, comm);
+  r.validation_s = phase.seconds();
+}
+
 template <class Scalar>
 RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   ScopedRegion region("fmattn::run");
   Stopwatch total;
   const auto& a = deck.attention;
   const std::int64_t heads = deck.problem.batch * deck.problem.heads;
-  std::int64_t first = 0, last = 0;
-  local_heads(deck, comm, first, last);
+  int ranks = 1;
+  MPI_Comm_size(comm, &ranks);
   check_writable(deck.resolved_output_file(), "output.file", comm);
   const Geometry g = make_geometry(deck.problem.length, int(a.block_size), int(a.rank), a.variant);
-  check_memory(deck, g, last - first, sizeof(Scalar));
-  const int d = int(deck.problem.head_dim);
+  const AttentionOptions opt = attention_options(deck);
+  const bool by_sequence = ranks > 1 && deck.resolved_decomposition() == Decomposition::sequence;
   RunRecord rec;
   rec.deck = &deck;
   rec.geometry = g;
-  rec.first = first;
-  rec.last = last;
-
-  Stopwatch phase;
-  auto in = make_inputs<Scalar>(deck, first, last, comm);
-  rec.timings.add("input", phase.seconds());
-  log("input      " + fmt("%9.3f s", rec.timings.get("input")) + "  (" + name_of(deck.input.source) + ")");
-
-  const AttentionOptions opt = attention_options(deck);
-  Attention<Scalar> attention(g, opt, d, last - first);
-  if (a.method == Method::fma && a.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
-    phase = Stopwatch();
-    attention.set_weights(load_weights(deck.weights.file, g, d, a.queries == Queries::coarse));
-    rec.timings.add("weights", phase.seconds());
-  }
-
-  typename Attention<Scalar>::Tensor out(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::output"),
-                                         last - first, g.n, d);
-  MPI_Barrier(comm);
-  phase = Stopwatch();
-  attention.forward(in.q, in.k, in.v, out);
-  Kokkos::fence();
-  rec.timings.add("attention", phase.seconds());
-  const AttentionCost cost = attention_cost(g, opt, d, heads);
-  double attention_s = rec.timings.get("attention");
-  MPI_Allreduce(MPI_IN_PLACE, &attention_s, 1, MPI_DOUBLE, MPI_MAX, comm);
+  LocalRun<Scalar> r;
+  if (by_sequence)
+    run_sequence(deck, g, opt, comm, rec, r);
+  else
+    run_heads(deck, g, opt, comm, rec, r);
+  auto slowest = [&](double x) {
+    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_MAX, comm);
+    return x;
+  };
+  rec.timings.add("input", r.input_s);
+  log("input      " + fmt("%9.3f s", slowest(r.input_s)) + "  (" + name_of(deck.input.source) + ", " +
+      (by_sequence ? "sequence sharded" : "heads distributed") + " over " + std::to_string(ranks) + " rank(s))");
+  if (r.weights_s > 0) rec.timings.add("weights", r.weights_s);
+  rec.timings.add("attention", r.attention_s);
+  const AttentionCost cost = attention_cost(g, opt, int(deck.problem.head_dim), heads);
+  const double attention_s = slowest(r.attention_s);
   log("attention  " + fmt("%9.3f s", attention_s) + "  " + fmt("%.2f GFLOP/s", cost.flops() / attention_s * 1e-9) +
       "  (" + name_of(a.method) + ", " + name_of(a.variant) + ", levels " +
-      std::to_string(a.method == Method::fma ? g.L : 0) + ", coarse workspace " +
-      format_bytes(double(attention.workspace_bytes())) + ")");
+      std::to_string(a.method == Method::fma ? g.L : 0) + ", coarse workspace " + format_bytes(double(r.workspace)) +
+      ")");
+  std::int64_t bytes[2] = {r.comm.bytes_sent, r.comm.bytes_sent};
+  if (by_sequence) {
+    rec.timings.add("communication", r.comm.seconds);
+    MPI_Allreduce(MPI_IN_PLACE, &bytes[0], 1, MPI_INT64_T, MPI_MAX, comm);
+    MPI_Allreduce(MPI_IN_PLACE, &bytes[1], 1, MPI_INT64_T, MPI_SUM, comm);
+    log("comm       " + fmt("%9.3f s", slowest(r.comm.seconds)) +
+        "  (in the attention phase) bytes sent per rank: max " + format_bytes(double(bytes[0])) + ", mean " +
+        format_bytes(double(bytes[1]) / ranks));
+  }
 
-  phase = Stopwatch();
-  rec.samples = validate_sampled_rows<Scalar>(deck.run.seed, first, deck.validation.sample_queries, a.variant,
-                                              opt.scale, in.q, in.k, in.v, out);
-  rec.timings.add("validation", phase.seconds());
+  rec.samples = r.samples;
+  rec.timings.add("validation", r.validation_s);
   double err_max = 0, err_sum = 0;
-  for (double e : rec.samples.rel_error) {
+  for (double e : r.samples.rel_error) {
     err_max = std::max(err_max, e);
     err_sum += e;
   }
-  MPI_Allreduce(MPI_IN_PLACE, &err_max, 1, MPI_DOUBLE, MPI_MAX, comm);
-  MPI_Allreduce(MPI_IN_PLACE, &err_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
-  if (rec.samples.per_head > 0)
-    log("validation " + fmt("%9.3f s", rec.timings.get("validation")) + "  sampled rel. error max " +
-        fmt("%.3e", err_max) + ", mean " + fmt("%.3e", err_sum / double(heads)) + " (" +
-        std::to_string(rec.samples.per_head) + " rows per head)");
+  if (!by_sequence) {  // each rank holds its heads' errors (sequence sharding: all, everywhere)
+    MPI_Allreduce(MPI_IN_PLACE, &err_max, 1, MPI_DOUBLE, MPI_MAX, comm);
+    MPI_Allreduce(MPI_IN_PLACE, &err_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
+  }
+  if (r.samples.per_head > 0)
+    log("validation " + fmt("%9.3f s", slowest(r.validation_s)) + "  sampled rel. error max " + fmt("%.3e", err_max) +
+        ", mean " + fmt("%.3e", err_sum / double(heads)) + " (" + std::to_string(r.samples.per_head) +
+        " rows per head)");
 
   // Timing attributes must be identical on all ranks: record the slowest rank's.
   rec.timings.add("total", total.seconds());
   PhaseTimes agreed;
-  for (auto [name, s] : rec.timings.all()) {
-    MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_MAX, comm);
-    agreed.add(name, s);
-  }
+  for (auto [name, sec] : rec.timings.all()) agreed.add(name, slowest(sec));
   rec.timings = agreed;
 
-  phase = Stopwatch();
+  Stopwatch phase;
   const std::string path = deck.resolved_output_file();
   if (deck.output.write_output) {
-    auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
+    auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), r.out);
     write_results<Scalar>(path, rec, host.data(), comm);
   } else {
     write_results<Scalar>(path, rec, static_cast<const Scalar*>(nullptr), comm);
   }
   log("write      " + fmt("%9.3f s", phase.seconds()) + "  " + path);
 
-  RunSummary s;
-  s.total_s = rec.timings.get("total");
-  s.attention_s = attention_s;
-  s.flops = cost.flops();
-  s.gflops = cost.flops() / attention_s * 1e-9;
-  s.max_rel_error = err_max;
-  s.mean_rel_error = err_sum / double(heads);
+  RunSummary out;
+  out.total_s = rec.timings.get("total");
+  out.attention_s = attention_s;
+  out.flops = cost.flops();
+  out.gflops = cost.flops() / attention_s * 1e-9;
+  out.max_rel_error = err_max;
+  out.mean_rel_error = err_sum / double(heads);
+  out.bytes_sent_max = bytes[0];
   long rss = long(peak_rss_bytes());
   MPI_Allreduce(MPI_IN_PLACE, &rss, 1, MPI_LONG, MPI_MAX, comm);
-  s.peak_rss = std::size_t(rss);
-  s.output_file = path;
-  return s;
+  out.peak_rss = std::size_t(rss);
+  out.output_file = path;
+  return out;
 }
 
 }  // namespace
@@ -159,13 +239,7 @@ void local_heads(const Deck& deck, MPI_Comm comm, std::int64_t& first, std::int6
   if (ranks > heads)
     throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
                      ": each rank needs at least one head");
-  head_range(heads, rank, ranks, first, last);
-}
-
-void head_range(std::int64_t heads, int rank, int ranks, std::int64_t& first, std::int64_t& last) {
-  const std::int64_t base = heads / ranks, extra = heads % ranks;
-  first = rank * base + std::min<std::int64_t>(rank, extra);
-  last = first + base + (rank < extra ? 1 : 0);
+  balanced_range(heads, rank, ranks, first, last);
 }
 
 RunSummary run_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {

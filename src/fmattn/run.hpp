@@ -16,11 +16,9 @@ struct RunSummary {
   double flops = 0, gflops = 0;
   double max_rel_error = 0, mean_rel_error = 0;
   std::size_t peak_rss = 0;
+  std::int64_t bytes_sent_max = 0;  // sequence sharding: the most bytes any rank sent
   std::string output_file;
 };
-
-// Batch·head rows [first, last) owned by `rank` of `ranks` (contiguous, balanced to within one).
-void head_range(std::int64_t heads, int rank, int ranks, std::int64_t& first, std::int64_t& last);
 
 // The kernel options of the deck's attention section.
 AttentionOptions attention_options(const Deck& deck);

@@ -3,6 +3,9 @@
 #pragma once
 
 #include "options.hpp"
+#include "shard.hpp"
+
+#include <mpi.h>
 
 #include <Kokkos_Core.hpp>
 
@@ -41,5 +44,17 @@ SampledError validate_sampled_rows(
     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> out);
+
+// The same for a sequence sharded over `comm`, without gathering it: the sampled query rows
+// are summed into every rank (each row has one owner), each rank forms exact-attention
+// partial sums over its own keys, and those are combined by log-sum-exp (a max, then sums)
+// on rank 0 with the owners' output rows. All heads; every rank returns the errors.
+template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
+SampledError validate_sharded_rows(
+    std::uint64_t seed, std::int64_t samples, Variant variant, double scale, const Geometry& g, const Shard& shard,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> q,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
+    Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> out, MPI_Comm comm);
 
 }  // namespace fmattn
