@@ -93,8 +93,9 @@ struct Case {
   std::int64_t n;
   int m, p, d;
 };
-// Ragged n with uneven shards; n = N; one or two blocks per rank at 3 and 4 ranks.
-const std::vector<Case> cases = {{5000, 16, 4, 64}, {1000, 8, 2, 5}, {1024, 16, 4, 3},
+// Ragged n with uneven shards (d = 32 takes the register-blocked paths); n = N; one or two
+// blocks per rank at 3 and 4 ranks.
+const std::vector<Case> cases = {{1500, 16, 4, 32}, {1000, 8, 2, 5}, {1024, 16, 4, 3},
                                  {300, 8, 8, 4},    {29, 8, 2, 3},   {61, 4, 2, 2}};
 
 void run_all(bool causal, bool learned, bool count_weighting) {
