@@ -12,12 +12,6 @@ namespace {
 
 using namespace testing_fma;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
 // The same random heads on every rank: the seed is rank 0's.
 std::uint64_t shared_seed() {
   unsigned long long s = test_seed();
