@@ -5,6 +5,10 @@
 //
 //   fmattn_bench [--n-min 12] [--n-max 22] [--exact-max 16] [--d 64,128] [--repeat 3]
 //                [--cases fma-causal,fma-bidirectional,linear-causal,exact-causal] [--csv FILE]
+// Case `grad-causal` / `grad-bidirectional` times the backward pass (dQ, dK, dV for an output
+// gradient on every row) of FMA; its flops are counted as 5x the forward's slot flops: three
+// sweeps over each query's slots (12d per slot) and one over each key's queries (8d), against
+// the forward's 4d.
 //                [--kokkos-num-threads=T]
 #include "attention.hpp"
 #include "cost.hpp"
@@ -99,6 +103,7 @@ double gemm_ceiling() {
 struct Case {
   fmattn::AttentionOptions opt;
   fmattn::Variant variant;
+  bool backward = false;
 };
 
 Case case_of(const std::string& name) {
@@ -108,7 +113,9 @@ Case case_of(const std::string& name) {
   c.variant = variant == "causal" ? fmattn::Variant::causal : fmattn::Variant::bidirectional;
   c.opt.method = kind == "exact" ? fmattn::Method::exact : fmattn::Method::fma;
   c.opt.coarse_queries = kind == "linear";
-  if (kind != "exact" && kind != "fma" && kind != "linear") throw std::runtime_error("unknown case " + name);
+  c.backward = kind == "grad";
+  if (kind != "exact" && kind != "fma" && kind != "linear" && kind != "grad")
+    throw std::runtime_error("unknown case " + name);
   return c;
 }
 
@@ -151,28 +158,41 @@ int main(int argc, char** argv) {
                 });
           }
           Att att(g, opt, d, 1);
+          Att::Tensor dq, dk, dv;
+          if (c.backward) {
+            dq = Att::Tensor("dq", 1, n, d);
+            dk = Att::Tensor("dk", 1, n, d);
+            dv = Att::Tensor("dv", 1, n, d);
+          }
+          // q as the output gradient: any nonzero values cost the same.
+          auto pass = [&] {
+            if (c.backward)
+              att.backward(q, k, v, q, dq, dk, dv);
+            else
+              att.forward(q, k, v, out);
+            Kokkos::fence();
+          };
           // Warm-up (first touch of the workspace, caches), then the best of `repeat` runs; one
           // run when a run takes seconds.
           fmattn::Stopwatch warm;
-          att.forward(q, k, v, out);
-          Kokkos::fence();
+          pass();
           const int repeat = warm.seconds() > 2.0 ? 1 : o.repeat;
           double best = 1e300;
           for (int r = 0; r < repeat; ++r) {
             fmattn::Stopwatch w;
-            att.forward(q, k, v, out);
-            Kokkos::fence();
+            pass();
             best = std::min(best, w.seconds());
           }
           const auto cost = fmattn::attention_cost(g, opt, d, 1);
-          const double gflops = cost.flops() / best * 1e-9;
+          const double flops = c.backward ? 5.0 * cost.attention_flops : cost.flops();
+          const double gflops = flops / best * 1e-9;
           const double bytes = 4.0 * n * d * sizeof(float) + double(att.workspace_bytes()) * 2;
           std::printf("%-18s %4d %9lld %10.4f %10.2f %7.1f%% %11s %11s\n", name.c_str(), d, (long long)n, best, gflops,
                       100 * gflops / ceiling, fmattn::format_bytes(bytes).c_str(),
                       fmattn::format_bytes(double(resident_bytes())).c_str());
           std::fflush(stdout);
           csv << name << ',' << threads << ',' << d << ',' << n << ',' << best << ',' << gflops << ','
-              << 100 * gflops / ceiling << ',' << ceiling << ',' << cost.flops() << ',' << bytes << ','
+              << 100 * gflops / ceiling << ',' << ceiling << ',' << flops << ',' << bytes << ','
               << resident_bytes() << '\n';
         }
     }
