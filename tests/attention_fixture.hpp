@@ -121,15 +121,29 @@ struct Shape {
   int m, p, d;
 };
 
+// Problem parameters: the shape s with the options of P.
+inline ref::Params with_shape(ref::Params P, const Shape& s) {
+  P.n = s.n;
+  P.m = s.m;
+  P.p = s.p;
+  P.d = s.d;
+  return P;
+}
+
+// P with a variant, a downsampling and count weighting on or off.
+inline ref::Params with_options(ref::Params P, bool causal, bool learned, bool count_weighting) {
+  P.causal = causal;
+  P.learned = learned;
+  P.count_weighting = count_weighting;
+  return P;
+}
+
 // The float64 kernel against the float64 reference on fresh random inputs (two heads, random
 // learned weights when P.learned) for every shape; P supplies everything but the shape.
 inline void expect_kernel_matches_reference(ref::Params P, const std::vector<Shape>& shapes) {
   std::mt19937_64 rng(test_seed());
   for (const Shape& s : shapes) {
-    P.n = s.n;
-    P.m = s.m;
-    P.p = s.p;
-    P.d = s.d;
+    P = with_shape(P, s);
     SCOPED_TRACE("seed " + std::to_string(test_seed()) + " n " + std::to_string(s.n) + " m " + std::to_string(s.m) +
                  " p " + std::to_string(s.p) + " d " + std::to_string(s.d));
     const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),

@@ -16,11 +16,8 @@ const std::vector<Shape> shapes = {{1, 4, 1, 3},   {5, 8, 2, 4},    {37, 4, 2, 5
 
 void check_double(bool causal, bool learned, bool count_weighting) {
   ref::Params P;
-  P.causal = causal;
-  P.learned = learned;
-  P.count_weighting = count_weighting;
   P.scale = 0.7;
-  expect_kernel_matches_reference(P, shapes);
+  expect_kernel_matches_reference(with_options(P, causal, learned, count_weighting), shapes);
 }
 
 TEST(AttentionDouble, CausalAverage) { check_double(true, false, true); }

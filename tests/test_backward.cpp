@@ -107,25 +107,13 @@ void expect_gradients_match_differences(ref::Params P) {
 
 // Small problems with three coarse levels: ragged n (partially present cells), n = N, and a
 // length whose last cells are empty.
-struct Case {
-  std::int64_t n;
-  int m, p, d;
-};
-const std::vector<Case> cases = {{27, 2, 2, 3}, {32, 2, 1, 2}, {35, 4, 4, 2}};
+const std::vector<Shape> shapes = {{27, 2, 2, 3}, {32, 2, 1, 2}, {35, 4, 4, 2}};
 
 void check(bool causal, bool learned, bool count_weighting) {
-  for (const Case& c : cases) {
-    ref::Params P;
-    P.n = c.n;
-    P.m = c.m;
-    P.p = c.p;
-    P.d = c.d;
-    P.causal = causal;
-    P.learned = learned;
-    P.count_weighting = count_weighting;
-    P.scale = 0.6;
-    expect_gradients_match_differences(P);
-  }
+  ref::Params P;
+  P.scale = 0.6;
+  for (const Shape& s : shapes)
+    expect_gradients_match_differences(with_shape(with_options(P, causal, learned, count_weighting), s));
 }
 
 TEST(BackwardDifferences, CausalAverage) { check(true, false, true); }

@@ -83,29 +83,18 @@ void check(const ref::Params& P, std::uint64_t seed) {
     EXPECT_TRUE(all_identical) << "relative difference " << std::sqrt(sums[0] / sums[1]);
 }
 
-struct Case {
-  std::int64_t n;
-  int m, p, d;
-};
 // Ragged n with uneven shards (d = 32 takes the register-blocked paths); n = N; one or two
 // blocks per rank at 3 and 4 ranks.
-const std::vector<Case> cases = {{1500, 16, 4, 32}, {1000, 8, 2, 5}, {1024, 16, 4, 3},
-                                 {300, 8, 8, 4},    {29, 8, 2, 3},   {61, 4, 2, 2}};
+const std::vector<Shape> shapes = {{1500, 16, 4, 32}, {1000, 8, 2, 5}, {1024, 16, 4, 3},
+                                   {300, 8, 8, 4},    {29, 8, 2, 3},   {61, 4, 2, 2}};
 
 void run_all(bool causal, bool learned, bool count_weighting) {
   const std::uint64_t seed = shared_seed();
-  for (const Case& c : cases) {
-    ref::Params P;
-    P.n = c.n;
-    P.m = c.m;
-    P.p = c.p;
-    P.d = c.d;
-    P.causal = causal;
-    P.learned = learned;
-    P.count_weighting = count_weighting;
-    P.scale = 0.5;
-    SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(c.n) + " m " + std::to_string(c.m));
-    check<double>(P, seed);
+  ref::Params P;
+  P.scale = 0.5;
+  for (const Shape& s : shapes) {
+    SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(s.n) + " m " + std::to_string(s.m));
+    check<double>(with_shape(with_options(P, causal, learned, count_weighting), s), seed);
   }
 }
 
