@@ -33,21 +33,8 @@ void check_fit_deck(const Deck& deck, const Geometry& g) {
 // Rank 0 writes (the weights are the same on every rank); a failure fails every rank.
 void save_on_root(const std::string& path, const FitState& s, const Adam& adam, const std::string& yaml,
                   MPI_Comm comm) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  std::string problem;
-  if (rank == 0) {
-    try {
-      save_checkpoint(path, s, adam, yaml);
-    } catch (const std::exception& e) {
-      problem = e.what();
-    }
-  }
-  int len = int(problem.size());
-  MPI_Bcast(&len, 1, MPI_INT, 0, comm);
-  problem.resize(len);
-  MPI_Bcast(problem.data(), len, MPI_CHAR, 0, comm);
-  if (len > 0) throw std::runtime_error("writing checkpoint " + path + ": " + problem);
+  const std::string problem = failure_on_root(comm, [&] { save_checkpoint(path, s, adam, yaml); });
+  if (!problem.empty()) throw std::runtime_error("writing checkpoint " + path + ": " + problem);
 }
 
 void sum_over_ranks(std::vector<double>& x, MPI_Comm comm) {

@@ -24,14 +24,14 @@ void check_writable_here(const std::string& path, const std::string& key) {
 
 }  // namespace
 
-void check_writable(const std::string& path, const std::string& key, MPI_Comm comm) {
+std::string failure_on_root(MPI_Comm comm, const std::function<void()>& work) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   std::string problem;
   if (rank == 0) {
     try {
-      check_writable_here(path, key);
-    } catch (const InputError& e) {
+      work();
+    } catch (const std::exception& e) {
       problem = e.what();
     }
   }
@@ -39,7 +39,12 @@ void check_writable(const std::string& path, const std::string& key, MPI_Comm co
   MPI_Bcast(&len, 1, MPI_INT, 0, comm);
   problem.resize(len);
   MPI_Bcast(problem.data(), len, MPI_CHAR, 0, comm);
-  if (len > 0) throw InputError(problem);
+  return problem;
+}
+
+void check_writable(const std::string& path, const std::string& key, MPI_Comm comm) {
+  const std::string problem = failure_on_root(comm, [&] { check_writable_here(path, key); });
+  if (!problem.empty()) throw InputError(problem);
 }
 
 template <class Scalar>

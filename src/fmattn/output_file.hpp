@@ -12,6 +12,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace fmattn {
@@ -25,6 +26,10 @@ struct RunRecord {
   std::int64_t diag_first = 0, diag_last = 0;  // the rows of `samples` this rank writes
   SampledError samples;                        // for rows [diag_first, diag_last)
 };
+
+// Runs `work` on rank 0 of `comm` only (file-system work done once) and returns on every rank
+// the message of the exception it threw, or "" when it succeeded.
+std::string failure_on_root(MPI_Comm comm, const std::function<void()>& work);
 
 // Fails alike on every rank of `comm` (InputError naming the deck key) when `path` cannot be
 // written: a directory, or a folder that cannot be created or written. Checked on rank 0,
