@@ -129,28 +129,17 @@ TEST(BackwardDifferences, ZeroSinkBoundary) {
   for (bool learned : {false, true})
     for (bool cw : {true, false}) {
       ref::Params P;
-      P.n = 32;
-      P.m = 4;
-      P.p = 2;
-      P.d = 3;
       P.zero_sink = true;
-      P.learned = learned;
-      P.count_weighting = cw;
       P.scale = 0.8;
-      expect_gradients_match_differences(P);
+      expect_gradients_match_differences(with_shape(with_options(P, true, learned, cw), {32, 4, 2, 3}));
     }
 }
 
 TEST(BackwardDifferences, ExactAttention) {
   for (bool causal : {true, false}) {
     ref::Params P;
-    P.n = 19;
-    P.m = 4;
-    P.p = 2;
-    P.d = 3;
     P.exact = true;
-    P.causal = causal;
-    expect_gradients_match_differences(P);
+    expect_gradients_match_differences(with_shape(with_options(P, causal, false, true), {19, 4, 2, 3}));
   }
 }
 
