@@ -1,7 +1,8 @@
 // fmattn_tile_gemm: the small matrix product at the heart of a query tile — S^T = K·(sQ)^T for a
 // Tk × Tq tile over d channels — computed by the tile kernel's hand register-blocked code and by
 // Kokkos Kernels' KokkosBatched::SerialGemm (blocked and unblocked algorithms), on one thread,
-// on data resident in cache. It decides which one the tile kernel uses.
+// on data resident in cache, plus the kernel's second product P·V. It decides which one the tile
+// kernel uses and how large its register blocks are.
 //   fmattn_tile_gemm [--d 64] [--reps 20000]
 #include "attention_tiles.hpp"
 #include "log.hpp"
@@ -54,8 +55,16 @@ int main(int argc, char** argv) {
     t.logw = typename Tiles::Vec(logw.data(), Tk);
     const typename Tiles::Chunk ch{k.data(), k.data(), d, d, Tk, false, 0};
     const double hand = gflops(reps, flops, [&] {
-      for (int r0 = 0; r0 < Tq; r0 += Tiles::CB)
-        for (int c0 = 0; c0 < Tk; c0 += Tiles::KB) f.score_block<Tiles::KB>(t, ch, c0, r0);
+      for (int r0 = 0; r0 < Tq; r0 += Tiles::CB) f.score_keys<Tiles::KB>(t, ch, 0, Tk, r0);
+    });
+    // The other product of a chunk, acc[Tq][d] = acc·rescale + P·V, as process_chunk calls it.
+    std::vector<float> acc(Tq * f.dp, 0.0f), rescale(Tq, 1.0f);
+    t.acc = typename Tiles::Mat(acc.data(), Tq, f.dp);
+    t.rescale = typename Tiles::Vec(rescale.data(), Tq);
+    t.rows = Tq;
+    const double value = gflops(reps, flops, [&] {
+      for (int r0 = 0; r0 < Tq; r0 += Tiles::RB)
+        f.value_rows<Tiles::RB>(t, ch, r0, r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq);
     });
 
     const Host2 A(k.data(), Tk, d), B(qt.data(), d, Tq), C(st.data(), Tk, Tq);
@@ -70,6 +79,7 @@ int main(int argc, char** argv) {
                 Tq);
     std::printf("%-34s %10s\n", "implementation", "GFLOP/s");
     std::printf("%-34s %10.2f\n", "hand register-blocked (tile kernel)", hand);
+    std::printf("%-34s %10.2f\n", "  its P*V product (acc += P*V)", value);
     std::printf("%-34s %10.2f\n", "KokkosBatched::SerialGemm Blocked", blocked);
     std::printf("%-34s %10.2f\n", "KokkosBatched::SerialGemm Unblocked", unblocked);
   }

@@ -41,14 +41,14 @@ struct AttentionTiles {
   using Scratch = typename ExecSpace::scratch_memory_space;
   using Mat = Kokkos::View<Scalar**, Kokkos::LayoutRight, Scratch, Kokkos::MemoryUnmanaged>;
   using Vec = Kokkos::View<Scalar*, Scratch, Kokkos::MemoryUnmanaged>;
-  static constexpr int Tq = TileTraits<ExecSpace>::query_rows;
-  static constexpr int Tk = TileTraits<ExecSpace>::key_chunk;
+  static constexpr int Tq = TileTraits<ExecSpace, Scalar>::query_rows;
+  static constexpr int Tk = TileTraits<ExecSpace, Scalar>::key_chunk;
   // Register blocks of the two small products: KB keys × CB query rows for S^T = K·(sQ)^T, and
   // RB query rows × CB channels for acc += P·V, kept in registers over the inner loop.
-  static constexpr int KB = TileTraits<ExecSpace>::block_keys;
-  static constexpr int RB = TileTraits<ExecSpace>::block_rows;
-  static constexpr int CB = TileTraits<ExecSpace>::block_cols;
-  static_assert(Tq % CB == 0 && Tq % RB == 0 && Tk % KB == 0, "tiles must hold whole register blocks");
+  static constexpr int KB = TileTraits<ExecSpace, Scalar>::block_keys;
+  static constexpr int RB = TileTraits<ExecSpace, Scalar>::block_rows;
+  static constexpr int CB = TileTraits<ExecSpace, Scalar>::block_cols;
+  static_assert(Tq % CB == 0, "tiles must hold whole blocks of query lanes");
 
   Geometry g;
   Shard s;  // the queries, fine K/V rows and coarse cells held here (the whole sequence unless sharded)
@@ -174,10 +174,18 @@ struct AttentionTiles {
     }
   }
 
-  // acc rows r0..r0+RB-1 = acc·rescale + P·V over slots 0..len-1, CB channels at a time in registers.
+  // S^T rows c0..c_end-1 for lanes r0..r0+CB-1: blocks of NK keys, the rest in blocks of NK/2, ...
+  template <int NK>
+  KOKKOS_INLINE_FUNCTION void score_keys(const Tile& t, const Chunk& ch, int c0, int c_end, int r0) const {
+    for (; c0 + NK <= c_end; c0 += NK) score_block<NK>(t, ch, c0, r0);
+    if constexpr (NK > 1) score_keys<NK / 2>(t, ch, c0, c_end, r0);
+  }
+
+  // acc rows r0..r0+NR-1 = acc·rescale + P·V over slots 0..len-1, CB channels at a time in registers.
+  template <int NR>
   KOKKOS_INLINE_FUNCTION void value_block(const Tile& t, const Chunk& ch, int r0, int x0, int len) const {
-    Scalar a[RB][CB];
-    for (int rr = 0; rr < RB; ++rr) {
+    Scalar a[NR][CB];
+    for (int rr = 0; rr < NR; ++rr) {
       const Scalar f = t.rescale(r0 + rr);
       const Scalar* arow = &t.acc(r0 + rr, x0);
       FMATTN_SIMD
@@ -186,17 +194,28 @@ struct AttentionTiles {
     for (int c = 0; c < len; ++c) {
       const Scalar* vrow = ch.vbase + std::int64_t(c) * ch.vstride + x0;
       const Scalar* prow = &t.st(c, r0);
-      for (int rr = 0; rr < RB; ++rr) {
+      for (int rr = 0; rr < NR; ++rr) {
         const Scalar p = prow[rr];
         FMATTN_SIMD
         for (int cc = 0; cc < CB; ++cc) a[rr][cc] += p * vrow[cc];
       }
     }
-    for (int rr = 0; rr < RB; ++rr) {
+    for (int rr = 0; rr < NR; ++rr) {
       Scalar* arow = &t.acc(r0 + rr, x0);
       FMATTN_SIMD
       for (int cc = 0; cc < CB; ++cc) arow[cc] = a[rr][cc];
     }
+  }
+
+  // acc rows r0..r_end-1: blocks of NR rows, the rest in blocks of NR/2, ...; a causal block
+  // reads only the slots its last row sees.
+  template <int NR>
+  KOKKOS_INLINE_FUNCTION void value_rows(const Tile& t, const Chunk& ch, int r0, int r_end) const {
+    for (; r0 + NR <= r_end; r0 += NR) {
+      const int len = seen_by_rows_before(t, ch, r0 + NR);
+      for (int x0 = 0; x0 < dp; x0 += CB) value_block<NR>(t, ch, r0, x0, len);
+    }
+    if constexpr (NR > 1) value_rows<NR / 2>(t, ch, r0, r_end);
   }
 
   // Slots of row r seen in a chunk: a prefix (causal fine chunks are in position order).
@@ -219,17 +238,21 @@ struct AttentionTiles {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
-      const int len = seen_by_rows_before(t, ch, r0 + CB), full = len / KB * KB;
-      for (int c0 = 0; c0 < full; c0 += KB) score_block<KB>(t, ch, c0, r0);
-      for (int c0 = full; c0 < len; ++c0) score_block<1>(t, ch, c0, r0);
+      score_keys<KB>(t, ch, 0, seen_by_rows_before(t, ch, r0 + CB), r0);
     });
     team.team_barrier();
     // Softmax along keys, vectorized across query lanes: chunk max over the visible slots,
     // rescale factors, then P = exp(S - max) (0 for unseen slots) and its row sums. Only the
-    // slots scored above are read.
+    // slots scored above are read. A block of RB value rows may reach into the next lanes and
+    // read the slots they see: those are zero for these lanes.
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
       const int len = seen_by_rows_before(t, ch, r0 + CB);
+      for (int c = len; c < seen_by_rows_before(t, ch, r0 + CB + RB - 1); ++c) {
+        Scalar* srow = &t.st(c, r0);
+        FMATTN_SIMD
+        for (int cc = 0; cc < CB; ++cc) srow[cc] = Scalar(0);
+      }
       if (len == 0) {
         for (int cc = 0; cc < CB; ++cc) t.rescale(r0 + cc) = Scalar(1);
         return;
@@ -270,8 +293,7 @@ struct AttentionTiles {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int row_block) {
       const int r0 = row_block * RB;
-      const int len = seen_by_rows_before(t, ch, r0 + RB);
-      for (int x0 = 0; x0 < dp; x0 += CB) value_block(t, ch, r0, x0, len);
+      value_rows<RB>(t, ch, r0, r0 + RB < t.rows ? r0 + RB : t.rows);
     });
   }
 

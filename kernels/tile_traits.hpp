@@ -6,19 +6,23 @@
 
 namespace fmattn {
 
-template <class ExecSpace>
+template <class ExecSpace, class Scalar>
 struct TileTraits {
   static constexpr int query_rows = 64;  // queries per team
   static constexpr int key_chunk = 64;   // keys streamed through scratch at a time
-  // Register blocks: 4 keys (or rows) × 16 lanes is 8 AVX2 (or 4 AVX-512) accumulators.
-  static constexpr int block_keys = 4;
-  static constexpr int block_rows = 4;
-  static constexpr int block_cols = 16;
+  // Register blocks: 6 keys (or rows) × 64 bytes of lanes is 12 AVX2 accumulators, plus two
+  // vectors of the other operand and a broadcast: 15 of 16 registers. Per step that is 12 FMAs
+  // against 8 loads, so the FMA units rather than the load ports set the pace (4 × 16 floats was
+  // load-bound at about half the speed, and 16 doubles per row spill: bench/tile_gemm.cpp).
+  // Ragged ends use blocks of 3 and 1.
+  static constexpr int block_keys = 6;
+  static constexpr int block_rows = 6;
+  static constexpr int block_cols = int(64 / sizeof(Scalar));
 };
 
 #if defined(KOKKOS_ENABLE_CUDA)
-template <>
-struct TileTraits<Kokkos::Cuda> {
+template <class Scalar>
+struct TileTraits<Kokkos::Cuda, Scalar> {
   static constexpr int query_rows = 32;
   static constexpr int key_chunk = 32;
   static constexpr int block_keys = 1;
@@ -27,8 +31,8 @@ struct TileTraits<Kokkos::Cuda> {
 };
 #endif
 #if defined(KOKKOS_ENABLE_HIP)
-template <>
-struct TileTraits<Kokkos::Experimental::HIP> {
+template <class Scalar>
+struct TileTraits<Kokkos::Experimental::HIP, Scalar> {
   static constexpr int query_rows = 32;
   static constexpr int key_chunk = 32;
   static constexpr int block_keys = 1;

@@ -84,7 +84,9 @@ TEST(Fit, LowersLossAndTheErrorOfRun) {
       early += state.loss[i];
       late += state.loss[50 + i];
     }
-    if (std::string(kind) == "smooth") EXPECT_LT(late, 0.8 * early);
+    if (std::string(kind) == "smooth") {
+      EXPECT_LT(late, 0.8 * early);
+    }
     EXPECT_LT(s.fitted_error, 0.95 * s.average_error);
     // `fmattn run` with the checkpoint as weights.file reports the fitted error (same rows).
     deck.weights.file = ck.path();

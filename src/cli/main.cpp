@@ -216,12 +216,13 @@ int main(int argc, char** argv) {
             std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) +
             ", d = " + std::to_string(deck.problem.head_dim) + ", " + fmattn::name_of(deck.problem.dtype) + "\n");
         const auto s = fmattn::run_deck(deck, [&](const std::string& line) { say("[fmattn] " + line + "\n"); });
+        char error[64] = "validation off";
+        if (s.validated) std::snprintf(error, sizeof error, "sampled rel. error max %.3e", s.max_rel_error);
         char buf[512];
         std::snprintf(buf, sizeof buf,
-                      "[fmattn] done: total %.3f s, attention %.3f s, %.2f GFLOP/s, peak RSS %s, sampled rel. error "
-                      "max %.3e -> %s\n",
-                      s.total_s, s.attention_s, s.gflops, fmattn::format_bytes(double(s.peak_rss)).c_str(),
-                      s.max_rel_error, s.output_file.c_str());
+                      "[fmattn] done: total %.3f s, attention %.3f s, %.2f GFLOP/s, peak RSS %s, %s -> %s\n", s.total_s,
+                      s.attention_s, s.gflops, fmattn::format_bytes(double(s.peak_rss)).c_str(), error,
+                      s.output_file.c_str());
         say(buf);
       }
     }

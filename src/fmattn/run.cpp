@@ -207,6 +207,7 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   out.attention_s = attention_s;
   out.flops = cost.flops();
   out.gflops = cost.flops() / attention_s * 1e-9;
+  out.validated = r.samples.per_head > 0;
   out.max_rel_error = err_max;
   out.mean_rel_error = err_sum / double(heads);
   out.bytes_sent_max = bytes[0];

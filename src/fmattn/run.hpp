@@ -14,6 +14,7 @@ namespace fmattn {
 struct RunSummary {
   double total_s = 0, attention_s = 0;
   double flops = 0, gflops = 0;
+  bool validated = false;  // sampled rows were checked against exact attention
   double max_rel_error = 0, mean_rel_error = 0;
   std::size_t peak_rss = 0;
   std::int64_t bytes_sent_max = 0;  // sequence sharding: the most bytes any rank sent
