@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
       if (std::string(argv[i]) == "--reps") reps = std::stoi(argv[i + 1]);
     }
     constexpr int Tq = Tiles::Tq, Tk = Tiles::Tk;
-    std::vector<float> k(Tk * d), qt(d * Tq), st(Tk * Tq), logw(Tk, 0.0f);
+    std::vector<float> k(Tk * d), qt(d * Tiles::LQ), st(Tk * Tiles::LQ), logw(Tk, 0.0f);
     for (std::size_t i = 0; i < k.size(); ++i) k[i] = float(i % 17) * 0.01f;
     for (std::size_t i = 0; i < qt.size(); ++i) qt[i] = float(i % 13) * 0.02f;
     const double flops = 2.0 * Tk * Tq * d;
@@ -49,17 +49,22 @@ int main(int argc, char** argv) {
     Tiles f;
     f.d = d;
     f.dp = Tiles::padded_dim(d);
+    f.ld = Tiles::row_length(d);
     typename Tiles::Tile t;
-    t.qt = typename Tiles::Mat(qt.data(), d, Tq);
-    t.st = typename Tiles::Mat(st.data(), Tk, Tq);
+    t.qt = typename Tiles::Mat(qt.data(), d, Tiles::LQ);
+    t.st = typename Tiles::Mat(st.data(), Tk, Tiles::LQ);
     t.logw = typename Tiles::Vec(logw.data(), Tk);
-    const typename Tiles::Chunk ch{k.data(), k.data(), d, d, Tk, false, 0};
+    // Key (and value) rows as the kernel stages them: padded to f.ld.
+    std::vector<float> kp(std::size_t(Tk) * f.ld, 0.0f);
+    for (int c = 0; c < Tk; ++c)
+      for (int x = 0; x < d; ++x) kp[std::size_t(c) * f.ld + x] = k[std::size_t(c) * d + x];
+    const typename Tiles::Chunk ch{kp.data(), kp.data(), f.ld, f.ld, Tk, false, 0};
     const double hand = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::CB) f.score_keys<Tiles::KB>(t, ch, 0, Tk, r0);
     });
     // The other product of a chunk, acc[Tq][d] = acc·rescale + P·V, as process_chunk calls it.
-    std::vector<float> acc(Tq * f.dp, 0.0f), rescale(Tq, 1.0f);
-    t.acc = typename Tiles::Mat(acc.data(), Tq, f.dp);
+    std::vector<float> acc(Tq * f.ld, 0.0f), rescale(Tq, 1.0f);
+    t.acc = typename Tiles::Mat(acc.data(), Tq, f.ld);
     t.rescale = typename Tiles::Vec(rescale.data(), Tq);
     t.rows = Tq;
     const double value = gflops(reps, flops, [&] {

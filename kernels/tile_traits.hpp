@@ -18,6 +18,8 @@ struct TileTraits {
   static constexpr int block_keys = 6;
   static constexpr int block_rows = 6;
   static constexpr int block_cols = int(64 / sizeof(Scalar));
+  // Scratch rows padded by one cache line (see AttentionTiles::pad).
+  static constexpr int scratch_pad = int(64 / sizeof(Scalar));
 };
 
 #if defined(KOKKOS_ENABLE_CUDA)
@@ -28,6 +30,7 @@ struct TileTraits<Kokkos::Cuda, Scalar> {
   static constexpr int block_keys = 1;
   static constexpr int block_rows = 1;
   static constexpr int block_cols = 8;
+  static constexpr int scratch_pad = 0;
 };
 #endif
 #if defined(KOKKOS_ENABLE_HIP)
@@ -38,6 +41,7 @@ struct TileTraits<Kokkos::Experimental::HIP, Scalar> {
   static constexpr int block_keys = 1;
   static constexpr int block_rows = 1;
   static constexpr int block_cols = 8;
+  static constexpr int scratch_pad = 0;
 };
 #endif
 
