@@ -6,6 +6,10 @@ ceiling (causal and bidirectional); exact causal at 2^16 >= 40 %; FMA >= 100x fa
 at 2^16 (causal); log-log slope of time vs n from 2^18 to 2^22 <= 1.15 (linear variant <= 1.05);
 thread scaling 1 -> 2 >= 1.8x at 2^20; peak RSS of a 2^22 run <= 1.35x the size of q, k, v and
 the output. Only the standard library is used.
+
+bench/run.sh writes one CSV per thread count and round (bench-t<T>-<round>.csv); they are merged
+into bench-t<T>.csv first: each point's best time, each thread count's best GEMM ceiling, and
+GFLOP/s and % of ceiling recomputed from those.
 """
 import csv
 import math
@@ -24,6 +28,34 @@ def load(path):
     return rows
 
 
+def merge_rounds(folder):
+    parts = {}
+    for path in sorted(folder.glob("bench-t*-*.csv")):
+        m = re.fullmatch(r"bench-t(\d+)-.+\.csv", path.name)
+        if m:
+            parts.setdefault(m.group(1), []).append(path)
+    for threads, paths in parts.items():
+        rows, ceiling = {}, 0.0
+        for path in paths:
+            with open(path) as f:
+                for r in csv.DictReader(f):
+                    ceiling = max(ceiling, float(r["ceiling_gflops"]))
+                    key = (r["case"], r["d"], r["n"])
+                    if key not in rows or float(r["time_s"]) < float(rows[key]["time_s"]):
+                        rows[key] = r
+        if not rows:
+            continue
+        fields = list(next(iter(rows.values())).keys())
+        with open(folder / f"bench-t{threads}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in rows.values():
+                gflops = float(r["flops"]) / float(r["time_s"]) * 1e-9
+                r.update(gflops=f"{gflops:.6g}", ceiling_gflops=f"{ceiling:.6g}",
+                         percent_of_ceiling=f"{100 * gflops / ceiling:.6g}")
+                w.writerow(r)
+
+
 def slope(rows, case, d, lo, hi):
     pts = [(math.log(n), math.log(float(rows[(case, d, n)]["time_s"])))
            for n in (2 ** e for e in range(lo, hi + 1)) if (case, d, n) in rows]
@@ -36,6 +68,7 @@ def slope(rows, case, d, lo, hi):
 
 def main(folder):
     folder = Path(folder)
+    merge_rounds(folder)
     t1, t2 = load(folder / "bench-t1.csv"), load(folder / "bench-t2.csv")
     lines = ["| target | measured | goal | met |", "|---|---|---|---|"]
 
