@@ -97,6 +97,12 @@ def main(folder):
     a, b = t1.get(("fma-causal", 64, 2 ** 20)), t2.get(("fma-causal", 64, 2 ** 20))
     scale = float(a["time_s"]) / float(b["time_s"]) if a and b else None
     add("thread scaling 1 -> 2, fma-causal n=2^20", scale, ">= 1.8", scale is not None and scale >= 1.8, "{:.2f}x")
+    # What the machine itself gives: the GEMM ceiling's own 1 -> 2 thread ratio, and the kernel's
+    # scaling measured against it (1.0 = it scales exactly as well as OpenBLAS sgemm).
+    if a and b:
+        machine = float(b["ceiling_gflops"]) / float(a["ceiling_gflops"])
+        lines.append(f"| (for reference) GEMM ceiling 1 -> 2 threads; FMA scaling / ceiling scaling | "
+                     f"{machine:.2f}x; {scale / machine:.2f} | - | - |")
     mem = folder / "memory-run.txt"
     if mem.exists():
         text = mem.read_text()
