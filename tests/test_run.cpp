@@ -123,6 +123,34 @@ TEST(RunDeck, SampledErrorOfExactMethodIsRounding) {
   std::filesystem::remove(out);
 }
 
+// diagnostics/timings: the upward pass is timed as a part of the attention phase for FMA on a
+// whole sequence, and absent for exact attention (which has no coarse levels).
+TEST(RunDeck, TimingsSplitTheAttentionPhase) {
+  for (const char* method : {"fma", "exact"}) {
+    const std::string out = unique("run-timings");
+    const fmattn::Deck deck = fmattn::parse_deck(
+        "", "test",
+        {"problem.length=4096", "problem.heads=2", "problem.head_dim=16", "attention.block_size=16",
+         std::string("attention.method=") + method, "validation.sample_queries=0", "output.file=" + out});
+    fmattn::run_deck(
+        deck, [](const std::string&) {}, MPI_COMM_SELF);
+    auto f = fmattn::h5::open_read(out);
+    fmattn::h5::Handle times(H5Gopen2(f.get(), "diagnostics/timings", H5P_DEFAULT), H5Gclose);
+    const double attention = fmattn::h5::read_attr_double(times.get(), "attention", out);
+    const double total = fmattn::h5::read_attr_double(times.get(), "total", out);
+    EXPECT_GT(attention, 0.0);
+    EXPECT_LE(attention, total);
+    if (std::string(method) == "fma") {
+      const double coarse = fmattn::h5::read_attr_double(times.get(), "coarse_levels", out);
+      EXPECT_GT(coarse, 0.0);
+      EXPECT_LT(coarse, attention);
+    } else {
+      EXPECT_EQ(H5Aexists(times.get(), "coarse_levels"), 0);
+    }
+    std::filesystem::remove(out);
+  }
+}
+
 TEST(RunDeck, WeightsOfAnotherGeometryAreRejected) {
   const auto geo = fmattn::make_geometry(512, 16, 4, fmattn::Variant::causal);
   const std::string wfile = unique("run-wrong-w");
