@@ -4,6 +4,7 @@
 #pragma once
 
 #include "kokkos_compat.hpp"
+#include "simd.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -90,36 +91,49 @@ void fill_synthetic(const ExecSpace& space,
   }
   // Runs of `run` positions aligned to global multiples of `run` start from sin/cos of their
   // first position and rotate from there: a value depends on its global position alone, not
-  // on where this fill (a rank's shard) begins.
+  // on where this fill (a rank's shard) begins. A work item is one run of CB channels, rotated
+  // together so that the inner loop vectorizes across channels and stores whole row segments.
   constexpr std::int64_t run = 256;
+  constexpr int CB = 16;
   const std::int64_t first_run = row0 / run, runs = (row0 + n + run - 1) / run - first_run;
+  const std::int64_t blocks = (d + CB - 1) / CB;
   using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
   Kokkos::parallel_for(
-      "fmattn::synthetic::smooth", Policy(space, {0, 0, 0}, {H, runs, d}),
-      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t r, const std::int64_t c) {
-        double s[smooth_harmonics], co[smooth_harmonics], ds[smooth_harmonics], dc[smooth_harmonics],
-            a[smooth_harmonics];
+      "fmattn::synthetic::smooth", Policy(space, {0, 0, 0}, {H, runs, blocks}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t r, const std::int64_t b) {
+        double s[smooth_harmonics][CB], co[smooth_harmonics][CB], ds[smooth_harmonics][CB], dc[smooth_harmonics][CB],
+            a[smooth_harmonics][CB];
         const std::int64_t g0 = (first_run + r) * run;  // global start of the run
         const std::int64_t i0 = g0 > row0 ? g0 - row0 : 0, i1 = g0 + run - row0 < n ? g0 + run - row0 : n;
         const std::int64_t skip = row0 + i0 - g0;  // positions of the run before this fill
-        for (int f = 0; f < smooth_harmonics; ++f) {
-          const Harmonic w = harmonic(src.seed, src.tensor, head0 + h, c, f, src.length);
-          const double theta = w.omega * double(g0) + w.phase;
-          s[f] = compat::sin(theta);
-          co[f] = compat::cos(theta);
-          ds[f] = compat::sin(w.omega);
-          dc[f] = compat::cos(w.omega);
-          a[f] = w.amplitude * src.amplitude;
-        }
-        for (std::int64_t i = i0 - skip; i < i1; ++i) {
-          double value = 0;
-          for (int f = 0; f < smooth_harmonics; ++f) {
-            value += a[f] * s[f];
-            const double sn = s[f] * dc[f] + co[f] * ds[f];
-            co[f] = co[f] * dc[f] - s[f] * ds[f];
-            s[f] = sn;
+        const std::int64_t c0 = b * CB;
+        const int nc = int(d - c0 < CB ? d - c0 : CB);
+        for (int f = 0; f < smooth_harmonics; ++f)
+          for (int cc = 0; cc < CB; ++cc) {
+            // Channels past d rotate harmless zeros (fixed trip counts vectorize).
+            const Harmonic w =
+                cc < nc ? harmonic(src.seed, src.tensor, head0 + h, c0 + cc, f, src.length) : Harmonic{0.0, 0.0, 0.0};
+            const double theta = w.omega * double(g0) + w.phase;
+            s[f][cc] = compat::sin(theta);
+            co[f][cc] = compat::cos(theta);
+            ds[f][cc] = compat::sin(w.omega);
+            dc[f][cc] = compat::cos(w.omega);
+            a[f][cc] = w.amplitude * src.amplitude;
           }
-          if (i >= i0) x(h, i, c) = Scalar(value);
+        for (std::int64_t i = i0 - skip; i < i1; ++i) {
+          double value[CB];
+          FMATTN_SIMD
+          for (int cc = 0; cc < CB; ++cc) {
+            value[cc] = 0;
+            for (int f = 0; f < smooth_harmonics; ++f) {
+              value[cc] += a[f][cc] * s[f][cc];
+              const double sn = s[f][cc] * dc[f][cc] + co[f][cc] * ds[f][cc];
+              co[f][cc] = co[f][cc] * dc[f][cc] - s[f][cc] * ds[f][cc];
+              s[f][cc] = sn;
+            }
+          }
+          if (i >= i0)
+            for (int cc = 0; cc < nc; ++cc) x(h, i, c0 + cc) = Scalar(value[cc]);
         }
       });
 }
