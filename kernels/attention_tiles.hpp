@@ -71,7 +71,7 @@ struct AttentionTiles {
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
   // Scratch of one team. Scores are kept transposed (key-major), so the softmax runs along
-  // contiguous query lanes and K, V rows are read in place.
+  // contiguous query lanes and the P·V product broadcasts P along a key's row.
   struct Tile {
     Mat qt;           // (scale·Q)^T [d][LQ], zero past `rows`
     Mat st;           // S^T, then P^T [Tk][LQ]
