@@ -13,6 +13,7 @@
 #include "attention.hpp"
 #include "cost.hpp"
 #include "log.hpp"
+#include "simd.hpp"
 #include "synthetic.hpp"
 
 #include <mpi.h>
@@ -100,6 +101,33 @@ double gemm_ceiling() {
   return best;
 }
 
+// Best of three sums over 512 MiB of floats: the memory read bandwidth the phases that stream
+// K and V (the upward pass, the fine blocks) meet. Blocks of 4096 values are summed in vector
+// lanes so that the sum is limited by memory, not by the latency of one accumulator.
+double read_bandwidth() {
+  constexpr std::int64_t block = 4096, blocks = (std::int64_t(1) << 27) / block;
+  Kokkos::View<float*> x("x", blocks * block);
+  Kokkos::deep_copy(x, 1.0f);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    float total = 0;
+    fmattn::Stopwatch w;
+    Kokkos::parallel_reduce(
+        "fmattn::bench::read", Kokkos::RangePolicy<Kokkos::IndexType<std::int64_t>>(0, blocks),
+        KOKKOS_LAMBDA(const std::int64_t b, float& acc) {
+          const float* p = x.data() + b * block;
+          float sum = 0;
+          FMATTN_SIMD_SUM
+          for (std::int64_t i = 0; i < block; ++i) sum += p[i];
+          acc += sum;
+        },
+        total);
+    best = std::max(best, double(x.size()) * sizeof(float) / w.seconds() * 1e-9);
+    if (total != float(blocks) * float(block)) throw std::runtime_error("read bandwidth: wrong sum");
+  }
+  return best;
+}
+
 struct Case {
   fmattn::AttentionOptions opt;
   fmattn::Variant variant;
@@ -128,13 +156,14 @@ int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
     const int threads = Kokkos::DefaultExecutionSpace().concurrency();
-    const double ceiling = gemm_ceiling();
-    std::printf("# fmattn-bench: %s x%d, fp32 GEMM ceiling %.1f GFLOP/s (KokkosBlas::gemm)\n",
-                Kokkos::DefaultExecutionSpace::name(), threads, ceiling);
+    const double ceiling = gemm_ceiling(), bandwidth = read_bandwidth();
+    std::printf("# fmattn-bench: %s x%d, fp32 GEMM ceiling %.1f GFLOP/s (KokkosBlas::gemm), memory read %.1f GB/s\n",
+                Kokkos::DefaultExecutionSpace::name(), threads, ceiling, bandwidth);
     std::printf("%-18s %4s %9s %10s %10s %8s %11s %11s\n", "case", "d", "n", "time_s", "GFLOP/s", "%peak",
                 "bytes_moved", "resident");
     std::ofstream csv(o.csv);
-    csv << "case,threads,d,n,time_s,gflops,percent_of_ceiling,ceiling_gflops,flops,bytes_moved,resident_bytes\n";
+    csv << "case,threads,d,n,time_s,gflops,percent_of_ceiling,ceiling_gflops,flops,bytes_moved,resident_bytes,"
+           "read_gbs\n";
     for (const std::string& name : o.cases) {
       const Case c = case_of(name);
       for (int d : o.dims)
@@ -192,8 +221,8 @@ int main(int argc, char** argv) {
                       fmattn::format_bytes(double(resident_bytes())).c_str());
           std::fflush(stdout);
           csv << name << ',' << threads << ',' << d << ',' << n << ',' << best << ',' << gflops << ','
-              << 100 * gflops / ceiling << ',' << ceiling << ',' << flops << ',' << bytes << ','
-              << resident_bytes() << '\n';
+              << 100 * gflops / ceiling << ',' << ceiling << ',' << flops << ',' << bytes << ',' << resident_bytes()
+              << ',' << bandwidth << '\n';
         }
     }
   } catch (const std::exception& e) {

@@ -103,6 +103,10 @@ def main(folder):
         machine = float(b["ceiling_gflops"]) / float(a["ceiling_gflops"])
         lines.append(f"| (for reference) GEMM ceiling 1 -> 2 threads; FMA scaling / ceiling scaling | "
                      f"{machine:.2f}x; {scale / machine:.2f} | - | - |")
+        read = [max(float(r.get("read_gbs") or 0) for r in rows.values()) for rows in (t1, t2)]
+        if min(read) > 0:
+            lines.append(f"| (for reference) memory read bandwidth 1 -> 2 threads | {read[0]:.1f} -> {read[1]:.1f} GB/s, "
+                         f"{read[1] / read[0]:.2f}x | - | - |")
     mem = folder / "memory-run.txt"
     if mem.exists():
         text = mem.read_text()
