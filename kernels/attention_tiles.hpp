@@ -82,6 +82,7 @@ struct AttentionTiles {
     Vec mx, rescale;  // per-chunk max and rescale factor [Tq]
     std::int64_t i0;  // position of row 0 (fine queries)
     int rows;
+    int lanes;  // rows rounded up to whole lane blocks: the lanes the products compute
   };
 
   // A chunk of `len` slots: key and value rows at kbase/vbase with a row stride, slot
@@ -120,11 +121,13 @@ struct AttentionTiles {
   }
 
   // Loads `rows` query rows (row r from qrow(r)) scaled and transposed, clears the softmax
-  // state and the accumulators. Query lanes past `rows` are zero.
+  // state and the accumulators. Query lanes from `rows` to `lanes` are zero; lane blocks past
+  // them are never computed (a coarse-query tile has only p rows).
   template <class RowPtr>
-  KOKKOS_INLINE_FUNCTION void load_queries(const Member& team, const Tile& t, RowPtr qrow) const {
+  KOKKOS_INLINE_FUNCTION void load_queries(const Member& team, Tile& t, RowPtr qrow) const {
     const Scalar scale = Scalar(opt.scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq), [&](const int r) {
+    t.lanes = (t.rows + CB - 1) / CB * CB;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes), [&](const int r) {
       const Scalar* row = r < t.rows ? qrow(r) : nullptr;
       for (int x = 0; x < d; ++x) t.qt(x, r) = row ? scale * row[x] : Scalar(0);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) { t.acc(r, x) = Scalar(0); });
@@ -243,7 +246,7 @@ struct AttentionTiles {
   // Scores of the chunk's slots, then the online-softmax update of every row (spec §4).
   KOKKOS_INLINE_FUNCTION void process_chunk(const Member& team, const Tile& t, const Chunk& ch) const {
     team.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
       score_keys<KB>(t, ch, 0, seen_by_rows_before(t, ch, r0 + CB), r0);
     });
@@ -252,7 +255,7 @@ struct AttentionTiles {
     // rescale factors, then P = exp(S - max) (0 for unseen slots) and its row sums. Only the
     // slots scored above are read. A block of RB value rows may reach into the next lanes and
     // read the slots they see: those are zero for these lanes.
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, Tq / CB), [&](const int lane_block) {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
       const int len = seen_by_rows_before(t, ch, r0 + CB);
       for (int c = len; c < seen_by_rows_before(t, ch, r0 + CB + RB - 1); ++c) {
