@@ -139,8 +139,11 @@ void check_plans(const Case& k, fmattn::Variant variant, bool brute_force) {
     for (const auto& x : pl.reduce)
       for (std::size_t c = 0; c < x.children.size(); ++c) EXPECT_TRUE(in.insert({x.children[c], x.tag}).second);
     std::set<std::pair<int, int>> din;
-    for (const auto& x : pl.deliver)
-      if (x.parent >= 0) EXPECT_TRUE(din.insert({x.parent, x.tag}).second);
+    for (const auto& x : pl.deliver) {
+      if (x.parent >= 0) {
+        EXPECT_TRUE(din.insert({x.parent, x.tag}).second);
+      }
+    }
   }
   std::printf("  n %lld m %d p %d L %d P %d: max tokens received per rank %lld (bound %lld)\n",
               static_cast<long long>(k.n), k.m, k.p, g.L, k.ranks, static_cast<long long>(worst),
