@@ -1,15 +1,15 @@
 // fmattn-bench: the machine's fp32 GEMM ceiling (Kokkos Kernels gemm, OpenBLAS underneath when
 // Kokkos Kernels was built with it), then attention forward passes over a sweep of n, printed
 // as a table and written as CSV: time, GFLOP/s (the cost model's honest count), % of the
-// ceiling, bytes moved, resident memory.
+// ceiling, bytes moved, resident memory; the header and CSV also give the memory read bandwidth.
 //
 //   fmattn_bench [--n-min 12] [--n-max 22] [--exact-max 16] [--d 64,128] [--repeat 3]
 //                [--cases fma-causal,fma-bidirectional,linear-causal,exact-causal] [--csv FILE]
+//                [--kokkos-num-threads=T]
 // Case `grad-causal` / `grad-bidirectional` times the backward pass (dQ, dK, dV for an output
 // gradient on every row) of FMA; its flops are counted as 5x the forward's slot flops: three
 // sweeps over each query's slots (12d per slot) and one over each key's queries (8d), against
 // the forward's 4d.
-//                [--kokkos-num-threads=T]
 #include "attention.hpp"
 #include "cost.hpp"
 #include "log.hpp"

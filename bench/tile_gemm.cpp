@@ -49,22 +49,22 @@ int main(int argc, char** argv) {
     Tiles f;
     f.d = d;
     f.dp = Tiles::padded_dim(d);
-    f.ld = Tiles::row_length(d);
     typename Tiles::Tile t;
     t.qt = typename Tiles::Mat(qt.data(), d, Tiles::LQ);
     t.st = typename Tiles::Mat(st.data(), Tk, Tiles::LQ);
     t.logw = typename Tiles::Vec(logw.data(), Tk);
-    // Key (and value) rows as the kernel stages them: padded to f.ld.
-    std::vector<float> kp(std::size_t(Tk) * f.ld, 0.0f);
+    // Key (and value) rows as the kernel stages them: padded to ld.
+    const int ld = Tiles::row_length(d);
+    std::vector<float> kp(std::size_t(Tk) * ld, 0.0f);
     for (int c = 0; c < Tk; ++c)
-      for (int x = 0; x < d; ++x) kp[std::size_t(c) * f.ld + x] = k[std::size_t(c) * d + x];
-    const typename Tiles::Chunk ch{kp.data(), kp.data(), f.ld, f.ld, Tk, false, 0};
+      for (int x = 0; x < d; ++x) kp[std::size_t(c) * ld + x] = k[std::size_t(c) * d + x];
+    const typename Tiles::Chunk ch{kp.data(), kp.data(), ld, ld, Tk, false, 0};
     const double hand = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::CB) f.score_keys<Tiles::KB>(t, ch, 0, Tk, r0);
     });
     // The other product of a chunk, acc[Tq][d] = acc·rescale + P·V, as process_chunk calls it.
-    std::vector<float> acc(Tq * f.ld, 0.0f), rescale(Tq, 1.0f);
-    t.acc = typename Tiles::Mat(acc.data(), Tq, f.ld);
+    std::vector<float> acc(Tq * ld, 0.0f), rescale(Tq, 1.0f);
+    t.acc = typename Tiles::Mat(acc.data(), Tq, ld);
     t.rescale = typename Tiles::Vec(rescale.data(), Tq);
     t.rows = Tq;
     const double value = gflops(reps, flops, [&] {

@@ -66,7 +66,6 @@ struct AttentionTiles {
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
   int dp = 0;             // d rounded up to CB; channels d..dp of scratch rows are zero
-  int ld = 0;             // row length of acc, ks, vs: dp + pad
   int scratch_level = 0;  // 0: fast team memory; 1 when a tile's scratch exceeds it (GPU, large d)
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
 
@@ -95,8 +94,9 @@ struct AttentionTiles {
     std::int64_t pos0;
   };
 
-  static int padded_dim(int d) { return (d + CB - 1) / CB * CB; }
-  static int row_length(int d) { return padded_dim(d) + pad; }
+  KOKKOS_INLINE_FUNCTION static int padded_dim(int d) { return (d + CB - 1) / CB * CB; }
+  // Row length of acc, ks and vs.
+  KOKKOS_INLINE_FUNCTION static int row_length(int d) { return padded_dim(d) + pad; }
 
   static std::size_t scratch_bytes(int d) {
     const int ld = row_length(d);
@@ -106,6 +106,7 @@ struct AttentionTiles {
 
   KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team) const {
     const auto& scr = team.team_scratch(scratch_level);
+    const int ld = row_length(d);
     Tile t;
     t.qt = Mat(scr, d, LQ);
     t.st = Mat(scr, Tk, LQ);
@@ -332,7 +333,7 @@ struct AttentionTiles {
         gather_slot(team, t, c, &k(bh, c0 + c - s.key_begin, 0), &v(bh, c0 + c - s.key_begin, 0));
         Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = Scalar(0); });
       });
-      process_chunk(team, t, Chunk{t.ks.data(), t.vs.data(), ld, ld, len, causal, c0});
+      process_chunk(team, t, Chunk{t.ks.data(), t.vs.data(), row_length(d), row_length(d), len, causal, c0});
     }
   }
 
@@ -343,7 +344,7 @@ struct AttentionTiles {
                                           std::int64_t b_first) const {
     double sink = 0;
     int filled = 0;
-    const Chunk gathered{t.ks.data(), t.vs.data(), ld, ld, 0, false, 0};
+    const Chunk gathered{t.ks.data(), t.vs.data(), row_length(d), row_length(d), 0, false, 0};
     for (int l = l_first; l <= l_last; ++l) {
       std::int64_t cells[max_far_cells];
       int negative = 0;
@@ -499,7 +500,6 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& 
   f.o = out;
   f.d = int(q.extent(2));
   f.dp = K::padded_dim(f.d);
-  f.ld = K::row_length(f.d);
   const std::int64_t heads = std::int64_t(q.extent(0));
   const std::size_t scratch = K::scratch_bytes(f.d);
   if (heads == 0) return;
