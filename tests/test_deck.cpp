@@ -279,6 +279,33 @@ TEST(deck, UnknownKeysAndSectionsAreErrors) {
   }
 }
 
+// Decks that YAML reads as something other than what the user wrote: a quote left open (which
+// would swallow the keys after it), a second document, a deck that is not a mapping, a folder.
+TEST(deck, MisshapenDecksAreErrorsWithTheirPosition) {
+  EXPECT_TRUE(Matches(file_error_of("run:\n  name: \"quick\nproblem:\n  length: 100\n"),
+                      R"(^DECK:2:9: unclosed quote: a quoted value must end on the line where it starts)"));
+  EXPECT_TRUE(Matches(error_of("run: {name: a}\noutput:\n  file: 'out.h5\n"), R"(^text\.yaml:3:9: unclosed quote)"));
+  EXPECT_TRUE(Matches(error_of("run: {name: a}", {"output.file=\"x.h5"}), R"(--set output\.file="x\.h5)"));
+  // Quotes that close, with escaped quotes inside, are fine.
+  EXPECT_EQ(fmattn::parse_deck("output: {file: 'it''s \"1\".h5'}\n", "ok", {}).output.file, "it's \"1\".h5");
+  EXPECT_EQ(fmattn::parse_deck("output: {file: \"a\\\"b.h5\"}\n", "ok", {}).output.file, "a\"b.h5");
+  EXPECT_TRUE(Matches(file_error_of("run:\n  name: a\n---\nproblem:\n  length: 5\n"),
+                      R"(^DECK:4:1: a deck is one YAML document; this one holds 2)"));
+  EXPECT_TRUE(Matches(file_error_of("- run\n- problem\n"), R"(^DECK:1:1: expected a mapping of sections .*sequence)"));
+  EXPECT_TRUE(Matches(file_error_of("42\n"), R"(^DECK:1:1: expected a mapping of sections .*single value)"));
+  TempPath folder("deck.yaml");
+  std::filesystem::create_directory(folder.path());
+  try {
+    fmattn::load_deck(folder.path(), {});
+    ADD_FAILURE() << "a folder is not a deck";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(Matches(e.what(), "is a directory, not a deck file"));
+  }
+  // What stays accepted, as the README says: an empty deck (all defaults) and a byte-order mark.
+  EXPECT_EQ(fmattn::parse_deck("", "empty", {}).run.name, "quickstart");
+  EXPECT_EQ(fmattn::parse_deck("\xEF\xBB\xBFrun: {name: \"bom\"}\n", "bom", {}).run.name, "bom");
+}
+
 TEST(deck, WrongTypeIsAnError) {
   // A string for an integer.
   EXPECT_TRUE(Matches(file_error_of("problem:\n  length: long\n"),
@@ -301,7 +328,7 @@ TEST(deck, WrongTypeIsAnError) {
   // A value left empty names the key (whatever it says it got).
   EXPECT_TRUE(
       Matches(error_of("attention:\n  block_size:\n"), R"(^text\.yaml:\d+:\d+: attention\.block_size: expected)"));
-  EXPECT_TRUE(Matches(error_of("- run\n- problem\n"), R"(^text\.yaml: expected a mapping)"));
+  EXPECT_TRUE(Matches(error_of("- run\n- problem\n"), R"(^text\.yaml:1:1: expected a mapping)"));
 }
 
 TEST(deck, IntegerRangesAreChecked) {

@@ -5,14 +5,18 @@
 #include "deck.hpp"
 #include "errors.hpp"
 #include "fit.hpp"
+#include "hdf5_io.hpp"
 #include "run.hpp"
 #include "temp_path.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cfenv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace {
 
@@ -183,6 +187,69 @@ TEST(Fit, BadRestartsAreClearErrors) {
   d.fit.restart_from = weights.path();
   EXPECT_THAT(input_error([&] { fmattn::fit_deck(d, quiet); }), HasSubstr("not a fit checkpoint"));
   EXPECT_FALSE(std::filesystem::exists(other.path())) << "a failed restart must write nothing";
+}
+
+// Rewrites a root attribute or one element of a dataset of an existing file in place.
+void poke_attr(const std::string& path, const char* name, std::int64_t value) {
+  fmattn::h5::Handle f(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+  H5Adelete(f, name);
+  fmattn::h5::write_attr(f, name, value);
+}
+void poke_element(const std::string& path, const char* dataset, std::size_t index, double value) {
+  fmattn::h5::Handle f(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+  fmattn::h5::Handle ds(H5Dopen2(f, dataset, H5P_DEFAULT), H5Dclose);
+  fmattn::h5::Handle space(H5Dget_space(ds), H5Sclose);
+  std::vector<double> all(std::size_t(H5Sget_simple_extent_npoints(space)));
+  H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data());
+  all.at(index) = value;
+  H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data());
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Checkpoints that load but cannot be continued: a `step` that disagrees with the loss history
+// (here 2^40, which must not size an allocation) is bad input; a huge but finite moment makes
+// the next step non-finite, which stops the fit without overwriting the checkpoint.
+TEST(Fit, DamagedCheckpointsLoseNothing) {
+  TempPath ck("fit.h5");
+  fmattn::Deck deck = fit_deck_text(ck.path());
+  deck.fit.steps = 3;
+  deck.validation.sample_queries = 0;
+  fmattn::fit_deck(deck, quiet);
+  deck.fit.restart_from = ck.path();  // continue in place, as jobs/fit.sbatch does
+  deck.fit.steps = 6;
+  {
+    TempPath copy("copy.h5");
+    std::filesystem::copy_file(ck.path(), copy.path());
+    poke_attr(copy.path(), "step", std::int64_t(1) << 40);
+    fmattn::Deck d = deck;
+    d.fit.restart_from = copy.path();
+    d.fit.steps = std::int64_t(1) << 41;
+    EXPECT_THAT(input_error([&] { fmattn::fit_deck(d, quiet); }),
+                HasSubstr("dataset 'fit/loss' has shape [3], expected one loss per step: [1099511627776]"));
+    poke_attr(copy.path(), "step", 3);
+    poke_element(copy.path(), "optimizer/moment2/k/level_01/bias", 0, -1.0);
+    EXPECT_THAT(input_error([&] { fmattn::fit_deck(d, quiet); }), HasSubstr("moment2 holds a negative value"));
+  }
+  poke_element(ck.path(), "optimizer/moment1/v/level_02/weight", 5, 1.6e302);
+  const std::string before = file_bytes(ck.path());
+  // This step overflows on purpose: the traps the test main sets would stop the process first.
+  const int traps = fegetexcept();
+  fedisableexcept(FE_ALL_EXCEPT);
+  try {
+    fmattn::fit_deck(deck, quiet);
+    ADD_FAILURE() << "a non-finite step must stop the fit";
+  } catch (const fmattn::InputError& e) {
+    ADD_FAILURE() << "not an input error: " << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("gave a non-finite loss or parameter"));
+  }
+  feclearexcept(FE_ALL_EXCEPT);
+  feenableexcept(traps);
+  EXPECT_EQ(file_bytes(ck.path()), before) << "the last good checkpoint must stay as it was";
 }
 
 TEST(Fit, DecksWithNothingToFitAreClearErrors) {

@@ -273,6 +273,67 @@ TEST(hdf5, BadFilesAndDatasetsAreNamed) {
   }
 }
 
+// A gzip-compressed input whose chunk was damaged after writing (one byte flipped): bad input
+// naming the file and the dataset, not an HDF5 library failure.
+TEST(hdf5, DamagedCompressedChunkIsNamed) {
+  TempPath file("damaged.h5");
+  const std::vector<std::int64_t> shape{1, 1, 256, 8};
+  const std::vector<float> q = to_float(ramp(256 * 8, 1e-3, -1.0));
+  haddr_t chunk_at = 0;
+  hsize_t chunk_bytes = 0;
+  {
+    h5::Handle f(H5Fcreate(file.path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    const hsize_t dims[4] = {1, 1, 256, 8};
+    h5::Handle space(H5Screate_simple(4, dims, nullptr), H5Sclose);
+    h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    ASSERT_GE(H5Pset_chunk(dcpl, 4, dims), 0);
+    ASSERT_GE(H5Pset_deflate(dcpl, 6), 0);
+    h5::Handle ds(H5Dcreate2(f, "q", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
+    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, q.data()), 0);
+    H5Dflush(ds);
+    const hsize_t origin[4] = {0, 0, 0, 0};
+    unsigned mask = 0;
+    ASSERT_GE(H5Dget_chunk_info_by_coord(ds, origin, &mask, &chunk_at, &chunk_bytes), 0);
+  }
+  ASSERT_GT(chunk_bytes, 16u);
+  {
+    std::fstream raw(file.path(), std::ios::in | std::ios::out | std::ios::binary);
+    raw.seekg(std::streamoff(chunk_at + chunk_bytes / 2));
+    char byte = 0;
+    raw.read(&byte, 1);
+    byte = char(byte ^ 0x5a);
+    raw.seekp(std::streamoff(chunk_at + chunk_bytes / 2));
+    raw.write(&byte, 1);
+  }
+  h5::Handle in = h5::open_read(file.path());
+  std::vector<float> out(q.size());
+  const std::string& p = file.path();
+  EXPECT_TRUE(Contains(input_error([&] { h5::read_float_rows<float>(in, "q", shape, 0, 1, out.data(), p); }),
+                       p + ": cannot read dataset 'q'"));
+  EXPECT_TRUE(Contains(input_error([&] { h5::read_float_dataset<float>(in, "q", shape, out.data(), p); }),
+                       p + ": cannot read dataset 'q'"));
+}
+
+// String attributes as h5py writes them (variable length, UTF-8 or ASCII) read like fixed ones.
+TEST(hdf5, VariableLengthStringAttributesAreRead) {
+  TempPath file("vlen.h5");
+  {
+    h5::Handle f(H5Fcreate(file.path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    for (const auto& [name, cset] : {std::pair{"utf8", H5T_CSET_UTF8}, std::pair{"ascii", H5T_CSET_ASCII}}) {
+      h5::Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+      H5Tset_size(type, H5T_VARIABLE);
+      H5Tset_cset(type, cset);
+      h5::Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+      h5::Handle attr(H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+      const char* value = "fmattn-checkpoint/1";
+      ASSERT_GE(H5Awrite(attr, type, &value), 0);
+    }
+  }
+  h5::Handle in = h5::open_read(file.path());
+  EXPECT_EQ(h5::read_attr_string(in, "utf8", file.path()), "fmattn-checkpoint/1");
+  EXPECT_EQ(h5::read_attr_string(in, "ascii", file.path()), "fmattn-checkpoint/1");
+}
+
 TEST(hdf5, NanAndInfAreRejectedWithTheirPosition) {
   TempPath file("nonfinite.h5");
   const std::vector<std::int64_t> shape{1, 2, 4, 3};  // 2 rows of 12
@@ -399,6 +460,17 @@ TEST_F(hdf5_weights, MismatchesAndMissingPiecesAreNamed) {
 
   const std::string missing = unique_name("none.h5");
   EXPECT_TRUE(Contains(input_error([&] { fmattn::load_weights(missing, g, d); }), missing + ": no such file"));
+  {  // another kind of fmattn file with the same geometry attributes
+    TempPath other("output.h5");
+    {
+      h5::NewFile f(other.path());
+      h5::write_attr(f.id(), "schema", std::string("fmattn-output/1"));
+      fmattn::write_weights(f.id(), distinct());
+      f.commit();
+    }
+    EXPECT_TRUE(Contains(input_error([&] { fmattn::load_weights(other.path(), g, d); }),
+                         other.path() + ": not a weights file (schema 'fmattn-output/1'"));
+  }
   {  // missing attributes and datasets are named
     TempPath file("partial.h5");
     {

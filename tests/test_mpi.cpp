@@ -73,6 +73,8 @@ void expect_same_as_one_rank(const std::vector<std::string>& settings, bool bitw
     for (std::size_t i = 0; i < ea.size(); ++i) EXPECT_NEAR(ea[i], eb[i], 1e-12 * eb[i]) << what;
     auto f = fmattn::h5::open_read(all);
     EXPECT_EQ(fmattn::h5::read_attr_int(f, "mpi_ranks", all), world_size());
+    EXPECT_EQ(fmattn::h5::dataset_info(f, "diagnostics/sample_index", all).shape,
+              fmattn::h5::dataset_info(fmattn::h5::open_read(one), "diagnostics/sample_index", one).shape);
     std::filesystem::remove(all);
     std::filesystem::remove(one);
   }
@@ -125,6 +127,17 @@ TEST(Mpi, SequenceShardedEqualsOneRank) {
   expect_same_as_one_rank(learned, false, "learned");
   MPI_Barrier(MPI_COMM_WORLD);
   if (world_rank() == 0) std::filesystem::remove(weights);
+}
+
+// Validation off (what a production run does): both decompositions still write the whole file,
+// with an empty sample_index, equal to one rank's.
+TEST(Mpi, ValidationOffWritesTheOutput) {
+  for (const char* decomposition : {"heads", "sequence"}) {
+    auto deck = small_problem("causal", std::string("parallel.decomposition=") + decomposition);
+    deck.push_back("validation.sample_queries=0");
+    deck.push_back("input.synthetic.kind=smooth");
+    expect_same_as_one_rank(deck, true, decomposition);
+  }
 }
 
 // More ranks than fine blocks cannot shard a sequence: a clear error on every rank.

@@ -8,8 +8,6 @@ namespace fmattn {
 
 namespace {
 
-constexpr const char* schema = "fmattn-checkpoint/1";
-
 DownsamplingWeights zeros_like(const DownsamplingWeights& w) {
   DownsamplingWeights z = w;
   for (auto* vec : {&z.q_weight, &z.q_bias, &z.k_weight, &z.k_bias, &z.v_weight, &z.v_bias})
@@ -33,7 +31,7 @@ void save_checkpoint(const std::string& path, const FitState& s, const Adam& ada
   const Geometry& g = s.weights.geometry;
   const int d = s.weights.head_dim;
   h5::NewFile file(path);
-  write_provenance(file.id(), schema, deck_yaml, 1);
+  write_provenance(file.id(), checkpoint_schema, deck_yaml, 1);
   write_weights(file.id(), s.weights);
   h5::write_attr(file.id(), "step", s.step);
   {
@@ -63,8 +61,8 @@ FitState load_checkpoint(const std::string& path, const Geometry& g, int d) {
   {
     h5::Handle file = h5::open_read(path);
     const std::string found = h5::read_attr_string(file, "schema", path);
-    if (found != schema)
-      throw InputError(path + ": not a fit checkpoint (schema '" + found + "', expected '" + schema + "')");
+    if (found != checkpoint_schema)
+      throw InputError(path + ": not a fit checkpoint (schema '" + found + "', expected '" + checkpoint_schema + "')");
   }
   FitState s;
   s.weights = load_weights(path, g, d);  // checks the geometry
@@ -77,8 +75,17 @@ FitState load_checkpoint(const std::string& path, const Geometry& g, int d) {
     read_operator(file, grp + "/k", g, d, m->k_weight, m->k_bias, path);
     read_operator(file, grp + "/v", g, d, m->v_weight, m->v_bias, path);
   }
+  // The loss history is sized from the file's dataset, checked against `step`, so that a
+  // damaged `step` is a mismatch and not an allocation of its size.
+  const h5::DatasetInfo loss = h5::dataset_info(file, "fit/loss", path);
+  if (loss.shape != std::vector<std::int64_t>{s.step})
+    throw InputError(path + ": dataset 'fit/loss' has shape " + h5::shape_string(loss.shape) +
+                     ", expected one loss per step: [" + std::to_string(s.step) + "] (attribute 'step')");
   s.loss.resize(s.step);
   h5::read_float_dataset(file, "fit/loss", {s.step}, s.loss.data(), path);
+  for (auto* v : {&s.moment2.k_weight, &s.moment2.k_bias, &s.moment2.v_weight, &s.moment2.v_bias})
+    for (double x : *v)
+      if (x < 0) throw InputError(path + ": optimizer/moment2 holds a negative value (" + std::to_string(x) + ")");
   h5::Handle fit = h5::open_group(file, "fit", path);
   const std::string seed = h5::read_attr_string(fit, "rng_seed", path + ": fit");
   try {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -318,6 +319,46 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
          "batch * heads * length * head_dim = " + std::to_string((double)elems) + " elements is too large");
 }
 
+// "origin:line:column: ", or "origin: " where the position is unknown.
+std::string at(const std::string& origin, const YAML::Mark& mark) {
+  if (mark.is_null()) return origin + ": ";
+  return origin + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) + ": ";
+}
+
+// yaml-cpp reads a quote left open at the end of a file as a string running to the end of the
+// file, swallowing the keys after it. Deck values never need to span lines, so every quoted
+// scalar must close on the line where it opens.
+void check_quotes_closed(const YAML::Node& node, const std::string& text, const std::string& origin) {
+  if (node.IsMap() || node.IsSequence()) {
+    for (const auto& item : node) {
+      if (node.IsMap()) {
+        check_quotes_closed(item.first, text, origin);
+        check_quotes_closed(item.second, text, origin);
+      } else {
+        check_quotes_closed(item, text, origin);
+      }
+    }
+    return;
+  }
+  const YAML::Mark mark = node.Mark();
+  if (!node.IsScalar() || node.Tag() != "!" || mark.is_null() || mark.pos < 0 || std::size_t(mark.pos) >= text.size())
+    return;
+  const char quote = text[std::size_t(mark.pos)];
+  if (quote != '"' && quote != '\'') return;
+  for (std::size_t i = std::size_t(mark.pos) + 1; i < text.size() && text[i] != '\n'; ++i) {
+    if (quote == '"' && text[i] == '\\') {
+      ++i;
+    } else if (text[i] == quote) {
+      if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is an escaped quote inside single quotes
+      } else {
+        return;
+      }
+    }
+  }
+  throw InputError(at(origin, mark) + "unclosed quote: a quoted value must end on the line where it starts");
+}
+
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t");
   const auto e = s.find_last_not_of(" \t");
@@ -330,13 +371,19 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
   Reader r{origin, {}};
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    const std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    if (documents.size() > 1)
+      throw InputError(at(origin, documents[1].Mark()) + "a deck is one YAML document; this one holds " +
+                       std::to_string(documents.size()) + " (remove the '---' separator)");
+    if (!documents.empty()) root = documents[0];
   } catch (const YAML::ParserException& e) {
-    throw InputError(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                     ": YAML syntax error: " + e.msg);
+    throw InputError(at(origin, e.mark) + "YAML syntax error: " + e.msg);
   }
+  check_quotes_closed(root, text, origin);
   if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
-  if (!root.IsMap()) throw InputError(origin + ": expected a mapping of sections (run, problem, attention, ...)");
+  if (!root.IsMap())
+    throw InputError(at(origin, root.Mark()) + "expected a mapping of sections (run, problem, attention, ...), got a " +
+                     (root.IsSequence() ? "sequence" : "single value"));
 
   for (const std::string& o : overrides) {
     const auto eq = o.find('=');
@@ -353,6 +400,7 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
     } catch (const YAML::ParserException& e) {
       throw InputError("--set " + o + ": cannot parse the value: " + e.msg);
     }
+    check_quotes_closed(value, o.substr(eq + 1), "--set " + o);
     // Walk down through copies of the handles (yaml-cpp nodes are references into the tree).
     std::vector<YAML::Node> chain{root};
     for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
@@ -383,6 +431,8 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
 }
 
 Deck load_deck(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a directory, not a deck file");
   std::ifstream f(path);
   if (!f) throw InputError(path + ": cannot open the deck");
   std::stringstream ss;

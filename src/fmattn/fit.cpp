@@ -11,6 +11,7 @@
 #include "synthetic.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 
@@ -61,6 +62,16 @@ void adam_step(const Adam& adam, std::int64_t t, const Geometry& g, int d, std::
     adam.update(t, lr, &weight[off], &gw[off], &m1w[off], &m2w[off], std::size_t(count));
   }
   adam.update(t, adam.learning_rate, bias.data(), gb.data(), m1b.data(), m2b.data(), bias.size());
+}
+
+// Every value a checkpoint would hold after a step: the loss, the weights and both moments.
+bool finite_state(double loss, const FitState& s) {
+  if (!std::isfinite(loss)) return false;
+  for (const DownsamplingWeights* w : {&s.weights, &s.moment1, &s.moment2})
+    for (const auto* v : {&w->k_weight, &w->k_bias, &w->v_weight, &w->v_bias})
+      for (double x : *v)
+        if (!std::isfinite(x)) return false;
+  return true;
 }
 
 FitState initial_state(const Deck& deck, const Geometry& g, int d) {
@@ -128,6 +139,7 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   if (validate) summary.average_error = sampled_error(DownsamplingWeights::average(g, d));
   const std::string yaml = to_yaml(deck);
   const double terms = heads_total * double(S) * double(d);
+  std::int64_t saved = 0;  // the step of the last checkpoint this fit wrote
   for (std::int64_t t = state.step + 1; t <= steps; ++t) {
     Stopwatch watch;
     // Fresh rows every step, from (seed, t) alone: a restart draws the same ones.
@@ -162,12 +174,20 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
               state.moment1.k_weight, state.moment1.k_bias, state.moment2.k_weight, state.moment2.k_bias);
     adam_step(adam, t, g, d, state.weights.v_weight, state.weights.v_bias, grad.v_weight, grad.v_bias,
               state.moment1.v_weight, state.moment1.v_bias, state.moment2.v_weight, state.moment2.v_bias);
+    if (!finite_state(loss, state))
+      throw std::runtime_error("fit: step " + std::to_string(t) +
+                               " gave a non-finite loss or parameter (diverged, or a damaged restart file); stopped "
+                               "without saving it" +
+                               (saved > 0 ? "; " + path + " keeps step " + std::to_string(saved) : std::string()));
     state.step = t;
     state.loss.push_back(loss);
     if (t == summary.first_step) summary.first_loss = loss;
     summary.last_loss = loss;
     const bool save = t % deck.fit.checkpoint_every == 0 || t == steps;
-    if (save) save_on_root(path, state, adam, yaml, comm);
+    if (save) {
+      save_on_root(path, state, adam, yaml, comm);
+      saved = t;
+    }
     double seconds = watch.seconds();
     MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
     char line[160];

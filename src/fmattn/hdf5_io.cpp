@@ -184,16 +184,19 @@ std::string read_attr_string(hid_t obj, const std::string& name, const std::stri
   Handle type(H5Aget_type(attr), H5Tclose);
   if (H5Tget_class(type) != H5T_STRING) throw InputError(where + ": attribute '" + name + "' is not a string");
   if (H5Tis_variable_str(type) > 0) {
+    // The memory type must carry the file's character set (h5py writes UTF-8): HDF5 does not
+    // convert between ASCII and UTF-8.
     Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
     char* s = nullptr;
-    check(H5Aread(attr, mem, &s), "read attribute " + name);
+    if (H5Aread(attr, mem, &s) < 0) throw InputError(where + ": cannot read string attribute '" + name + "'");
     std::string out = s ? s : "";
     H5free_memory(s);
     return out;
   }
   std::string out(H5Tget_size(type), '\0');
-  check(H5Aread(attr, type, out.data()), "read attribute " + name);
+  if (H5Aread(attr, type, out.data()) < 0) throw InputError(where + ": cannot read string attribute '" + name + "'");
   return out.substr(0, out.find('\0'));
 }
 
@@ -289,6 +292,9 @@ void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64
   Handle ds(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                   "create dataset " + name),
             H5Dclose);
+  // A dataset with no elements (validation off: [batch][heads][0]) is complete once created;
+  // a collective MPI-IO write of nothing fails.
+  if (H5Sget_simple_extent_npoints(space) == 0) return;
   select_rows(space, shape, first, last, tokens);
   const hsize_t n = hsize_t((last - first) * row_elements(shape, tokens));
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
@@ -297,6 +303,13 @@ void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64
   check(H5Dwrite(ds, native_type<T>(), mem, space, dxpl, data), "write dataset " + name);
 }
 namespace {
+// The shape and type were checked before reading, so a failing read is the file's content: a
+// damaged chunk, a filter this HDF5 lacks.
+InputError unreadable(const std::string& file, const std::string& name) {
+  return InputError(file + ": cannot read dataset '" + name +
+                    "' (damaged file, or compressed with a filter this HDF5 does not have)");
+}
+
 template <class T>
 void check_finite(const T* data, std::int64_t count, std::int64_t first_row, const std::vector<std::int64_t>& shape,
                   const std::string& name, const std::string& file, const TokenRange& tokens = {}) {
@@ -339,7 +352,7 @@ void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::
   const hsize_t n = hsize_t((last - first) * row_elements(expect, tokens));
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
   if (n == 0) H5Sselect_none(mem);
-  check(H5Dread(ds, native_type<T>(), mem, space, H5P_DEFAULT, data), "read dataset " + name);
+  if (H5Dread(ds, native_type<T>(), mem, space, H5P_DEFAULT, data) < 0) throw unreadable(file, name);
   check_finite(data, std::int64_t(n), first, expect, name, file, tokens);
 }
 
@@ -352,7 +365,7 @@ void read_float_dataset(hid_t loc, const std::string& name, const std::vector<st
     throw InputError(file + ": dataset '" + name + "' has shape " + shape_string(info.shape) + ", expected " +
                      shape_string(expect) + " ([batch][heads][length][head_dim] from the deck)");
   Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
-  check(H5Dread(ds, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "read dataset " + name);
+  if (H5Dread(ds, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) throw unreadable(file, name);
   std::int64_t count = 1;
   for (auto x : expect) count *= x;
   check_finite(data, count, 0, expect, name, file);

@@ -47,6 +47,14 @@ struct Operator {
 
 DownsamplingWeights load_weights(const std::string& path, const Geometry& g, int d, bool need_q) {
   h5::Handle file = h5::open_read(path);
+  // Files written by fmattn say what they are; hand-made ones without a schema are judged by
+  // their layout alone.
+  if (H5Aexists(file, "schema") > 0) {
+    const std::string schema = h5::read_attr_string(file, "schema", path);
+    if (schema != weights_schema && schema != checkpoint_schema)
+      throw InputError(path + ": not a weights file (schema '" + schema + "', expected '" + weights_schema +
+                       "' or a fit checkpoint '" + checkpoint_schema + "')");
+  }
   const std::int64_t m = h5::read_attr_int(file, "block_size", path);
   const std::int64_t p = h5::read_attr_int(file, "rank", path);
   const std::int64_t hd = h5::read_attr_int(file, "head_dim", path);
@@ -112,7 +120,7 @@ void read_operator(hid_t file, const std::string& group, const Geometry& g, int 
 
 void save_weights(const std::string& path, const DownsamplingWeights& w, const std::string& deck_yaml) {
   h5::NewFile file(path);
-  write_provenance(file.id(), "fmattn-weights/1", deck_yaml, 1);
+  write_provenance(file.id(), weights_schema, deck_yaml, 1);
   write_weights(file.id(), w);
   file.commit();
 }

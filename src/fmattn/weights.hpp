@@ -12,6 +12,10 @@
 
 namespace fmattn {
 
+// The `schema` attributes of the two files that hold downsampling weights.
+inline constexpr const char* weights_schema = "fmattn-weights/1";
+inline constexpr const char* checkpoint_schema = "fmattn-checkpoint/1";
+
 struct DownsamplingWeights {
   Geometry geometry;  // the padded length, block size and rank they are made for
   int head_dim = 0;
