@@ -578,6 +578,27 @@ TEST(hdf5, MakeInputsReadsTheFileAndRejectsBadOnes) {
     deck.input.file = shape.path();
     EXPECT_TRUE(Contains(input_error([&] { fmattn::make_inputs<double>(deck, 0, 2); }),
                          shape.path() + ": dataset 'q' has shape [1][2][3][2], expected [1][2][2][2]"));
+
+    // Finite values too large for the sums of float32 attention (3e38 would make its output
+    // NaN) are refused with their position; float64 takes them, and 2^56 is accepted.
+    deck.problem.length = 3;
+    TempPath huge("huge.h5");
+    std::vector<float> big = to_float(x);
+    big[7] = 3e38f;  // [0][1][0][1]
+    {
+      h5::NewFile f(huge.path());
+      h5::write_dataset<double>(f.id(), "q", {1, 2, 3, 2}, x.data());
+      h5::write_dataset<double>(f.id(), "k", {1, 2, 3, 2}, x.data());
+      h5::write_dataset<float>(f.id(), "v", {1, 2, 3, 2}, big.data());
+      f.commit();
+    }
+    deck.input.file = huge.path();
+    EXPECT_TRUE(Contains(input_error([&] { fmattn::make_inputs<float>(deck, 0, 2); }),
+                         huge.path() + ": dataset 'v' holds 3e+38 at [0][1][0][1]; |x| <= 7.21e+16 is accepted in float32"));
+    EXPECT_EQ(Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fmattn::make_inputs<double>(deck, 0, 2).v)(1, 0, 1),
+              double(3e38f));
+    EXPECT_EQ(fmattn::max_input_magnitude<float>(), 72057594037927936.0);
+    EXPECT_EQ(fmattn::max_input_magnitude<double>(), std::ldexp(1.0, 504));
   }
 }
 

@@ -3,6 +3,7 @@
 // ragged lengths; the output file must hold the spec's function (brute-force reference).
 #include "attention_fixture.hpp"
 #include "deck.hpp"
+#include "fp_traps.hpp"
 #include "hdf5_io.hpp"
 #include "run.hpp"
 #include "temp_path.hpp"
@@ -149,6 +150,33 @@ TEST(RunDeck, TimingsSplitTheAttentionPhase) {
     }
     std::filesystem::remove(out);
   }
+}
+
+// Inputs inside the accepted range can still meet learned weights large enough to overflow
+// float32: the run fails (exit 1) instead of writing NaN as results.
+TEST(RunDeck, NonFiniteOutputIsNeverWritten) {
+  const auto geo = fmattn::make_geometry(512, 16, 4, fmattn::Variant::causal);
+  const std::string wfile = unique("run-huge-w"), out = unique("run-huge-out");
+  fmattn::DownsamplingWeights w = fmattn::DownsamplingWeights::average(geo, 8);
+  for (double& x : w.v_weight) x = 3e38;  // finite in float32, overflowing once summed over a cell
+  fmattn::save_weights(wfile, w, "");
+  const fmattn::Deck deck = fmattn::parse_deck(
+      "", "test",
+      {"problem.length=512", "problem.head_dim=8", "attention.block_size=16", "attention.rank=4",
+       "attention.downsampling=learned", "weights.file=" + wfile, "input.synthetic.kind=smooth",
+       "output.file=" + out});
+  const testing_fp::NoTraps overflow_on_purpose;
+  try {
+    fmattn::run_deck(
+        deck, [](const std::string&) {}, MPI_COMM_SELF);
+    ADD_FAILURE() << "expected a failure";
+  } catch (const fmattn::InputError& e) {
+    ADD_FAILURE() << "not an input error: " << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite values"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
+  std::filesystem::remove(wfile);
 }
 
 TEST(RunDeck, WeightsOfAnotherGeometryAreRejected) {

@@ -201,8 +201,12 @@ const std::map<std::string, Section>& schema() {
          }},
         {"amplitude",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.input.synthetic.amplitude = r.real(n, p, "a positive number");
-           if (!(d.input.synthetic.amplitude > 0)) r.fail(n, p, "expected a positive number, got " + n.Scalar());
+           // Synthetic values stay within 32 amplitudes: the bound keeps them inside what the
+           // attention accepts of float32 inputs (2^56).
+           const char* expected = "a positive number up to 1e15";
+           d.input.synthetic.amplitude = r.real(n, p, expected);
+           const double a = d.input.synthetic.amplitude;
+           if (!(a > 0 && a <= 1e15)) r.fail(n, p, std::string("expected ") + expected + ", got " + n.Scalar());
          }}}},
       {"weights", {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.weights.file = r.string(n, p); }}}},
       {"validation",

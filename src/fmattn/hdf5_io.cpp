@@ -312,9 +312,11 @@ InputError unreadable(const std::string& file, const std::string& name) {
 
 template <class T>
 void check_finite(const T* data, std::int64_t count, std::int64_t first_row, const std::vector<std::int64_t>& shape,
-                  const std::string& name, const std::string& file, const TokenRange& tokens = {}) {
+                  const std::string& name, const std::string& file, const TokenRange& tokens = {},
+                  double max_magnitude = HUGE_VAL) {
   for (std::int64_t i = 0; i < count; ++i) {
-    if (!std::isfinite(data[i])) {
+    // Quiet comparisons: the tests trap FE_INVALID, which an ordered compare with NaN raises.
+    if (!std::isfinite(data[i]) || std::isgreater(std::abs(double(data[i])), max_magnitude)) {
       // Position in the dataset of element i of the selection [rows][tokens][...].
       std::vector<std::int64_t> at(shape.size());
       const std::int64_t per_row = row_elements(shape, tokens);
@@ -331,6 +333,14 @@ void check_finite(const T* data, std::int64_t count, std::int64_t first_row, con
       } else if (!shape.empty()) {
         at[0] = row;
       }
+      if (!std::isnan(data[i]) && !std::isinf(data[i])) {
+        char value[64];
+        std::snprintf(value, sizeof value, "%.3g at %s; |x| <= %.3g is accepted", double(data[i]),
+                      shape_string(at).c_str(), max_magnitude);
+        throw InputError(file + ": dataset '" + name + "' holds " + value + " in " +
+                         (sizeof(T) == 4 ? "float32" : "float64") +
+                         " (larger values overflow the sums of attention: scale the input down)");
+      }
       throw InputError(file + ": dataset '" + name + "' holds " + (std::isnan(data[i]) ? "NaN" : "Inf") + " at " +
                        shape_string(at));
     }
@@ -340,7 +350,8 @@ void check_finite(const T* data, std::int64_t count, std::int64_t first_row, con
 
 template <class T>
 void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, std::int64_t first,
-                     std::int64_t last, T* data, const std::string& file, const TokenRange& tokens) {
+                     std::int64_t last, T* data, const std::string& file, const TokenRange& tokens,
+                     double max_magnitude) {
   const DatasetInfo info = dataset_info(loc, name, file);
   if (!info.is_float) throw InputError(file + ": dataset '" + name + "' must be float32 or float64");
   if (info.shape != expect)
@@ -353,7 +364,7 @@ void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
   if (n == 0) H5Sselect_none(mem);
   if (H5Dread(ds, native_type<T>(), mem, space, H5P_DEFAULT, data) < 0) throw unreadable(file, name);
-  check_finite(data, std::int64_t(n), first, expect, name, file, tokens);
+  check_finite(data, std::int64_t(n), first, expect, name, file, tokens, max_magnitude);
 }
 
 template <class T>
@@ -380,9 +391,9 @@ FMATTN_H5_WRITE(double)
 FMATTN_H5_WRITE(std::int64_t)
 #undef FMATTN_H5_WRITE
 template void read_float_rows<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
-                                     std::int64_t, float*, const std::string&, const TokenRange&);
+                                     std::int64_t, float*, const std::string&, const TokenRange&, double);
 template void read_float_rows<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
-                                      std::int64_t, double*, const std::string&, const TokenRange&);
+                                      std::int64_t, double*, const std::string&, const TokenRange&, double);
 template void read_float_dataset<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, float*,
                                         const std::string&);
 template void read_float_dataset<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, double*,

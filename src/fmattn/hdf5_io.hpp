@@ -6,6 +6,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -105,10 +106,12 @@ void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64
 template <class T>
 void read_float_dataset(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, T* data,
                         const std::string& file);
-// The same for rows [first, last) (and tokens) of a [batch][heads][...] dataset.
+// The same for rows [first, last) (and tokens) of a [batch][heads][...] dataset, and values of
+// magnitude above `max_magnitude` are refused too.
 template <class T>
 void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, std::int64_t first,
-                     std::int64_t last, T* data, const std::string& file, const TokenRange& tokens = {});
+                     std::int64_t last, T* data, const std::string& file, const TokenRange& tokens = {},
+                     double max_magnitude = HUGE_VAL);
 
 std::string shape_string(const std::vector<std::int64_t>& shape);
 

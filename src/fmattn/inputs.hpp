@@ -8,7 +8,9 @@
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace fmattn {
 
@@ -17,6 +19,14 @@ struct QKV {
   using Tensor = Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space>;
   Tensor q, k, v;  // [local batch·heads][n][d]
 };
+
+// The largest input magnitude accepted: sums of d products q·k and of up to n·d values stay
+// finite for any length (2^56 in float32, 2^504 in float64), so no finite input can overflow
+// the attention into a NaN output.
+template <class Scalar>
+double max_input_magnitude() {
+  return std::ldexp(1.0, std::numeric_limits<Scalar>::max_exponent / 2 - 8);
+}
 
 // Span of `piecewise_constant` inputs: the deck's, or w_L/p (the span on which average
 // downsampling is exact, spec §6.2).

@@ -3,6 +3,7 @@
 #include "attention.hpp"
 #include "cost.hpp"
 #include "errors.hpp"
+#include "finite.hpp"
 #include "inputs.hpp"
 #include "output_file.hpp"
 #include "profiling.hpp"
@@ -177,6 +178,16 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
         "  (in the attention phase) bytes sent per rank: max " + format_bytes(double(bytes[0])) + ", mean " +
         format_bytes(double(bytes[1]) / ranks));
   }
+
+  // Never write non-finite results as if they were results.
+  Stopwatch guard;
+  std::int64_t nonfinite = count_nonfinite(r.out);
+  MPI_Allreduce(MPI_IN_PLACE, &nonfinite, 1, MPI_INT64_T, MPI_SUM, comm);
+  r.validation_s += guard.seconds();
+  if (nonfinite > 0)
+    throw std::runtime_error("the attention output holds " + std::to_string(nonfinite) +
+                             " non-finite values (inputs or learned weights too large for " +
+                             name_of(deck.problem.dtype) + "); nothing was written");
 
   rec.samples = r.samples;
   rec.timings.add("validation", r.validation_s);
