@@ -20,7 +20,9 @@ endif()
 
 # Kokkos Kernels (the benchmark's GEMM ceiling; the library itself does not need it): the
 # standalone package exports Kokkos::kokkoskernels; Debian's exports only trilinos_kokkoskernels
-# and has no version file.
+# and has no version file. Only a Kokkos Kernels built for the Kokkos in use is accepted: with a
+# Kokkos 4 prefix and Debian's Kokkos Kernels (built for 3.4) still installed, a library search
+# alone would pair the two, and its headers do not compile against Kokkos 4.
 find_package(KokkosKernels QUIET)
 if(NOT TARGET Kokkos::kokkoskernels)
   if(TARGET trilinos_kokkoskernels)
@@ -36,7 +38,29 @@ if(NOT TARGET Kokkos::kokkoskernels)
 endif()
 set(FMATTN_HAS_KOKKOSKERNELS FALSE)
 if(TARGET Kokkos::kokkoskernels)
-  set(FMATTN_HAS_KOKKOSKERNELS TRUE)
+  # The check is cached per Kokkos version and library, so pointing Kokkos_ROOT elsewhere
+  # checks again.
+  get_target_property(_fmattn_kk_links Kokkos::kokkoskernels INTERFACE_LINK_LIBRARIES)
+  string(MAKE_C_IDENTIFIER "FMATTN_KK_MATCHES_${Kokkos_VERSION}_${_fmattn_kk_links}" _fmattn_kk_check)
+  include(CheckCXXSourceCompiles)
+  set(CMAKE_REQUIRED_LIBRARIES Kokkos::kokkoskernels Kokkos::kokkos)
+  set(CMAKE_REQUIRED_QUIET ON)
+  check_cxx_source_compiles("
+#include <KokkosBlas3_gemm.hpp>
+#include <Kokkos_Core.hpp>
+int main() {
+  Kokkos::View<float**> a(\"a\", 1, 1);
+  KokkosBlas::gemm(\"N\", \"N\", 1.0f, a, a, 0.0f, a);
+  return 0;
+}" ${_fmattn_kk_check})
+  unset(CMAKE_REQUIRED_LIBRARIES)
+  unset(CMAKE_REQUIRED_QUIET)
+  if(${_fmattn_kk_check})
+    set(FMATTN_HAS_KOKKOSKERNELS TRUE)
+  else()
+    message(WARNING "fmattn: the Kokkos Kernels found (${_fmattn_kk_links}) does not build against Kokkos "
+      "${Kokkos_VERSION}: ignored (set KokkosKernels_ROOT to one built for this Kokkos)")
+  endif()
 endif()
 
 find_package(MPI REQUIRED COMPONENTS C)

@@ -1,5 +1,6 @@
 #include "attention.hpp"
 
+#include "allocation.hpp"
 #include "attention_backward.hpp"
 #include "attention_tiles.hpp"
 #include "coarse_levels.hpp"
@@ -26,13 +27,13 @@ Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const Shard& shard, c
                      (opt.coarse_queries ? "the linear variant (attention.queries: coarse)" : "exact attention"));
   if (opt.method == Method::fma) {
     const std::int64_t T = shard.coarse_tokens(g);
-    kc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_keys"), heads, T, head_dim);
-    vc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_values"), heads, T, head_dim);
+    kc_ = allocate<Tensor>("fmattn::coarse_keys", heads, T, head_dim);
+    vc_ = allocate<Tensor>("fmattn::coarse_values", heads, T, head_dim);
     if (opt.coarse_queries) {
-      qc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_queries"), heads, T, head_dim);
-      part_max_ = decltype(part_max_)("fmattn::partial_max", heads, T);
-      part_den_ = decltype(part_den_)("fmattn::partial_den", heads, T);
-      part_num_ = Tensor("fmattn::partial_num", heads, T, head_dim);
+      qc_ = allocate<Tensor>("fmattn::coarse_queries", heads, T, head_dim);
+      part_max_ = allocate_zeroed<decltype(part_max_)>("fmattn::partial_max", heads, T);
+      part_den_ = allocate_zeroed<decltype(part_den_)>("fmattn::partial_den", heads, T);
+      part_num_ = allocate_zeroed<Tensor>("fmattn::partial_num", heads, T, head_dim);
     }
     if (opt.downsampling == Downsampling::learned) set_weights(DownsamplingWeights::average(g, head_dim));
   }

@@ -1,5 +1,6 @@
 #include "inputs.hpp"
 
+#include "allocation.hpp"
 #include "geometry.hpp"
 #include "hdf5_io.hpp"
 #include "profiling.hpp"
@@ -57,8 +58,7 @@ QKV<Scalar, ExecSpace> make_inputs(const Deck& deck, std::int64_t first, std::in
   Tensor* views[3] = {&x.q, &x.k, &x.v};
   h5::Handle file = open_input(deck, comm);
   for (int t = 0; t < 3; ++t) {
-    *views[t] =
-        Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("fmattn::") + tensor_names[t]), rows, n, d);
+    *views[t] = allocate<Tensor>(std::string("fmattn::") + tensor_names[t], rows, n, d);
     fill_input<Scalar, ExecSpace>(deck, t, *views[t], first, 0, file);
   }
   Kokkos::fence();
@@ -72,13 +72,13 @@ QKV<Scalar, ExecSpace> make_shard_inputs(const Deck& deck, const Geometry& g, co
   const std::int64_t own0 = shard.token_begin(g), own = shard.token_end(g) - own0;
   using Tensor = typename QKV<Scalar, ExecSpace>::Tensor;
   QKV<Scalar, ExecSpace> x;
-  x.q = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::q"), heads, own, d);
-  x.k = Tensor("fmattn::k", heads, shard.key_end - shard.key_begin, d);
-  x.v = Tensor("fmattn::v", heads, shard.key_end - shard.key_begin, d);
+  x.q = allocate<Tensor>("fmattn::q", heads, own, d);
+  x.k = allocate_zeroed<Tensor>("fmattn::k", heads, shard.key_end - shard.key_begin, d);
+  x.v = allocate_zeroed<Tensor>("fmattn::v", heads, shard.key_end - shard.key_begin, d);
   h5::Handle file = open_input(deck, comm);
   fill_input<Scalar, ExecSpace>(deck, 0, x.q, 0, own0, file);
   // K and V: the own rows; the halo rows come from the neighbours.
-  Tensor rows(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::input_rows"), heads, own, d);
+  const Tensor rows = allocate<Tensor>("fmattn::input_rows", heads, own, d);
   const auto own_rows = std::make_pair(own0 - shard.key_begin, own0 - shard.key_begin + own);
   for (int t = 1; t < 3; ++t) {
     fill_input<Scalar, ExecSpace>(deck, t, rows, 0, own0, file);

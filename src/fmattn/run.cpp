@@ -1,5 +1,6 @@
 #include "run.hpp"
 
+#include "allocation.hpp"
 #include "attention.hpp"
 #include "cost.hpp"
 #include "errors.hpp"
@@ -75,8 +76,7 @@ void run_heads(const Deck& deck, const Geometry& g, const AttentionOptions& opt,
     attention.set_weights(load_weights(deck.weights.file, g, d, opt.coarse_queries));
     r.weights_s = phase.seconds();
   }
-  r.out = typename LocalRun<Scalar>::Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::output"),
-                                            rec.last - rec.first, g.n, d);
+  r.out = allocate<typename LocalRun<Scalar>::Tensor>("fmattn::output", rec.last - rec.first, g.n, d);
   MPI_Barrier(comm);
   // forward() in its two steps, so that the upward pass (memory-bound) and the tile
   // evaluation (compute-bound) are timed apart.
@@ -117,8 +117,7 @@ void run_sequence(const Deck& deck, const Geometry& g, const AttentionOptions& o
     sharded.local().set_weights(load_weights(deck.weights.file, g, d));
     r.weights_s = phase.seconds();
   }
-  r.out = typename LocalRun<Scalar>::Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::output"), heads,
-                                            rec.tokens.count, d);
+  r.out = allocate<typename LocalRun<Scalar>::Tensor>("fmattn::output", heads, rec.tokens.count, d);
   MPI_Barrier(comm);
   phase = Stopwatch();
   sharded.forward(r.in.q, r.in.k, r.in.v, r.out);

@@ -1,0 +1,64 @@
+// Allocation of the large arrays (q, k, v, output, coarse levels): what a cold run pays before
+// the kernels. On Linux the pages of host memory are 4 KiB unless asked otherwise, and first
+// touching them costs about 2 s per GiB on a virtual machine (a fault per page), more than the
+// attention itself at large n. Asking for transparent huge pages (2 MiB, honoured in the usual
+// `madvise` THP mode) cuts the faults 512-fold; touching the pages in parallel with the
+// execution space that computes on them places them with its threads (NUMA first touch).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace fmattn {
+
+// Huge pages for the whole 2 MiB pages inside [data, data + bytes), then one write per 4 KiB
+// page by the view's execution space. Contents are unspecified afterwards (zeros or old data).
+template <class View>
+void place_pages(const View& x) {
+  using Mem = typename View::memory_space;
+  if constexpr (std::is_same_v<Mem, Kokkos::HostSpace>) {
+    using Scalar = typename View::non_const_value_type;
+    const std::size_t bytes = x.span() * sizeof(Scalar);
+    constexpr std::size_t huge = std::size_t(2) << 20;
+    if (bytes < 2 * huge) return;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const auto begin = reinterpret_cast<std::uintptr_t>(x.data());
+    const std::uintptr_t first = (begin + huge - 1) / huge * huge, last = (begin + bytes) / huge * huge;
+    // Advice only: where THP is off or unsupported the pages stay small and nothing fails.
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+    constexpr std::int64_t per_page = std::int64_t(4096 / sizeof(Scalar));
+    const std::int64_t pages = (std::int64_t(x.span()) + per_page - 1) / per_page;
+    Scalar* data = x.data();
+    Kokkos::parallel_for(
+        "fmattn::allocation::first_touch",
+        Kokkos::RangePolicy<typename View::execution_space, Kokkos::IndexType<std::int64_t>>(0, pages),
+        KOKKOS_LAMBDA(const std::int64_t page) { data[page * per_page] = Scalar(0); });
+    Kokkos::fence();
+  }
+}
+
+// An uninitialised view of the given extents with its pages placed.
+template <class View, class... Extents>
+View allocate(const std::string& label, Extents... extents) {
+  View x(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), extents...);
+  place_pages(x);
+  return x;
+}
+
+// The same, zero-filled (the fill runs after the pages are placed, in parallel).
+template <class View, class... Extents>
+View allocate_zeroed(const std::string& label, Extents... extents) {
+  View x = allocate<View>(label, extents...);
+  Kokkos::deep_copy(x, typename View::non_const_value_type(0));
+  return x;
+}
+
+}  // namespace fmattn
