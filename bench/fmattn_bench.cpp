@@ -10,6 +10,7 @@
 // gradient on every row) of FMA; its flops are counted as 5x the forward's slot flops: three
 // sweeps over each query's slots (12d per slot) and one over each key's queries (8d), against
 // the forward's 4d.
+#include "allocation.hpp"
 #include "attention.hpp"
 #include "cost.hpp"
 #include "log.hpp"
@@ -174,9 +175,10 @@ int main(int argc, char** argv) {
           auto opt = c.opt;
           opt.scale = 1.0 / std::sqrt(double(d));
           using Att = fmattn::Attention<float>;
-          Att::Tensor q("q", 1, n, d), k("k", 1, n, d), v("v", 1, n, d), out("out", 1, n, d);
-          // Uniform values of unit variance: the cost does not depend on the values, and a
-          // hash per value is much cheaper than the Box–Muller draws of the gaussian kind.
+          // Placed like fmattn run's arrays (huge pages), so that warm and cold runs compare.
+          const auto q = fmattn::allocate<Att::Tensor>("q", 1, n, d), k = fmattn::allocate<Att::Tensor>("k", 1, n, d),
+                     v = fmattn::allocate<Att::Tensor>("v", 1, n, d), out = fmattn::allocate<Att::Tensor>("out", 1, n, d);
+          // Uniform values of unit variance: the cost does not depend on the values.
           const Att::Tensor* views[3] = {&q, &k, &v};
           for (int t = 0; t < 3; ++t) {
             const Att::Tensor x = *views[t];
@@ -189,9 +191,9 @@ int main(int argc, char** argv) {
           Att att(g, opt, d, 1);
           Att::Tensor dq, dk, dv;
           if (c.backward) {
-            dq = Att::Tensor("dq", 1, n, d);
-            dk = Att::Tensor("dk", 1, n, d);
-            dv = Att::Tensor("dv", 1, n, d);
+            dq = fmattn::allocate_zeroed<Att::Tensor>("dq", 1, n, d);
+            dk = fmattn::allocate_zeroed<Att::Tensor>("dk", 1, n, d);
+            dv = fmattn::allocate_zeroed<Att::Tensor>("dv", 1, n, d);
           }
           // q as the output gradient: any nonzero values cost the same.
           auto pass = [&] {
