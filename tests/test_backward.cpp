@@ -125,6 +125,20 @@ TEST(BackwardDifferences, BidirectionalAverageNoCountWeighting) { check(false, f
 TEST(BackwardDifferences, BidirectionalLearned) { check(false, true, true); }
 TEST(BackwardDifferences, BidirectionalLearnedNoCountWeighting) { check(false, true, false); }
 
+// The weight gradients are gathered in blocks of 16 positions of a cell
+// (AttentionBackward::weight_block); the shapes above have cells of at most 16 tokens, one
+// block. Here the top level's cells hold 32 tokens, two blocks of positions.
+TEST(BackwardDifferences, LearnedWeightsOnCellsOfSeveralPositionBlocks) {
+  for (bool causal : {true, false}) {
+    ref::Params P;
+    P.scale = 0.6;
+    P = with_shape(with_options(P, causal, true, true), {100, 8, 2, 2});
+    const fmattn::Geometry g = geometry_of(P);
+    ASSERT_GE(g.cell_size(g.L), 2 * 16) << "the top level must span several blocks of positions";
+    expect_gradients_match_differences(P);
+  }
+}
+
 TEST(BackwardDifferences, ZeroSinkBoundary) {
   for (bool learned : {false, true})
     for (bool cw : {true, false}) {

@@ -413,6 +413,36 @@ TEST(deck, ZeroSinkNeedsCausalFmaAndLengthBlockTimesPowerOfTwo) {
                       R"(attention\.queries: coarse queries need method fma)"));
 }
 
+// Every rule between keys, both sides: what it refuses and what it lets through.
+TEST(deck, EveryCrossKeyRuleHasBothSides) {
+  // rank <= block_size
+  EXPECT_TRUE(Matches(error_of("attention: {block_size: 8, rank: 16}"), R"(attention\.rank: expected rank <= block_size)"));
+  EXPECT_EQ(fmattn::parse_deck("attention: {block_size: 8, rank: 8}", "t.yaml").attention.rank, 8);
+  // coarse queries need method fma
+  EXPECT_TRUE(Matches(error_of("attention: {method: exact, queries: coarse}"), R"(coarse queries need method fma)"));
+  EXPECT_EQ(fmattn::parse_deck("attention: {method: fma, queries: coarse}", "t.yaml").attention.queries,
+            fmattn::Queries::coarse);
+  // sequence sharding needs method fma and queries fine; heads takes anything
+  EXPECT_TRUE(Matches(error_of("parallel: {decomposition: sequence}\nattention: {queries: coarse}"),
+                      R"(^text\.yaml:1:\d+: parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
+  EXPECT_TRUE(Matches(error_of("parallel: {decomposition: sequence}\nattention: {method: exact}"),
+                      R"(parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
+  EXPECT_EQ(fmattn::parse_deck("parallel: {decomposition: sequence}", "t.yaml").parallel.decomposition,
+            fmattn::Decomposition::sequence);
+  for (const char* other : {"attention: {queries: coarse}", "attention: {method: exact}"}) {
+    const Deck d = fmattn::parse_deck(std::string("parallel: {decomposition: heads}\n") + other, "t.yaml");
+    EXPECT_EQ(d.parallel.decomposition, fmattn::Decomposition::heads) << other;
+    EXPECT_EQ(fmattn::parse_deck(other, "t.yaml").resolved_decomposition(), fmattn::Decomposition::heads) << other;
+  }
+  EXPECT_EQ(fmattn::parse_deck("", "t.yaml").resolved_decomposition(), fmattn::Decomposition::sequence);
+  // element counts beyond 2^60 are impossible; 2^60 itself is a size, not a deck error
+  EXPECT_TRUE(Matches(error_of("problem: {batch: 1024, heads: 1024, length: 1099511627776, head_dim: 2}"),
+                      R"(problem\.length: batch \* heads \* length \* head_dim = .* is too large)"));
+  EXPECT_EQ(fmattn::parse_deck("problem: {batch: 1024, heads: 1024, length: 1099511627776, head_dim: 1}", "t.yaml")
+                .problem.length,
+            std::int64_t(1) << 40);
+}
+
 TEST(deck, InputAndWeightsFilesAreChecked) {
   EXPECT_TRUE(Matches(file_error_of("input:\n  source: hdf5\n"), R"(^DECK: input\.file: .*no file)"));
   EXPECT_TRUE(Matches(error_of("input: {source: hdf5, file: ''}"), R"(^text\.yaml:1:\d+: input\.file: .*no file)"));

@@ -104,6 +104,25 @@ TEST(SequenceParallel, CausalLearned) { run_all(true, true, true); }
 TEST(SequenceParallel, BidirectionalAverage) { run_all(false, false, true); }
 TEST(SequenceParallel, BidirectionalLearned) { run_all(false, true, true); }
 
+// The last rank owns a partial last block only, so the halo its neighbour receives from it (and,
+// bidirectional, sends to it) is short: one block per rank, and two per rank but one on the
+// last, with a last block of 1 and of m - 1 tokens, at every rank count this test runs at.
+TEST(SequenceParallel, LastRankOwnsOnlyAPartialBlock) {
+  int ranks = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  const std::uint64_t seed = shared_seed();
+  const int m = 8;
+  for (int blocks : {ranks, 2 * ranks - 1})
+    for (int tail : {1, m - 1})
+      for (bool causal : {true, false}) {
+        ref::Params P;
+        P.scale = 0.5;
+        P = with_shape(with_options(P, causal, false, true), {std::int64_t(blocks - 1) * m + tail, m, 2, 3});
+        SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(P.n) + " causal " + std::to_string(causal));
+        check<double>(P, seed);
+      }
+}
+
 TEST(SequenceParallel, ZeroSinkAndFloat) {
   ref::Params P;
   P.n = 512;
