@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Mutation testing: plants each bug of tests/mutation/patches/ in a scratch copy of the source
+# tree, rebuilds what it touches, runs the tests that should notice, and reports whether they
+# did (killed) or not (survived). On demand only: every mutation is a rebuild, about an hour on
+# 2 cores for the whole list; CI runs the suite itself, not this.
+#
+#   bash tests/mutation/run.sh [PATTERN]    only the patches whose file name contains PATTERN
+#
+# Environment: FMATTN_MUTATION_DIR (scratch folder, default /tmp/fmattn-mutation; its build is
+# kept between invocations), FMATTN_DEPS_PREFIX (as for scripts/build.sh).
+#
+# A patch file is a unified diff after four header lines:
+#   Mutation: what the bug is      Area: which part of the code
+#   Build: the CMake targets to rebuild (their dependencies follow)
+#   Tests: a ctest -R regular expression selecting the tests that should fail
+# A mutation that does not build is reported as such and counted apart: it proves nothing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+work=${FMATTN_MUTATION_DIR:-/tmp/fmattn-mutation}
+pattern=${1:-}
+src=$work/src build=$work/build
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false
+
+# The scratch source: the tracked files as they are now, in a git repository of its own, so
+# that each mutation is applied and taken back with git.
+rm -rf "$src"
+mkdir -p "$src" "$build"
+git -C "$root" ls-files -z | (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$src"
+git -C "$src" init -q
+git -C "$src" add -A
+git -C "$src" -c user.name=mutation -c user.email=mutation@localhost commit -qm baseline
+
+kokkos_line=$(bash "$root/scripts/setup.sh" | tail -n 1)
+kokkos_root=${kokkos_line#FMATTN_KOKKOS_ROOT=}
+cmake_args=(-S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFMATTN_ENABLE_BENCH=OFF)
+[[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root")
+cmake "${cmake_args[@]}" >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; exit 1; }
+echo "[mutation] building the unmutated tree in $build"
+cmake --build "$build" -j "$(nproc)" >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
+
+field() { sed -n "s/^$1: //p" "$2" | head -n 1; }
+results=()
+killed=0 survived=0 broken=0
+for patch in "$root"/tests/mutation/patches/*.patch; do
+  name=$(basename "$patch" .patch)
+  [[ -n $pattern && $name != *"$pattern"* ]] && continue
+  targets=$(field Build "$patch") tests=$(field Tests "$patch")
+  start=$SECONDS
+  git -C "$src" apply "$patch"
+  log=$work/$name.log
+  if ! cmake --build "$build" -j "$(nproc)" --target $targets >"$log" 2>&1; then
+    verdict="does not build"
+    broken=$((broken + 1))
+  elif (cd "$build" && ctest -R "$tests" -j "$(nproc)" --timeout 300 >>"$log" 2>&1); then
+    verdict=SURVIVED
+    survived=$((survived + 1))
+  else
+    verdict=killed
+    killed=$((killed + 1))
+  fi
+  # Which tests caught it (ctest lists them after "The following tests FAILED").
+  caught=$(sed -n '/The following tests FAILED/,$p' "$log" | grep -cE '^[[:space:]]+[0-9]+ - ' || true)
+  git -C "$src" checkout -q -- .
+  line=$(printf '%-28s %-24s %-14s %4s tests %5ss  %s' "$name" "$(field Area "$patch")" "$verdict" "$caught" \
+    $((SECONDS - start)) "$(field Mutation "$patch")")
+  echo "$line"
+  results+=("$line")
+done
+# Leave the scratch build unmutated for the next invocation.
+cmake --build "$build" -j "$(nproc)" >/dev/null 2>&1 || true
+
+echo
+echo "mutation                     area                     verdict        caught  time   what"
+printf '%s\n' "${results[@]}"
+total=$((killed + survived))
+if ((total > 0)); then
+  echo "mutation score: $killed of $total killed ($((100 * killed / total)) %), $broken not building"
+fi
+((survived == 0))
