@@ -3,6 +3,7 @@
 #include "deck.hpp"
 #include "errors.hpp"
 #include "fit.hpp"
+#include "interrupt.hpp"
 #include "run.hpp"
 #include "version.hpp"
 
@@ -136,6 +137,7 @@ std::string runtime_info(int ranks) {
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
+  fmattn::interrupt::install();
   int rank = 0, ranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
@@ -147,7 +149,8 @@ int main(int argc, char** argv) {
   MPI_Comm error_comm;
   MPI_Comm_dup(MPI_COMM_WORLD, &error_comm);
   auto fail = [&](int code, const std::string& msg) {
-    if (rank == 0) std::cerr << "fmattn: error: " << msg << std::endl;
+    if (rank == 0)
+      std::cerr << (code == fmattn::Interrupted::exit_code ? "fmattn: stopped: " : "fmattn: error: ") << msg << std::endl;
     // Bad input is usually seen by every rank alike: then all finish cleanly with `code`. When
     // some rank does not arrive within a few seconds it is stuck elsewhere: abort, never hang.
     if (ranks > 1 && !all_ranks_arrive(error_comm, 5.0)) {
@@ -228,6 +231,9 @@ int main(int argc, char** argv) {
     }
   } catch (const fmattn::InputError& e) {
     code = fail(2, e.what());
+    return code;
+  } catch (const fmattn::Interrupted& e) {
+    code = fail(fmattn::Interrupted::exit_code, e.what());
     return code;
   } catch (const std::exception& e) {
     code = fail(1, e.what());

@@ -4,6 +4,7 @@
 #include "checkpoint.hpp"
 #include "errors.hpp"
 #include "inputs.hpp"
+#include "interrupt.hpp"
 #include "output_file.hpp"
 #include "profiling.hpp"
 #include "run.hpp"
@@ -140,6 +141,8 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   const std::string yaml = to_yaml(deck);
   const double terms = heads_total * double(S) * double(d);
   std::int64_t saved = 0;  // the step of the last checkpoint this fit wrote
+  // SIGINT/SIGTERM during the steps: finish the step, write a checkpoint, stop (Interrupted).
+  const interrupt::Deferred finish_the_step;
   for (std::int64_t t = state.step + 1; t <= steps; ++t) {
     Stopwatch watch;
     // Fresh rows every step, from (seed, t) alone: a restart draws the same ones.
@@ -183,7 +186,10 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     state.loss.push_back(loss);
     if (t == summary.first_step) summary.first_loss = loss;
     summary.last_loss = loss;
-    const bool save = t % deck.fit.checkpoint_every == 0 || t == steps;
+    // Every rank stops at the same step, whichever received the signal.
+    int stop = interrupt::requested();
+    MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm);
+    const bool save = t % deck.fit.checkpoint_every == 0 || t == steps || stop;
     if (save) {
       save_on_root(path, state, adam, yaml, comm);
       saved = t;
@@ -194,6 +200,10 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     std::snprintf(line, sizeof line, "step %6lld/%lld  loss %.6e  %8.3f s%s", static_cast<long long>(t),
                   static_cast<long long>(steps), loss, seconds, save ? "  (checkpoint)" : "");
     log(line);
+    if (stop && t < steps)
+      throw Interrupted("fit stopped by " + std::string(interrupt::signal_name(stop)) + " after step " +
+                        std::to_string(t) + " of " + std::to_string(steps) + "; " + path +
+                        " holds it: run again with fit.restart_from=" + path + " to continue");
   }
   if (summary.first_step > steps) log("nothing to do: the checkpoint is at step " + std::to_string(steps));
   if (validate) {

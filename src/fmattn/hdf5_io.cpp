@@ -1,6 +1,7 @@
 #include "hdf5_io.hpp"
 
 #include "errors.hpp"
+#include "interrupt.hpp"
 
 #include <unistd.h>
 
@@ -74,12 +75,16 @@ NewFile::NewFile(const std::string& path, MPI_Comm comm) : path_(path), comm_(co
   long pid = long(::getpid());
   MPI_Bcast(&pid, 1, MPI_LONG, 0, comm);
   tmp_ = path + ".tmp-" + std::to_string(pid);
+  // Tracked before it exists: a stop at any moment from here on removes it.
+  if (comm_rank(comm) == 0) interrupt::track(tmp_);
   Handle fapl = access_plist(comm);
   const hid_t id = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   int ok = id >= 0, all_ok = 0;
   MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
   if (!all_ok) {
     if (id >= 0) H5Fclose(id);
+    if (comm_rank(comm) == 0) std::remove(tmp_.c_str());
+    interrupt::untrack(tmp_);
     throw InputError(path + ": cannot create the output file (is its directory writable?)");
   }
   file_ = Handle(id, H5Fclose);
@@ -90,6 +95,7 @@ NewFile::~NewFile() {
     file_.reset();
     if (comm_rank(comm_) == 0) std::remove(tmp_.c_str());
   }
+  interrupt::untrack(tmp_);
 }
 
 void NewFile::commit() {
@@ -98,6 +104,7 @@ void NewFile::commit() {
   MPI_Barrier(comm_);
   int ok = 1;
   if (comm_rank(comm_) == 0) ok = std::rename(tmp_.c_str(), path_.c_str()) == 0;
+  interrupt::untrack(tmp_);
   MPI_Bcast(&ok, 1, MPI_INT, 0, comm_);
   if (!ok) throw std::runtime_error("cannot rename " + tmp_ + " to " + path_);
   committed_ = true;
