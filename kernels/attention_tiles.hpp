@@ -18,6 +18,9 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
+#include <functional>
+
 #include <cmath>
 #include <cstdint>
 
@@ -68,6 +71,7 @@ struct AttentionTiles {
   int dp = 0;             // d rounded up to CB; channels d..dp of scratch rows are zero
   int scratch_level = 0;  // 0: fast team memory; 1 when a tile's scratch exceeds it (GPU, large d)
   std::int64_t tiles_per_block = 0, tiles_per_cell = 0, tiles_per_head = 0;
+  std::int64_t league0 = 0;  // tile of league rank 0: the fine tiles may run in several launches
 
   // Scratch of one team. Scores are kept transposed (key-major), so the softmax runs along
   // contiguous query lanes and the P·V product broadcasts P along a key's row.
@@ -395,8 +399,8 @@ struct AttentionTiles {
   // Fine queries: near field, then the far field streamed (O(n log n)) or merged from the
   // coarse queries' partial sums (linear variant); normalised output.
   KOKKOS_INLINE_FUNCTION void fine_tile(const Member& team) const {
-    const std::int64_t bh = team.league_rank() / tiles_per_head;
-    const std::int64_t tile = team.league_rank() % tiles_per_head;
+    const std::int64_t bh = (league0 + team.league_rank()) / tiles_per_head;
+    const std::int64_t tile = (league0 + team.league_rank()) % tiles_per_head;
     const std::int64_t B = s.block_begin + tile / tiles_per_block;
     Tile t = make_tile(team);
     t.i0 = B * g.m + (tile % tiles_per_block) * Tq;
@@ -474,7 +478,10 @@ struct AttentionTiles {
 
 // out = attention(q, k, v) for all batch·heads: FMA when opt.method is fma (kc, vc hold the
 // coarse levels; with opt.coarse_queries also qc, the coarse queries, and `part` the partial
-// sums workspace), exact attention otherwise.
+// sums workspace), exact attention otherwise. With `progress`, the fine tiles run in up to
+// `progress_steps` launches and progress(fraction done) is called after each.
+inline constexpr int progress_steps = 100;
+
 template <class ExecSpace, class Scalar>
 void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& shard, const AttentionOptions& opt,
                         typename AttentionTiles<ExecSpace, Scalar>::In q,
@@ -484,7 +491,8 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& 
                         typename AttentionTiles<ExecSpace, Scalar>::In kc,
                         typename AttentionTiles<ExecSpace, Scalar>::In vc,
                         const Partials<Scalar, typename ExecSpace::memory_space>& part,
-                        typename AttentionTiles<ExecSpace, Scalar>::Out out) {
+                        typename AttentionTiles<ExecSpace, Scalar>::Out out,
+                        const std::function<void(double)>& progress = {}) {
   using K = AttentionTiles<ExecSpace, Scalar>;
   K f;
   f.g = g;
@@ -517,9 +525,21 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& 
   }
   f.tiles_per_block = (g.m + K::Tq - 1) / K::Tq;
   f.tiles_per_head = (shard.block_end - shard.block_begin) * f.tiles_per_block;
-  typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
-  Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)),
-                       f);
+  const std::int64_t tiles = heads * f.tiles_per_head;
+  // Pieces of at least 16 tiles per unit of concurrency, so that the launches and the fence
+  // after each cost next to nothing against the tiles themselves.
+  const std::int64_t piece =
+      progress ? std::max<std::int64_t>(16 * std::int64_t(space.concurrency()), (tiles + progress_steps - 1) / progress_steps)
+               : tiles;
+  for (f.league0 = 0; f.league0 < tiles; f.league0 += piece) {
+    typename K::Policy policy(space, int(std::min(piece, tiles - f.league0)), Kokkos::AUTO);
+    Kokkos::parallel_for("fmattn::attention::tiles",
+                         policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
+    if (progress) {
+      space.fence();
+      progress(double(std::min(f.league0 + piece, tiles)) / double(tiles));
+    }
+  }
 }
 
 }  // namespace fmattn

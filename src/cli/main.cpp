@@ -4,6 +4,7 @@
 #include "errors.hpp"
 #include "fit.hpp"
 #include "interrupt.hpp"
+#include "log.hpp"
 #include "run.hpp"
 #include "version.hpp"
 
@@ -136,6 +137,7 @@ std::string runtime_info(int ranks) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const fmattn::Stopwatch started;  // `done: total` is what the user waited, start-up included
   MPI_Init(&argc, &argv);
   fmattn::interrupt::install();
   int rank = 0, ranks = 1;
@@ -223,7 +225,8 @@ int main(int argc, char** argv) {
         if (s.validated) std::snprintf(error, sizeof error, "sampled rel. error max %.3e", s.max_rel_error);
         char buf[512];
         std::snprintf(buf, sizeof buf,
-                      "[fmattn] done: total %.3f s, attention %.3f s, %.2f GFLOP/s, peak RSS %s, %s -> %s\n", s.total_s,
+                      "[fmattn] done: total %.3f s, attention %.3f s, %.2f GFLOP/s, peak RSS %s, %s -> %s\n",
+                      started.seconds(),
                       s.attention_s, s.gflops, fmattn::format_bytes(double(s.peak_rss)).c_str(), error,
                       s.output_file.c_str());
         say(buf);

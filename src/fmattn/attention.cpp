@@ -99,11 +99,12 @@ void Attention<Scalar, ExecSpace>::check_shapes(ConstTensor q, ConstTensor k, Co
 }
 
 template <class Scalar, class ExecSpace>
-void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out) {
+void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out,
+                                            const std::function<void(double)>& progress) {
   ScopedRegion region("fmattn::Attention::evaluate");
   check_shapes(q, k, v, out);
   evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
-                                        {part_max_, part_den_, part_num_}, out);
+                                        {part_max_, part_den_, part_num_}, out, progress);
 }
 
 template <class Scalar, class ExecSpace>

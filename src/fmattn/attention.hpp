@@ -12,6 +12,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
+#include <functional>
 
 namespace fmattn {
 
@@ -42,7 +43,9 @@ class Attention {
   // query tiles.
   void coarse_sums(int level, ConstTensor k, ConstTensor v);
   void finish_coarse();
-  void evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
+  // `progress`, when given, is called with the fraction of query tiles done, from time to time.
+  void evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out,
+                const std::function<void(double)>& progress = {});
   // The coarse K and V arrays [heads][shard coarse tokens][d], for packing messages.
   Tensor coarse_keys_mutable() const { return kc_; }
   Tensor coarse_values_mutable() const { return vc_; }

@@ -125,6 +125,11 @@ const std::map<std::string, Section>& schema() {
         {"seed",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
            d.run.seed = std::uint64_t(r.integer(n, p, 0, int_max, "an integer >= 0"));
+         }},
+        {"progress_seconds",
+         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
+           d.run.progress_seconds = r.real(n, p, "a number of seconds >= 0");
+           if (d.run.progress_seconds < 0) r.fail(n, p, "expected a number of seconds >= 0, got " + n.Scalar());
          }}}},
       {"problem",
        {{"batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.problem.batch = positive(r, n, p); }},
@@ -489,7 +494,8 @@ std::string to_yaml(const Deck& d) {
   };
   e << YAML::BeginMap;
   e << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << d.run.name
-    << YAML::Key << "seed" << YAML::Value << d.run.seed << YAML::EndMap;
+    << YAML::Key << "seed" << YAML::Value << d.run.seed << YAML::Key << "progress_seconds" << YAML::Value
+    << num(d.run.progress_seconds) << YAML::EndMap;
   e << YAML::Key << "problem" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "batch" << YAML::Value << d.problem.batch << YAML::Key << "heads" << YAML::Value << d.problem.heads
     << YAML::Key << "length" << YAML::Value << d.problem.length << YAML::Key << "head_dim" << YAML::Value

@@ -22,6 +22,7 @@ struct Deck {
   struct Run {
     std::string name = "quickstart";
     std::uint64_t seed = 1234;
+    double progress_seconds = 10;  // between progress lines of a long phase; 0: none
   } run;
   struct Problem {
     std::int64_t batch = 1;

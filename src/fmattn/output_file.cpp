@@ -48,7 +48,9 @@ void check_writable(const std::string& path, const std::string& key, MPI_Comm co
 }
 
 template <class Scalar>
-void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm) {
+void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm,
+                   const Stopwatch& run_started) {
+  const Stopwatch writing;
   int ranks = 1, rank = 0;
   MPI_Comm_size(comm, &ranks);
   MPI_Comm_rank(comm, &rank);
@@ -73,13 +75,21 @@ void write_results(const std::string& path, const RunRecord& rec, const Scalar* 
     h5::write_attr(diag, "rank", std::int64_t(g.p));
     h5::write_attr(diag, "padded_length", std::int64_t(g.N));
     h5::write_attr(diag, "length", std::int64_t(g.n));
+    h5::write_attr(diag, "threads_per_rank", std::int64_t(rec.threads));
+    h5::write_attr(diag, "gflops", rec.gflops);
+    h5::write_dataset(diag, "peak_rss_bytes", {std::int64_t(ranks)}, rec.peak_rss.data(), rank == 0);
+    h5::write_dataset(diag, "bytes_sent", {std::int64_t(ranks)}, rec.bytes_sent.data(), rank == 0);
     h5::Handle times = h5::create_group(diag, "timings");
     for (const auto& [name, seconds] : rec.timings.all()) h5::write_attr(times, name, seconds);
+    double spent[2] = {writing.seconds(), run_started.seconds()};
+    MPI_Allreduce(MPI_IN_PLACE, spent, 2, MPI_DOUBLE, MPI_MAX, comm);
+    h5::write_attr(times, "write", spent[0]);
+    h5::write_attr(times, "total", spent[1]);
   }
   file.commit();
 }
 
-template void write_results<float>(const std::string&, const RunRecord&, const float*, MPI_Comm);
-template void write_results<double>(const std::string&, const RunRecord&, const double*, MPI_Comm);
+template void write_results<float>(const std::string&, const RunRecord&, const float*, MPI_Comm, const Stopwatch&);
+template void write_results<double>(const std::string&, const RunRecord&, const double*, MPI_Comm, const Stopwatch&);
 
 }  // namespace fmattn

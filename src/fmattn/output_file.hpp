@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace fmattn {
 
@@ -25,6 +26,9 @@ struct RunRecord {
   h5::TokenRange tokens;                       // and their tokens (all unless the sequence is sharded)
   std::int64_t diag_first = 0, diag_last = 0;  // the rows of `samples` this rank writes
   SampledError samples;                        // for rows [diag_first, diag_last)
+  int threads = 1;                             // per rank
+  double gflops = 0;                           // of the attention phase
+  std::vector<std::int64_t> peak_rss, bytes_sent;  // per rank
 };
 
 // Runs `work` on rank 0 of `comm` only (file-system work done once) and returns on every rank
@@ -37,8 +41,10 @@ std::string failure_on_root(MPI_Comm comm, const std::function<void()>& work);
 void check_writable(const std::string& path, const std::string& key, MPI_Comm comm);
 
 // Writes the results file collectively over `comm`; `output` holds this rank's rows (or is
-// null when output.write_output is false).
+// null when output.write_output is false). The timings are written last, with `write` (the
+// datasets) and `total` (since `run_started`, on the slowest rank): what the user waited.
 template <class Scalar>
-void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm);
+void write_results(const std::string& path, const RunRecord& rec, const Scalar* output, MPI_Comm comm,
+                   const Stopwatch& run_started);
 
 }  // namespace fmattn

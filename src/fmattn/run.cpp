@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 
 namespace fmattn {
@@ -45,8 +46,11 @@ void check_memory(const Deck& deck, std::int64_t heads, std::int64_t rows, std::
                      " (use more ranks or a shorter problem.length)");
 }
 
+enum class Phase { input, attention, validation };
+
 // What one rank computes: its heads of whole sequences, or (sequence sharding) its run of
-// tokens of every head. Either way: inputs, forward, sampled validation.
+// tokens of every head. Either way: inputs, forward, sampled validation; `done` is called as
+// each phase ends (on every rank: it may reduce over them), `progress` during the attention.
 template <class Scalar>
 struct LocalRun {
   using Tensor = typename Attention<Scalar>::Tensor;
@@ -57,6 +61,8 @@ struct LocalRun {
   std::size_t workspace = 0;
   double input_s = 0, weights_s = 0, attention_s = 0, validation_s = 0;
   double coarse_s = 0;  // the upward pass within attention_s (whole-sequence runs)
+  std::function<void(Phase)> done;
+  std::function<void(double)> progress;
 };
 
 template <class Scalar>
@@ -69,14 +75,15 @@ void run_heads(const Deck& deck, const Geometry& g, const AttentionOptions& opt,
   check_memory(deck, rec.last - rec.first, g.n, g.total_coarse_tokens(), sizeof(Scalar));
   Stopwatch phase;
   r.in = make_inputs<Scalar>(deck, rec.first, rec.last, comm);
-  r.input_s = phase.seconds();
   Attention<Scalar> attention(g, opt, d, rec.last - rec.first);
   if (opt.method == Method::fma && opt.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
-    phase = Stopwatch();
+    Stopwatch weights;
     attention.set_weights(load_weights(deck.weights.file, g, d, opt.coarse_queries));
-    r.weights_s = phase.seconds();
+    r.weights_s = weights.seconds();
   }
   r.out = allocate<typename LocalRun<Scalar>::Tensor>("fmattn::output", rec.last - rec.first, g.n, d);
+  r.input_s = phase.seconds() - r.weights_s;
+  r.done(Phase::input);
   MPI_Barrier(comm);
   // forward() in its two steps, so that the upward pass (memory-bound) and the tile
   // evaluation (compute-bound) are timed apart.
@@ -84,10 +91,11 @@ void run_heads(const Deck& deck, const Geometry& g, const AttentionOptions& opt,
   attention.build_coarse(r.in.q, r.in.k, r.in.v);
   Kokkos::fence();
   r.coarse_s = phase.seconds();
-  attention.evaluate(r.in.q, r.in.k, r.in.v, r.out);
+  attention.evaluate(r.in.q, r.in.k, r.in.v, r.out, r.progress);
   Kokkos::fence();
   r.attention_s = phase.seconds();
   r.workspace = attention.workspace_bytes();
+  r.done(Phase::attention);
   phase = Stopwatch();
   r.samples = validate_sampled_rows<Scalar>(deck.run.seed, rec.first, deck.validation.sample_queries, g.variant,
                                             opt.scale, r.in.q, r.in.k, r.in.v, r.out);
@@ -111,20 +119,22 @@ void run_sequence(const Deck& deck, const Geometry& g, const AttentionOptions& o
   check_memory(deck, heads, s.key_end - s.key_begin, s.coarse_tokens(g), sizeof(Scalar));
   Stopwatch phase;
   r.in = make_shard_inputs<Scalar>(deck, g, s, comm);
-  r.input_s = phase.seconds();
   if (opt.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
-    phase = Stopwatch();
+    Stopwatch weights;
     sharded.local().set_weights(load_weights(deck.weights.file, g, d));
-    r.weights_s = phase.seconds();
+    r.weights_s = weights.seconds();
   }
   r.out = allocate<typename LocalRun<Scalar>::Tensor>("fmattn::output", heads, rec.tokens.count, d);
+  r.input_s = phase.seconds() - r.weights_s;
+  r.done(Phase::input);
   MPI_Barrier(comm);
   phase = Stopwatch();
-  sharded.forward(r.in.q, r.in.k, r.in.v, r.out);
+  sharded.forward(r.in.q, r.in.k, r.in.v, r.out, r.progress);
   Kokkos::fence();
   r.attention_s = phase.seconds();
   r.comm = sharded.stats();
   r.workspace = sharded.local().workspace_bytes();
+  r.done(Phase::attention);
   phase = Stopwatch();
   r.samples = validate_sharded_rows<Scalar>(deck.run.seed, deck.validation.sample_queries, g.variant, opt.scale, g, s,
                                             r.in.q, r.in.k, r.in.v, r.out, comm);
@@ -143,40 +153,69 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   const Geometry g = make_geometry(deck.problem.length, int(a.block_size), int(a.rank), a.variant);
   const AttentionOptions opt = attention_options(deck);
   const bool by_sequence = ranks > 1 && deck.resolved_decomposition() == Decomposition::sequence;
+  const bool coarse_timed = !by_sequence && a.method == Method::fma;
   RunRecord rec;
   rec.deck = &deck;
   rec.geometry = g;
-  LocalRun<Scalar> r;
-  if (by_sequence)
-    run_sequence(deck, g, opt, comm, rec, r);
-  else
-    run_heads(deck, g, opt, comm, rec, r);
   auto slowest = [&](double x) {
     MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_MAX, comm);
     return x;
   };
-  rec.timings.add("input", r.input_s);
-  log("input      " + fmt("%9.3f s", slowest(r.input_s)) + "  (" + name_of(deck.input.source) + ", " +
-      (by_sequence ? "sequence sharded" : "heads distributed") + " over " + std::to_string(ranks) + " rank(s))");
-  if (r.weights_s > 0) rec.timings.add("weights", r.weights_s);
-  rec.timings.add("attention", r.attention_s);
-  const bool coarse_timed = !by_sequence && a.method == Method::fma;
-  if (coarse_timed) rec.timings.add("coarse_levels", r.coarse_s);
-  const AttentionCost cost = attention_cost(g, opt, int(deck.problem.head_dim), heads);
-  const double attention_s = slowest(r.attention_s);
-  log("attention  " + fmt("%9.3f s", attention_s) + "  " + fmt("%.2f GFLOP/s", cost.flops() / attention_s * 1e-9) +
-      "  (" + name_of(a.method) + ", " + name_of(a.variant) + ", levels " +
-      std::to_string(a.method == Method::fma ? g.L : 0) + ", coarse workspace " + format_bytes(double(r.workspace)) +
-      (coarse_timed ? ", of which coarse levels " + fmt("%.3f s", slowest(r.coarse_s)) : std::string()) + ")");
-  std::int64_t bytes[2] = {r.comm.bytes_sent, r.comm.bytes_sent};
-  if (by_sequence) {
-    rec.timings.add("communication", r.comm.seconds);
-    MPI_Allreduce(MPI_IN_PLACE, &bytes[0], 1, MPI_INT64_T, MPI_MAX, comm);
-    MPI_Allreduce(MPI_IN_PLACE, &bytes[1], 1, MPI_INT64_T, MPI_SUM, comm);
-    log("comm       " + fmt("%9.3f s", slowest(r.comm.seconds)) +
-        "  (in the attention phase) bytes sent per rank: max " + format_bytes(double(bytes[0])) + ", mean " +
-        format_bytes(double(bytes[1]) / ranks));
-  }
+  LocalRun<Scalar> r;
+  double attention_s = 0, flops = 0;
+  std::int64_t bytes[2] = {0, 0};  // sent: max and sum over ranks
+  // Each phase's line as soon as it ends, so that a job log shows where a run is.
+  r.done = [&](Phase phase) {
+    if (phase == Phase::input) {
+      rec.timings.add("input", r.input_s);
+      log("input      " + fmt("%9.3f s", slowest(r.input_s)) + "  (" + name_of(deck.input.source) + ", " +
+          (by_sequence ? "sequence sharded" : "heads distributed") + " over " + std::to_string(ranks) + " rank(s))");
+      const double weights_s = slowest(r.weights_s);
+      if (weights_s > 0) {
+        rec.timings.add("weights", r.weights_s);
+        log("weights    " + fmt("%9.3f s", weights_s) + "  " + deck.weights.file);
+      }
+      return;
+    }
+    rec.timings.add("attention", r.attention_s);
+    if (coarse_timed) rec.timings.add("coarse_levels", r.coarse_s);
+    attention_s = slowest(r.attention_s);
+    // Counted once the work is done: the count walks every fine block (slow for sizes that
+    // check_memory refuses).
+    flops = attention_cost(g, opt, int(deck.problem.head_dim), heads).flops();
+    log("attention  " + fmt("%9.3f s", attention_s) + "  " + fmt("%.2f GFLOP/s", flops / attention_s * 1e-9) +
+        "  (" + name_of(a.method) + ", " + name_of(a.variant) + ", levels " +
+        std::to_string(a.method == Method::fma ? g.L : 0) + ", coarse workspace " + format_bytes(double(r.workspace)) +
+        (coarse_timed ? ", of which coarse levels " + fmt("%.3f s", slowest(r.coarse_s)) : std::string()) + ")");
+    if (by_sequence) {
+      rec.timings.add("communication", r.comm.seconds);
+      bytes[0] = bytes[1] = r.comm.bytes_sent;
+      MPI_Allreduce(MPI_IN_PLACE, &bytes[0], 1, MPI_INT64_T, MPI_MAX, comm);
+      MPI_Allreduce(MPI_IN_PLACE, &bytes[1], 1, MPI_INT64_T, MPI_SUM, comm);
+      log("comm       " + fmt("%9.3f s", slowest(r.comm.seconds)) +
+          "  (in the attention phase) bytes sent per rank: max " + format_bytes(double(bytes[0])) + ", mean " +
+          format_bytes(double(bytes[1]) / ranks));
+    }
+  };
+  // A plain line (no carriage return: job logs are files) every progress_seconds while the
+  // attention runs, from this rank's share of the query tiles.
+  Stopwatch attention_clock;
+  double last_line = 0;
+  r.progress = [&](double fraction) {
+    const double t = attention_clock.seconds();
+    if (deck.run.progress_seconds <= 0 || fraction >= 1 || t - last_line < deck.run.progress_seconds) return;
+    last_line = t;
+    log("attention  " + fmt("%5.1f %% of the query tiles", 100 * fraction) + fmt(" after %.1f s", t) +
+        fmt(", about %.0f s left", t * (1 - fraction) / fraction));
+  };
+  r.done = [&, report = r.done](Phase phase) {
+    report(phase);
+    if (phase == Phase::input) attention_clock = Stopwatch();
+  };
+  if (by_sequence)
+    run_sequence(deck, g, opt, comm, rec, r);
+  else
+    run_heads(deck, g, opt, comm, rec, r);
 
   // Never write non-finite results as if they were results.
   Stopwatch guard;
@@ -199,39 +238,53 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     MPI_Allreduce(MPI_IN_PLACE, &err_max, 1, MPI_DOUBLE, MPI_MAX, comm);
     MPI_Allreduce(MPI_IN_PLACE, &err_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
   }
-  if (r.samples.per_head > 0)
+  if (r.samples.per_head > 0) {
     log("validation " + fmt("%9.3f s", slowest(r.validation_s)) + "  sampled rel. error max " + fmt("%.3e", err_max) +
         ", mean " + fmt("%.3e", err_sum / double(heads)) + " (" + std::to_string(r.samples.per_head) +
         " rows per head)");
+    if (deck.input.source == Source::synthetic && deck.input.synthetic.kind == SyntheticKind::gaussian &&
+        a.method == Method::fma && err_max > 0.1)
+      log("note       i.i.d. gaussian inputs are the worst case for any hierarchical approximation (distant "
+          "tokens share no structure that coarse keys could summarise): judge accuracy on smooth or real data");
+  }
 
   // Timing attributes must be identical on all ranks: record the slowest rank's.
-  rec.timings.add("total", total.seconds());
   PhaseTimes agreed;
   for (auto [name, sec] : rec.timings.all()) agreed.add(name, slowest(sec));
   rec.timings = agreed;
+  // What a scaling study needs per rank: memory high-water and bytes sent.
+  rec.threads = Kokkos::DefaultExecutionSpace().concurrency();
+  rec.gflops = flops / attention_s * 1e-9;
+  rec.peak_rss.assign(ranks, 0);
+  rec.bytes_sent.assign(ranks, 0);
+  const std::int64_t mine[2] = {std::int64_t(peak_rss_bytes()), r.comm.bytes_sent};
+  std::vector<std::int64_t> all(2 * std::size_t(ranks));
+  MPI_Allgather(mine, 2, MPI_INT64_T, all.data(), 2, MPI_INT64_T, comm);
+  for (int k = 0; k < ranks; ++k) {
+    rec.peak_rss[k] = all[2 * k];
+    rec.bytes_sent[k] = all[2 * k + 1];
+  }
 
   Stopwatch phase;
   const std::string path = deck.resolved_output_file();
   if (deck.output.write_output) {
     auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), r.out);
-    write_results<Scalar>(path, rec, host.data(), comm);
+    write_results<Scalar>(path, rec, host.data(), comm, total);
   } else {
-    write_results<Scalar>(path, rec, static_cast<const Scalar*>(nullptr), comm);
+    write_results<Scalar>(path, rec, static_cast<const Scalar*>(nullptr), comm, total);
   }
-  log("write      " + fmt("%9.3f s", phase.seconds()) + "  " + path);
+  log("write      " + fmt("%9.3f s", slowest(phase.seconds())) + "  " + path);
 
   RunSummary out;
-  out.total_s = rec.timings.get("total");
+  out.total_s = slowest(total.seconds());
   out.attention_s = attention_s;
-  out.flops = cost.flops();
-  out.gflops = cost.flops() / attention_s * 1e-9;
+  out.flops = flops;
+  out.gflops = rec.gflops;
   out.validated = r.samples.per_head > 0;
   out.max_rel_error = err_max;
   out.mean_rel_error = err_sum / double(heads);
   out.bytes_sent_max = bytes[0];
-  long rss = long(peak_rss_bytes());
-  MPI_Allreduce(MPI_IN_PLACE, &rss, 1, MPI_LONG, MPI_MAX, comm);
-  out.peak_rss = std::size_t(rss);
+  out.peak_rss = std::size_t(*std::max_element(rec.peak_rss.begin(), rec.peak_rss.end()));
   out.output_file = path;
   return out;
 }

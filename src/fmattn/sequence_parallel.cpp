@@ -165,7 +165,8 @@ void ShardedAttention<Scalar>::deliver() {
 }
 
 template <class Scalar>
-void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor out) {
+void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor out,
+                                       const std::function<void(double)>& progress) {
   ScopedRegion region("fmattn::ShardedAttention::forward");
   const Shard& s = plan_.shard;
   const MPI_Datatype type = mpi_type<Scalar>();
@@ -214,7 +215,7 @@ void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor
     move_rows(k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_in[i], false);
   }
   waiting += w.seconds();
-  att_.evaluate(q, k, v, out);
+  att_.evaluate(q, k, v, out, progress);
   Stopwatch w2;
   MPI_Waitall(int(halo_send.size()), halo_send.data(), MPI_STATUSES_IGNORE);
   stats_.seconds += waiting + w2.seconds();

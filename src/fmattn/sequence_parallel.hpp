@@ -38,7 +38,7 @@ class ShardedAttention {
 
   // q and out: the shard's own rows; k and v: its stored rows with the own rows filled in (the
   // halo rows are received here).
-  void forward(ConstTensor q, Tensor k, Tensor v, Tensor out);
+  void forward(ConstTensor q, Tensor k, Tensor v, Tensor out, const std::function<void(double)>& progress = {});
 
  private:
   void reduce(int level);  // level 0: all levels at once
