@@ -196,7 +196,11 @@ int main(int argc, char** argv) {
     } else {
       const fmattn::Deck deck = fmattn::load_deck(cli.deck, cli.overrides);
       if (cli.command == "validate") {
-        say("# " + cli.deck + ": valid\n" + fmattn::to_yaml(deck));
+        const fmattn::RunNeeds needs = fmattn::run_needs(deck, ranks);
+        say("# " + cli.deck + ": valid\n# fmattn run on " + std::to_string(ranks) + " rank(s) needs " +
+            fmattn::format_bytes(needs.bytes_per_rank) + " per rank for q, k, v, output and coarse levels (this node has " +
+            fmattn::format_bytes(needs.node_bytes) + "); " + std::to_string(needs.levels) + " coarse levels; output dataset " +
+            fmattn::format_bytes(needs.output_bytes) + "\n" + fmattn::to_yaml(deck));
       } else if (cli.command == "fit") {
         say("[fmattn] fit '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
             std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) +

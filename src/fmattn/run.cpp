@@ -30,15 +30,21 @@ std::string fmt(const char* f, double a) {
   return buf;
 }
 
-// Refuses problems that cannot fit in this node's memory before allocating anything: `heads`
-// problems of `rows` stored tokens and `coarse` coarse tokens each.
-void check_memory(const Deck& deck, std::int64_t heads, std::int64_t rows, std::int64_t coarse, std::size_t scalar) {
+// Bytes of q, k, v, output and coarse levels for `heads` problems of `rows` stored tokens and
+// `coarse` coarse tokens each.
+double memory_needed(const Deck& deck, std::int64_t heads, std::int64_t rows, std::int64_t coarse) {
   const double d = double(deck.problem.head_dim);
   const double tokens = double(heads) * double(rows) * d;
   const double coarse_tensors = deck.attention.queries == Queries::coarse ? 4.0 : 2.0;  // qc, partials
   const double levels = deck.attention.method == Method::fma ? coarse_tensors * double(heads) * double(coarse) * d : 0;
-  const double need = (4.0 * tokens + levels) * double(scalar);
-  const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  return (4.0 * tokens + levels) * (deck.problem.dtype == Dtype::float32 ? 4.0 : 8.0);
+}
+
+double node_memory() { return double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)); }
+
+// Refuses problems that cannot fit in this node's memory before allocating anything.
+void check_memory(double need) {
+  const double have = node_memory();
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible &&
       need > have)
     throw InputError("problem needs " + format_bytes(need) +
@@ -72,7 +78,7 @@ void run_heads(const Deck& deck, const Geometry& g, const AttentionOptions& opt,
   local_heads(deck, comm, rec.first, rec.last);
   rec.diag_first = rec.first;
   rec.diag_last = rec.last;
-  check_memory(deck, rec.last - rec.first, g.n, g.total_coarse_tokens(), sizeof(Scalar));
+  check_memory(memory_needed(deck, rec.last - rec.first, g.n, g.total_coarse_tokens()));
   Stopwatch phase;
   r.in = make_inputs<Scalar>(deck, rec.first, rec.last, comm);
   Attention<Scalar> attention(g, opt, d, rec.last - rec.first);
@@ -116,7 +122,7 @@ void run_sequence(const Deck& deck, const Geometry& g, const AttentionOptions& o
   MPI_Comm_rank(comm, &rank);
   rec.diag_first = 0;
   rec.diag_last = rank == 0 ? heads : 0;  // rank 0 holds the combined sampled errors
-  check_memory(deck, heads, s.key_end - s.key_begin, s.coarse_tokens(g), sizeof(Scalar));
+  check_memory(memory_needed(deck, heads, s.key_end - s.key_begin, s.coarse_tokens(g)));
   Stopwatch phase;
   r.in = make_shard_inputs<Scalar>(deck, g, s, comm);
   if (opt.downsampling == Downsampling::learned && !deck.weights.file.empty()) {
@@ -312,6 +318,30 @@ void local_heads(const Deck& deck, MPI_Comm comm, std::int64_t& first, std::int6
     throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
                      ": each rank needs at least one head");
   balanced_range(heads, rank, ranks, first, last);
+}
+
+RunNeeds run_needs(const Deck& deck, int ranks) {
+  const auto& a = deck.attention;
+  const Geometry g = make_geometry(deck.problem.length, int(a.block_size), int(a.rank), a.variant);
+  const std::int64_t heads = deck.problem.batch * deck.problem.heads;
+  RunNeeds needs;
+  needs.levels = a.method == Method::fma ? g.L : 0;
+  needs.output_bytes = deck.output.write_output ? double(heads) * double(g.n) * double(deck.problem.head_dim) *
+                                                      (deck.problem.dtype == Dtype::float32 ? 4.0 : 8.0)
+                                                : 0.0;
+  needs.node_bytes = node_memory();
+  if (ranks > 1 && deck.resolved_decomposition() == Decomposition::sequence) {
+    // Rank 0 holds the most: balanced ranges give the extra blocks to the first ranks.
+    const Shard s = plan_shard(g, 0, ranks).shard;
+    needs.bytes_per_rank = memory_needed(deck, heads, s.key_end - s.key_begin, s.coarse_tokens(g));
+  } else {
+    if (ranks > heads)
+      throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " +
+                       std::to_string(heads) + ": each rank needs at least one head");
+    needs.bytes_per_rank = memory_needed(deck, (heads + ranks - 1) / ranks, g.n, g.total_coarse_tokens());
+  }
+  check_memory(needs.bytes_per_rank);
+  return needs;
 }
 
 RunSummary run_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
