@@ -10,8 +10,10 @@
 
 #include <H5public.h>
 #include <mpi.h>
+#include <unistd.h>
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -134,6 +136,23 @@ std::string runtime_info(int ranks) {
   return s + "\n";
 }
 
+// A warning line when the ranks on rank 0's node times their threads exceed its cores (every
+// thread then shares a core, and runs slower than with fewer threads), else "".
+std::string oversubscription_warning() {
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int local = 1;
+  MPI_Comm_size(node, &local);
+  MPI_Comm_free(&node);
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  const long threads = long(Kokkos::DefaultHostExecutionSpace().concurrency());
+  if (cores <= 0 || long(local) * threads <= cores) return "";
+  return "[fmattn] warning: " + std::to_string(local) + " rank(s) x " + std::to_string(threads) +
+         " threads on this node exceed its " + std::to_string(cores) + " cores: set OMP_NUM_THREADS=" +
+         std::to_string(std::max(1L, cores / local)) + " (or --kokkos-num-threads) for " + std::to_string(local) +
+         " rank(s) per node\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,11 +203,13 @@ int main(int argc, char** argv) {
   if (!needs_deck && (!cli.deck.empty() || !cli.overrides.empty()))
     return fail(2, cli.command + " takes no deck or --set");
 
-  // Kokkos' start-up advice (OMP_PROC_BIND...) matters for runs, not for printing a deck.
+  // Kokkos' start-up advice (OMP_PROC_BIND...) matters for runs, not for printing a deck, and
+  // once per job, not once per rank.
   char quiet[] = "--kokkos-disable-warnings";
-  if (cli.command != "run") cli.kokkos_args.push_back(quiet);
+  if (cli.command != "run" || rank != 0) cli.kokkos_args.push_back(quiet);
   int kargc = int(cli.kokkos_args.size());
   Kokkos::initialize(kargc, cli.kokkos_args.data());
+  if (cli.command == "run" || cli.command == "fit") say(oversubscription_warning());
   int code = 0;
   try {
     if (cli.command == "info") {
