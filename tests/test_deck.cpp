@@ -134,9 +134,9 @@ TEST(deck, EmptyDeckHasTheDocumentedDefaults) {
   EXPECT_DOUBLE_EQ(d.resolved_scale(), 0.125);
   EXPECT_EQ(d.input.source, fmattn::Source::synthetic);
   EXPECT_EQ(d.input.file, "");
-  EXPECT_EQ(d.input.synthetic.kind, fmattn::SyntheticKind::gaussian);
+  EXPECT_EQ(d.input.synthetic.kind, fmattn::SyntheticKind::smooth);
   EXPECT_EQ(d.weights.file, "");
-  EXPECT_EQ(d.validation.sample_queries, 256);
+  EXPECT_EQ(d.validation.sample_queries, 64);
   EXPECT_EQ(d.resolved_output_file(), "results/quickstart.h5");
   EXPECT_TRUE(d.output.write_output);
   EXPECT_EQ(d.fit.steps, 200);

@@ -46,7 +46,7 @@ struct Deck {
     Source source = Source::synthetic;
     std::string file;
     struct Synthetic {
-      SyntheticKind kind = SyntheticKind::gaussian;
+      SyntheticKind kind = SyntheticKind::smooth;  // structured like real activations; gaussian is the worst case
       std::int64_t span = 0;  // piecewise_constant span; 0 = auto (w_L / p)
       double amplitude = 1.0;
     } synthetic;
@@ -55,7 +55,7 @@ struct Deck {
     std::string file;
   } weights;
   struct Validation {
-    std::int64_t sample_queries = 256;
+    std::int64_t sample_queries = 64;
   } validation;
   struct Output {
     std::string file;  // empty = results/<run.name>.h5
