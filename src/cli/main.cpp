@@ -10,13 +10,16 @@
 
 #include <H5public.h>
 #include <mpi.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <deque>
 #include <iostream>
 #include <string>
@@ -99,6 +102,19 @@ bool all_ranks_arrive(MPI_Comm comm, double seconds) {
   return true;
 }
 
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+std::string os_name() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown OS";
+  return std::string(u.sysname) + " " + u.release + " " + u.machine;
+}
+
 std::string runtime_info(int ranks) {
   std::string s;
   s += "fmattn " + std::string(fmattn::version_string) + " (commit " + fmattn::git_commit + ")\n";
@@ -133,7 +149,17 @@ std::string runtime_info(int ranks) {
 #ifdef H5_HAVE_PARALLEL
   s += " (parallel)";
 #endif
-  return s + "\n";
+  s += "\nyaml-cpp " + std::string(fmattn::build_yaml_cpp) + "; Kokkos Kernels " + fmattn::build_kokkos_kernels + "\n";
+  s += "build: " + std::string(fmattn::build_type) + ", " + fmattn::build_compiler + ", flags: " + fmattn::build_flags +
+       "\n";
+  s += "host: " + cpu_model() + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " logical CPUs; " + os_name() +
+       "\n";
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(name) + "=" + (v ? v : "(unset)");
+  };
+  s += "threads: " + env("OMP_NUM_THREADS") + " " + env("OMP_PROC_BIND") + " " + env("OMP_PLACES") + "\n";
+  return s;
 }
 
 // A warning line when the ranks on rank 0's node times their threads exceed its cores (every
