@@ -31,6 +31,14 @@
 
 namespace {
 
+const char* usage =
+    "usage: fmattn_bench [--n-min 12] [--n-max 22] [--exact-max 16] [--d 64,128] [--repeat 3]\n"
+    "                    [--cases fma-causal,fma-bidirectional,linear-causal,exact-causal,grad-causal,\n"
+    "                     grad-bidirectional] [--csv FILE] [--kokkos-num-threads=T]\n"
+    "The fp32 GEMM ceiling, then attention passes over n = 2^n-min .. 2^n-max (exact up to\n"
+    "2^exact-max): time, GFLOP/s, % of the ceiling, bytes moved, resident memory; CSV to FILE\n"
+    "(default bench.csv).\n";
+
 struct Options {
   int n_min = 12, n_max = 22, exact_max = 16, repeat = 3;
   std::vector<int> dims{64, 128};
@@ -151,6 +159,11 @@ Case case_of(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
+      std::printf("%s", usage);
+      return 0;
+    }
   MPI_Init(&argc, &argv);
   Kokkos::initialize(argc, argv);
   int rc = 0;

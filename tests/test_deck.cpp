@@ -521,16 +521,16 @@ TEST(deck, BadSetIsNamedAsSuch) {
     EXPECT_TRUE(Matches(error_of("", {bad}), "^--set " + escaped(bad) + ": expected section\\.key=value"));
   }
   // Errors in a --set value point at the option, not at a line of the deck.
-  EXPECT_TRUE(Matches(error_of("", {"attention.nope=1"}), R"(^--set attention\.nope: attention\.nope: unknown key)"));
+  EXPECT_TRUE(Matches(error_of("", {"attention.nope=1"}), R"(^--set attention\.nope: unknown key)"));
   EXPECT_TRUE(Matches(error_of("attention: {block_size: 64}", {"attention.block_size=48"}),
-                      R"(^--set attention\.block_size: attention\.block_size: expected a power of two, got 48)"));
+                      R"(^--set attention\.block_size: expected a power of two, got 48)"));
   EXPECT_TRUE(Matches(error_of("", {"problem.length=long"}),
-                      R"(^--set problem\.length: problem\.length: expected an integer)"));
+                      R"(^--set problem\.length: expected an integer)"));
   EXPECT_TRUE(Matches(error_of("", {"attention.variant=sideways"}), R"(^--set attention\.variant: .*got 'sideways')"));
   EXPECT_TRUE(Matches(error_of("", {"attention.rank=[1"}), R"(^--set attention\.rank=\[1: cannot parse the value)"));
   // Through a file too: the file's line must not be blamed.
   EXPECT_TRUE(Matches(file_error_of("problem:\n  heads: 2\n", {"problem.heads=0"}),
-                      R"(^--set problem\.heads: problem\.heads: expected an integer >= 1, got 0)"));
+                      R"(^--set problem\.heads: expected an integer >= 1, got 0)"));
 }
 
 // Non-scalar mapping keys are reported as bad input like any other typo.
@@ -552,6 +552,13 @@ TEST(deck, DuplicateOctalAndEmptyValuesAreErrors) {
 TEST(deck, SetErrorsBlameTheOption) {
   EXPECT_TRUE(Matches(error_of("", {"nosection.key=1"}), R"(^--set nosection\.key: nosection: unknown section)"));
   EXPECT_TRUE(Matches(error_of("", {"attention.block_size.x=1"}), R"(^--set attention\.block_size\.x: )"));
+  // A relative path is looked up from the working directory, and the message says so.
+  EXPECT_TRUE(Matches(error_of("input: {source: hdf5, file: no/such.h5}"),
+                      R"(input\.file: cannot open 'no/such\.h5' \(relative to the working directory /)"));
+  // The option names the key once.
+  EXPECT_EQ(error_of("", {"input.source=hdf5", "input.file=/nonexistent/q.h5"}),
+            "--set input.file: cannot open '/nonexistent/q.h5'");
+  EXPECT_TRUE(Matches(error_of("", {"problem.heads=0"}), R"(^--set problem\.heads: expected an integer >= 1, got 0$)"));
 }
 
 }  // namespace

@@ -35,7 +35,9 @@ struct Reader {
   }
 
   [[noreturn]] void fail(const YAML::Node& node, const std::string& path, const std::string& what) const {
-    throw InputError(where(node, path) + ": " + path + ": " + what);
+    const std::string at = where(node, path);
+    // "--set input.file" already names the key.
+    throw InputError(at == "--set " + path ? at + ": " + what : at + ": " + path + ": " + what);
   }
 
   std::string text(const YAML::Node& node, const std::string& path, const std::string& expected) const {
@@ -281,6 +283,15 @@ void read_section(const Reader& r, const YAML::Node& node, const std::string& se
 }
 
 // Checks that involve several keys.
+// Paths in a deck are relative to the working directory, not to the deck's folder: say so
+// where a relative path was not found.
+std::string relative_to_cwd(const std::string& path) {
+  std::error_code ec;
+  if (path.empty() || path[0] == '/') return "";
+  const auto cwd = std::filesystem::current_path(ec);
+  return ec ? "" : " (relative to the working directory " + cwd.string() + ")";
+}
+
 void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   auto node_of = [&](const std::string& path) {
     YAML::Node n = root;
@@ -313,13 +324,13 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
     fail("input.file", "input.source is hdf5 but no file is given");
   if (d.input.source == Source::hdf5) {
     std::ifstream f(d.input.file);
-    if (!f) fail("input.file", "cannot open '" + d.input.file + "'");
+    if (!f) fail("input.file", "cannot open '" + d.input.file + "'" + relative_to_cwd(d.input.file));
   }
   if (!d.weights.file.empty()) {
     if (a.downsampling != Downsampling::learned)
       fail("weights.file", "weights are only used with attention.downsampling: learned");
     std::ifstream f(d.weights.file);
-    if (!f) fail("weights.file", "cannot open '" + d.weights.file + "'");
+    if (!f) fail("weights.file", "cannot open '" + d.weights.file + "'" + relative_to_cwd(d.weights.file));
   }
   // Sizes whose element counts overflow 64 bits are impossible on any machine.
   const long double elems = (long double)d.problem.batch * d.problem.heads * d.problem.length * d.problem.head_dim;

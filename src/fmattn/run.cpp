@@ -309,15 +309,25 @@ AttentionOptions attention_options(const Deck& deck) {
   return opt;
 }
 
+namespace {
+void check_heads_per_rank(const Deck& deck, int ranks) {
+  const std::int64_t heads = deck.problem.batch * deck.problem.heads;
+  if (ranks <= heads) return;
+  const bool can_shard = deck.attention.method == Method::fma && deck.attention.queries == Queries::fine;
+  throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
+                   ": each rank needs at least one head" +
+                   (can_shard ? "; parallel.decomposition: sequence (or auto) shards the sequence instead"
+                              : "; exact attention and the linear variant split heads only: use at most " +
+                                    std::to_string(heads) + " ranks"));
+}
+}  // namespace
+
 void local_heads(const Deck& deck, MPI_Comm comm, std::int64_t& first, std::int64_t& last) {
   int rank = 0, ranks = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &ranks);
-  const std::int64_t heads = deck.problem.batch * deck.problem.heads;
-  if (ranks > heads)
-    throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " + std::to_string(heads) +
-                     ": each rank needs at least one head");
-  balanced_range(heads, rank, ranks, first, last);
+  check_heads_per_rank(deck, ranks);
+  balanced_range(deck.problem.batch * deck.problem.heads, rank, ranks, first, last);
 }
 
 RunNeeds run_needs(const Deck& deck, int ranks) {
@@ -335,9 +345,7 @@ RunNeeds run_needs(const Deck& deck, int ranks) {
     const Shard s = plan_shard(g, 0, ranks).shard;
     needs.bytes_per_rank = memory_needed(deck, heads, s.key_end - s.key_begin, s.coarse_tokens(g));
   } else {
-    if (ranks > heads)
-      throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") for batch * heads = " +
-                       std::to_string(heads) + ": each rank needs at least one head");
+    check_heads_per_rank(deck, ranks);
     needs.bytes_per_rank = memory_needed(deck, (heads + ranks - 1) / ranks, g.n, g.total_coarse_tokens());
   }
   check_memory(needs.bytes_per_rank);

@@ -130,7 +130,9 @@ ShardPlan plan_shard(const Geometry& g, int rank, int ranks) {
   if (ranks > blocks)
     throw InputError("too many MPI ranks (" + std::to_string(ranks) + ") to shard a sequence of " +
                      std::to_string(g.n) + " tokens in blocks of attention.block_size = " + std::to_string(g.m) +
-                     ": at most " + std::to_string(blocks) + " (one block per rank)");
+                     ": at most " + std::to_string(blocks) +
+                     " (one block per rank); fewer ranks, a smaller block_size, or parallel.decomposition: heads "
+                     "(whole heads per rank) fit");
   std::int64_t b0, b1;
   balanced_range(blocks, rank, ranks, b0, b1);
   plan.shard = make_shard(g, b0, b1);
