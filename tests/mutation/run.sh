@@ -13,7 +13,8 @@
 #   Mutation: what the bug is      Area: which part of the code
 #   Build: the CMake targets to rebuild (their dependencies follow)
 #   Tests: a ctest -R regular expression selecting the tests that should fail
-# A mutation that does not build is reported as such and counted apart: it proves nothing.
+# A mutation that does not build, or no longer applies, is reported as such and counted apart:
+# it proves nothing.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=${FMATTN_MUTATION_DIR:-/tmp/fmattn-mutation}
@@ -46,13 +47,19 @@ for patch in "$root"/tests/mutation/patches/*.patch; do
   [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$name" && continue
   targets=$(field Build "$patch") tests=$(field Tests "$patch")
   start=$SECONDS
+  if ! git -C "$src" apply --check "$patch" 2>/dev/null; then
+    echo "$name: does not apply to the current sources: regenerate it" >&2
+    broken=$((broken + 1))
+    continue
+  fi
   git -C "$src" apply "$patch"
   log=$work/$name.log
   if ! cmake --build "$build" -j "$(nproc)" --target $targets >"$log" 2>&1; then
     verdict="does not build"
     broken=$((broken + 1))
-  # A planted bug may make MPI ranks wait for each other forever: a timeout is a failed test.
-  elif (cd "$build" && ctest -R "$tests" -j "$(nproc)" --timeout 120 >>"$log" 2>&1); then
+  # A planted bug may make MPI ranks wait for each other forever (the tests' own timeouts are
+  # minutes): the first failure is enough, and running out of time counts as failing.
+  elif (cd "$build" && timeout --kill-after=10 240 ctest -R "$tests" -j "$(nproc)" --stop-on-failure >>"$log" 2>&1); then
     verdict=SURVIVED
     survived=$((survived + 1))
   else
@@ -61,6 +68,7 @@ for patch in "$root"/tests/mutation/patches/*.patch; do
   fi
   # Which tests caught it (ctest lists them after "The following tests FAILED").
   caught=$(sed -n '/The following tests FAILED/,$p' "$log" | grep -cE '^[[:space:]]+[0-9]+ - ' || true)
+  pkill -f "$build/tests/" 2>/dev/null || true  # ranks left behind by a timeout
   git -C "$src" checkout -q -- .
   line=$(printf '%-28s %-24s %-14s %4s tests %5ss  %s' "$name" "$(field Area "$patch")" "$verdict" "$caught" \
     $((SECONDS - start)) "$(field Mutation "$patch")")
@@ -75,6 +83,6 @@ echo "mutation                     area                     verdict        caugh
 printf '%s\n' "${results[@]}"
 total=$((killed + survived))
 if ((total > 0)); then
-  echo "mutation score: $killed of $total killed ($((100 * killed / total)) %), $broken not building"
+  echo "mutation score: $killed of $total killed ($((100 * killed / total)) %), $broken not building or not applying"
 fi
 ((survived == 0))
