@@ -17,7 +17,7 @@ from spack.package import *
 
 class Fmattn(CMakePackage, CudaPackage, ROCmPackage):
     """Fast Multipole Attention: O(n log n) attention for long sequences on CPUs and GPUs, with
-    Kokkos kernels, MPI across heads, YAML input decks and HDF5 results."""
+    Kokkos kernels, MPI sharding of the sequence (or of the heads), YAML input decks and HDF5 results."""
 
     version("0.1.0")
 
