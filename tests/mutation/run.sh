@@ -23,13 +23,16 @@ src=$work/src build=$work/build
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=false
 
 # The scratch source: the tracked files as they are now, in a git repository of its own, so
-# that each mutation is applied and taken back with git.
-rm -rf "$src"
+# that each mutation is applied and taken back with git. Only files whose content changed are
+# copied (with a new time stamp), so that the kept build rebuilds exactly what changed.
 mkdir -p "$src" "$build"
-git -C "$root" ls-files -z | (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$src"
-git -C "$src" init -q
+[[ -d $src/.git ]] || git -C "$src" init -q
+git -C "$src" checkout -q -- . 2>/dev/null || true
+git -C "$root" ls-files -z | while IFS= read -r -d '' f; do
+  cmp -s "$root/$f" "$src/$f" || install -D -m "$(stat -c %a "$root/$f")" "$root/$f" "$src/$f"
+done
 git -C "$src" add -A
-git -C "$src" -c user.name=mutation -c user.email=mutation@localhost commit -qm baseline
+git -C "$src" -c user.name=mutation -c user.email=mutation@localhost commit -qm baseline --allow-empty
 
 kokkos_line=$(bash "$root/scripts/setup.sh" | tail -n 1)
 kokkos_root=${kokkos_line#FMATTN_KOKKOS_ROOT=}
