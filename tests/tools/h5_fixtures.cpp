@@ -5,6 +5,8 @@
 //   fmattn_test_h5_fixtures checkpoint OUT.h5   the same plus provenance, a `step` attribute and
 //                                               `fit/loss` (the checkpoint layout of the interfaces)
 //   fmattn_test_h5_fixtures other      OUT.h5   an fmattn file of another schema
+//   fmattn_test_h5_fixtures input      OUT.h5   q, k, v [1][2][64][4] as a user's input file (a
+//                                               NaN in v), without provenance
 //
 // The weights are the average operator plus a smooth perturbation, so the basis plot shows
 // something other than boxes. Exit 0 on success, 2 on bad arguments, 1 on any other failure.
@@ -31,7 +33,14 @@ int write(const std::string& kind, const std::string& path) {
   const int d = 4;
   const fmattn::Geometry g = fmattn::make_geometry(512, 16, 4, fmattn::Variant::causal);
   fmattn::h5::NewFile file(path);
-  if (kind == "other") {
+  if (kind == "input") {
+    std::vector<double> x(2 * 64 * 4);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1 * double(i));
+    fmattn::h5::write_dataset(file.id(), "q", {1, 2, 64, 4}, x.data());
+    fmattn::h5::write_dataset(file.id(), "k", {1, 2, 64, 4}, x.data());
+    x[5] = std::nan("");
+    fmattn::h5::write_dataset(file.id(), "v", {1, 2, 64, 4}, x.data());
+  } else if (kind == "other") {
     fmattn::write_provenance(file.id(), "fmattn-something-else/1", "run:\n  name: other\n", 1);
     const std::vector<double> data{1.0, 2.0, 3.0};
     fmattn::h5::write_dataset(file.id(), "values", {3}, data.data());
@@ -62,8 +71,8 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int code = 0;
   const std::string kind = argc == 3 ? argv[1] : "";
-  if (kind != "weights" && kind != "checkpoint" && kind != "other") {
-    std::fprintf(stderr, "usage: fmattn_test_h5_fixtures weights|checkpoint|other OUT.h5\n");
+  if (kind != "weights" && kind != "checkpoint" && kind != "other" && kind != "input") {
+    std::fprintf(stderr, "usage: fmattn_test_h5_fixtures weights|checkpoint|other|input OUT.h5\n");
     code = 2;
   } else {
     try {
