@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
           using Att = fmattn::Attention<float>;
           // Placed like fmattn run's arrays (huge pages), so that warm and cold runs compare.
           const auto q = fmattn::allocate<Att::Tensor>("q", 1, n, d), k = fmattn::allocate<Att::Tensor>("k", 1, n, d),
-                     v = fmattn::allocate<Att::Tensor>("v", 1, n, d), out = fmattn::allocate<Att::Tensor>("out", 1, n, d);
+                     v = fmattn::allocate<Att::Tensor>("v", 1, n, d),
+                     out = fmattn::allocate<Att::Tensor>("out", 1, n, d);
           // Uniform values of unit variance: the cost does not depend on the values.
           const Att::Tensor* views[3] = {&q, &k, &v};
           for (int t = 0; t < 3; ++t) {

@@ -483,16 +483,13 @@ struct AttentionTiles {
 inline constexpr int progress_steps = 100;
 
 template <class ExecSpace, class Scalar>
-void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& shard, const AttentionOptions& opt,
-                        typename AttentionTiles<ExecSpace, Scalar>::In q,
-                        typename AttentionTiles<ExecSpace, Scalar>::In k,
-                        typename AttentionTiles<ExecSpace, Scalar>::In v,
-                        typename AttentionTiles<ExecSpace, Scalar>::In qc,
-                        typename AttentionTiles<ExecSpace, Scalar>::In kc,
-                        typename AttentionTiles<ExecSpace, Scalar>::In vc,
-                        const Partials<Scalar, typename ExecSpace::memory_space>& part,
-                        typename AttentionTiles<ExecSpace, Scalar>::Out out,
-                        const std::function<void(double)>& progress = {}) {
+void evaluate_attention(
+    const ExecSpace& space, const Geometry& g, const Shard& shard, const AttentionOptions& opt,
+    typename AttentionTiles<ExecSpace, Scalar>::In q, typename AttentionTiles<ExecSpace, Scalar>::In k,
+    typename AttentionTiles<ExecSpace, Scalar>::In v, typename AttentionTiles<ExecSpace, Scalar>::In qc,
+    typename AttentionTiles<ExecSpace, Scalar>::In kc, typename AttentionTiles<ExecSpace, Scalar>::In vc,
+    const Partials<Scalar, typename ExecSpace::memory_space>& part, typename AttentionTiles<ExecSpace, Scalar>::Out out,
+    const std::function<void(double)>& progress = {}) {
   using K = AttentionTiles<ExecSpace, Scalar>;
   K f;
   f.g = g;
@@ -528,13 +525,13 @@ void evaluate_attention(const ExecSpace& space, const Geometry& g, const Shard& 
   const std::int64_t tiles = heads * f.tiles_per_head;
   // Pieces of at least 16 tiles per unit of concurrency, so that the launches and the fence
   // after each cost next to nothing against the tiles themselves.
-  const std::int64_t piece =
-      progress ? std::max<std::int64_t>(16 * std::int64_t(space.concurrency()), (tiles + progress_steps - 1) / progress_steps)
-               : tiles;
+  const std::int64_t piece = progress ? std::max<std::int64_t>(16 * std::int64_t(space.concurrency()),
+                                                               (tiles + progress_steps - 1) / progress_steps)
+                                      : tiles;
   for (f.league0 = 0; f.league0 < tiles; f.league0 += piece) {
     typename K::Policy policy(space, int(std::min(piece, tiles - f.league0)), Kokkos::AUTO);
-    Kokkos::parallel_for("fmattn::attention::tiles",
-                         policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
+    Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)),
+                         f);
     if (progress) {
       space.fence();
       progress(double(std::min(f.league0 + piece, tiles)) / double(tiles));

@@ -30,8 +30,7 @@ std::int64_t count_nonfinite(const View& x) {
   std::int64_t bad = 0;
   Kokkos::parallel_reduce(
       "fmattn::finite::count", Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(0, std::int64_t(x.span())),
-      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& sum) { sum += is_finite_bits(flat(i)) ? 0 : 1; },
-      bad);
+      KOKKOS_LAMBDA(const std::int64_t i, std::int64_t& sum) { sum += is_finite_bits(flat(i)) ? 0 : 1; }, bad);
   return bad;
 }
 

@@ -74,14 +74,15 @@ KOKKOS_INLINE_FUNCTION float log_unit(float u) {
 KOKKOS_INLINE_FUNCTION void normal_pair(std::uint64_t row, std::uint32_t j, float& z0, float& z1) {
   const std::uint32_t h1 = hash32(std::uint32_t(row) + 0x9e3779b9u * (2 * j + 1));
   const std::uint32_t h2 = hash32(std::uint32_t(row >> 32) ^ hash32(0x85ebca6bu * (2 * j + 2)));
-  const float u1 = float((h1 >> 8) + 1) * 0x1.0p-24f;           // (0, 1]
+  const float u1 = float((h1 >> 8) + 1) * 0x1.0p-24f;                  // (0, 1]
   const float a = 3.14159265f * (float(h2 >> 8) * 0x1.0p-24f - 0.5f);  // [-pi/2, pi/2)
   // sin and cos of a by Taylor series (errors below 6e-8 on this range), then of 2a.
   const float a2 = a * a;
   const float s =
       a * (1.0f + a2 * (-1.0f / 6 + a2 * (1.0f / 120 + a2 * (-1.0f / 5040 + a2 * (1.0f / 362880 - a2 / 39916800)))));
   const float c =
-      1.0f + a2 * (-0.5f + a2 * (1.0f / 24 + a2 * (-1.0f / 720 + a2 * (1.0f / 40320 + a2 * (-1.0f / 3628800 + a2 / 479001600)))));
+      1.0f + a2 * (-0.5f + a2 * (1.0f / 24 +
+                                 a2 * (-1.0f / 720 + a2 * (1.0f / 40320 + a2 * (-1.0f / 3628800 + a2 / 479001600)))));
   const float r = compat::sqrt(-2.0f * log_unit(u1));
   z0 = r * (1.0f - 2.0f * s * s);  // r cos 2a, 2a uniform on [-pi, pi)
   z1 = r * (2.0f * s * c);         // r sin 2a
@@ -120,8 +121,8 @@ struct SyntheticSource {
 
   // Key of the normal values of position i (gaussian) or of its span (piecewise_constant).
   KOKKOS_INLINE_FUNCTION std::uint64_t row_key(std::int64_t bh, std::int64_t i) const {
-    return hash_key(seed, tensor, std::uint64_t(bh), std::uint64_t(pattern == SyntheticPattern::gaussian ? i : i / span),
-                    0x9a55ull);
+    return hash_key(seed, tensor, std::uint64_t(bh),
+                    std::uint64_t(pattern == SyntheticPattern::gaussian ? i : i / span), 0x9a55ull);
   }
 
   KOKKOS_INLINE_FUNCTION double operator()(std::int64_t bh, std::int64_t i, std::int64_t c) const {

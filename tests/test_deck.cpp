@@ -416,15 +416,17 @@ TEST(deck, ZeroSinkNeedsCausalFmaAndLengthBlockTimesPowerOfTwo) {
 // Every rule between keys, both sides: what it refuses and what it lets through.
 TEST(deck, EveryCrossKeyRuleHasBothSides) {
   // rank <= block_size
-  EXPECT_TRUE(Matches(error_of("attention: {block_size: 8, rank: 16}"), R"(attention\.rank: expected rank <= block_size)"));
+  EXPECT_TRUE(
+      Matches(error_of("attention: {block_size: 8, rank: 16}"), R"(attention\.rank: expected rank <= block_size)"));
   EXPECT_EQ(fmattn::parse_deck("attention: {block_size: 8, rank: 8}", "t.yaml").attention.rank, 8);
   // coarse queries need method fma
   EXPECT_TRUE(Matches(error_of("attention: {method: exact, queries: coarse}"), R"(coarse queries need method fma)"));
   EXPECT_EQ(fmattn::parse_deck("attention: {method: fma, queries: coarse}", "t.yaml").attention.queries,
             fmattn::Queries::coarse);
   // sequence sharding needs method fma and queries fine; heads takes anything
-  EXPECT_TRUE(Matches(error_of("parallel: {decomposition: sequence}\nattention: {queries: coarse}"),
-                      R"(^text\.yaml:1:\d+: parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
+  EXPECT_TRUE(Matches(
+      error_of("parallel: {decomposition: sequence}\nattention: {queries: coarse}"),
+      R"(^text\.yaml:1:\d+: parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
   EXPECT_TRUE(Matches(error_of("parallel: {decomposition: sequence}\nattention: {method: exact}"),
                       R"(parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
   EXPECT_EQ(fmattn::parse_deck("parallel: {decomposition: sequence}", "t.yaml").parallel.decomposition,
@@ -524,8 +526,7 @@ TEST(deck, BadSetIsNamedAsSuch) {
   EXPECT_TRUE(Matches(error_of("", {"attention.nope=1"}), R"(^--set attention\.nope: unknown key)"));
   EXPECT_TRUE(Matches(error_of("attention: {block_size: 64}", {"attention.block_size=48"}),
                       R"(^--set attention\.block_size: expected a power of two, got 48)"));
-  EXPECT_TRUE(Matches(error_of("", {"problem.length=long"}),
-                      R"(^--set problem\.length: expected an integer)"));
+  EXPECT_TRUE(Matches(error_of("", {"problem.length=long"}), R"(^--set problem\.length: expected an integer)"));
   EXPECT_TRUE(Matches(error_of("", {"attention.variant=sideways"}), R"(^--set attention\.variant: .*got 'sideways')"));
   EXPECT_TRUE(Matches(error_of("", {"attention.rank=[1"}), R"(^--set attention\.rank=\[1: cannot parse the value)"));
   // Through a file too: the file's line must not be blamed.

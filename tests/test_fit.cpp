@@ -156,12 +156,18 @@ std::string input_error(const std::function<void()>& f) {
   return "(no InputError)";
 }
 
-TEST(Fit, BadRestartsAreClearErrors) {
-  TempPath ck("fit.h5"), other("other.h5"), weights("weights.h5");
-  fmattn::Deck deck = fit_deck_text(ck.path());
-  deck.fit.steps = 3;
+// Runs a fit of `steps` steps (no validation) into the checkpoint `path`; returns its deck.
+fmattn::Deck fitted(const std::string& path, std::int64_t steps) {
+  fmattn::Deck deck = fit_deck_text(path);
+  deck.fit.steps = steps;
   deck.validation.sample_queries = 0;
   fmattn::fit_deck(deck, quiet);
+  return deck;
+}
+
+TEST(Fit, BadRestartsAreClearErrors) {
+  TempPath ck("fit.h5"), other("other.h5"), weights("weights.h5");
+  fmattn::Deck deck = fitted(ck.path(), 3);
   deck.fit.checkpoint_file = other.path();
   deck.fit.restart_from = ck.path();
 
@@ -215,10 +221,7 @@ std::string file_bytes(const std::string& path) {
 // the next step non-finite, which stops the fit without overwriting the checkpoint.
 TEST(Fit, DamagedCheckpointsLoseNothing) {
   TempPath ck("fit.h5");
-  fmattn::Deck deck = fit_deck_text(ck.path());
-  deck.fit.steps = 3;
-  deck.validation.sample_queries = 0;
-  fmattn::fit_deck(deck, quiet);
+  fmattn::Deck deck = fitted(ck.path(), 3);
   deck.fit.restart_from = ck.path();  // continue in place, as jobs/fit.sbatch does
   deck.fit.steps = 6;
   {
@@ -272,10 +275,7 @@ TEST(Fit, DecksWithNothingToFitAreClearErrors) {
 // are written) leaves the previous checkpoint untouched and no temporary file behind.
 TEST(Fit, InterruptedCheckpointWriteKeepsThePreviousFile) {
   TempPath ck("fit.h5");
-  fmattn::Deck deck = fit_deck_text(ck.path());
-  deck.fit.steps = 2;
-  deck.validation.sample_queries = 0;
-  fmattn::fit_deck(deck, quiet);
+  const fmattn::Deck deck = fitted(ck.path(), 2);
   const fmattn::FitState before = read(deck, ck.path());
   fmattn::FitState broken = before;
   broken.step = 3;

@@ -593,10 +593,12 @@ TEST(hdf5, MakeInputsReadsTheFileAndRejectsBadOnes) {
       f.commit();
     }
     deck.input.file = huge.path();
-    EXPECT_TRUE(Contains(input_error([&] { fmattn::make_inputs<float>(deck, 0, 2); }),
-                         huge.path() + ": dataset 'v' holds 3e+38 at [0][1][0][1]; |x| <= 7.21e+16 is accepted in float32"));
-    EXPECT_EQ(Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fmattn::make_inputs<double>(deck, 0, 2).v)(1, 0, 1),
-              double(3e38f));
+    EXPECT_TRUE(
+        Contains(input_error([&] { fmattn::make_inputs<float>(deck, 0, 2); }),
+                 huge.path() + ": dataset 'v' holds 3e+38 at [0][1][0][1]; |x| <= 7.21e+16 is accepted in float32"));
+    EXPECT_EQ(
+        Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fmattn::make_inputs<double>(deck, 0, 2).v)(1, 0, 1),
+        double(3e38f));
     EXPECT_EQ(fmattn::max_input_magnitude<float>(), 72057594037927936.0);
     EXPECT_EQ(fmattn::max_input_magnitude<double>(), std::ldexp(1.0, 504));
   }

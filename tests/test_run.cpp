@@ -163,8 +163,7 @@ TEST(RunDeck, NonFiniteOutputIsNeverWritten) {
   const fmattn::Deck deck = fmattn::parse_deck(
       "", "test",
       {"problem.length=512", "problem.head_dim=8", "attention.block_size=16", "attention.rank=4",
-       "attention.downsampling=learned", "weights.file=" + wfile, "input.synthetic.kind=smooth",
-       "output.file=" + out});
+       "attention.downsampling=learned", "weights.file=" + wfile, "input.synthetic.kind=smooth", "output.file=" + out});
   const testing_fp::NoTraps overflow_on_purpose;
   try {
     fmattn::run_deck(

@@ -118,7 +118,8 @@ TEST(SequenceParallel, LastRankOwnsOnlyAPartialBlock) {
         ref::Params P;
         P.scale = 0.5;
         P = with_shape(with_options(P, causal, false, true), {std::int64_t(blocks - 1) * m + tail, m, 2, 3});
-        SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(P.n) + " causal " + std::to_string(causal));
+        SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(P.n) + " causal " +
+                     std::to_string(causal));
         check<double>(P, seed);
       }
 }

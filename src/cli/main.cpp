@@ -19,8 +19,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <deque>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -174,9 +174,9 @@ std::string oversubscription_warning() {
   const long threads = long(Kokkos::DefaultHostExecutionSpace().concurrency());
   if (cores <= 0 || long(local) * threads <= cores) return "";
   return "[fmattn] warning: " + std::to_string(local) + " rank(s) x " + std::to_string(threads) +
-         " threads on this node exceed its " + std::to_string(cores) + " cores: set OMP_NUM_THREADS=" +
-         std::to_string(std::max(1L, cores / local)) + " (or --kokkos-num-threads) for " + std::to_string(local) +
-         " rank(s) per node\n";
+         " threads on this node exceed its " + std::to_string(cores) +
+         " cores: set OMP_NUM_THREADS=" + std::to_string(std::max(1L, cores / local)) +
+         " (or --kokkos-num-threads) for " + std::to_string(local) + " rank(s) per node\n";
 }
 
 }  // namespace
@@ -197,7 +197,8 @@ int main(int argc, char** argv) {
   MPI_Comm_dup(MPI_COMM_WORLD, &error_comm);
   auto fail = [&](int code, const std::string& msg) {
     if (rank == 0)
-      std::cerr << (code == fmattn::Interrupted::exit_code ? "fmattn: stopped: " : "fmattn: error: ") << msg << std::endl;
+      std::cerr << (code == fmattn::Interrupted::exit_code ? "fmattn: stopped: " : "fmattn: error: ") << msg
+                << std::endl;
     // Bad input is usually seen by every rank alike: then all finish cleanly with `code`. When
     // some rank does not arrive within a few seconds it is stuck elsewhere: abort, never hang.
     if (ranks > 1 && !all_ranks_arrive(error_comm, 5.0)) {
@@ -245,8 +246,9 @@ int main(int argc, char** argv) {
       if (cli.command == "validate") {
         const fmattn::RunNeeds needs = fmattn::run_needs(deck, ranks);
         say("# " + cli.deck + ": valid\n# fmattn run on " + std::to_string(ranks) + " rank(s) needs " +
-            fmattn::format_bytes(needs.bytes_per_rank) + " per rank for q, k, v, output and coarse levels (this node has " +
-            fmattn::format_bytes(needs.node_bytes) + "); " + std::to_string(needs.levels) + " coarse levels; output dataset " +
+            fmattn::format_bytes(needs.bytes_per_rank) +
+            " per rank for q, k, v, output and coarse levels (this node has " + fmattn::format_bytes(needs.node_bytes) +
+            "); " + std::to_string(needs.levels) + " coarse levels; output dataset " +
             fmattn::format_bytes(needs.output_bytes) + "\n" + fmattn::to_yaml(deck));
       } else if (cli.command == "fit") {
         say("[fmattn] fit '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
@@ -277,9 +279,8 @@ int main(int argc, char** argv) {
         char buf[512];
         std::snprintf(buf, sizeof buf,
                       "[fmattn] done: total %.3f s, attention %.3f s, %.2f GFLOP/s, peak RSS %s, %s -> %s\n",
-                      started.seconds(),
-                      s.attention_s, s.gflops, fmattn::format_bytes(double(s.peak_rss)).c_str(), error,
-                      s.output_file.c_str());
+                      started.seconds(), s.attention_s, s.gflops, fmattn::format_bytes(double(s.peak_rss)).c_str(),
+                      error, s.output_file.c_str());
         say(buf);
       }
     }

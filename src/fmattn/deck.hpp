@@ -47,7 +47,7 @@ struct Deck {
     std::string file;
     struct Synthetic {
       SyntheticKind kind = SyntheticKind::smooth;  // structured like real activations; gaussian is the worst case
-      std::int64_t span = 0;  // piecewise_constant span; 0 = auto (w_L / p)
+      std::int64_t span = 0;                       // piecewise_constant span; 0 = auto (w_L / p)
       double amplitude = 1.0;
     } synthetic;
   } input;

@@ -39,7 +39,8 @@ void fill_input(const Deck& deck, int t, typename QKV<Scalar, ExecSpace>::Tensor
                                         deck.problem.head_dim};
   auto host = Kokkos::create_mirror_view(x);
   h5::read_float_rows(file, tensor_names[t], shape, head0, head0 + std::int64_t(x.extent(0)), host.data(),
-                      deck.input.file, h5::TokenRange{token0, std::int64_t(x.extent(1))}, max_input_magnitude<Scalar>());
+                      deck.input.file, h5::TokenRange{token0, std::int64_t(x.extent(1))},
+                      max_input_magnitude<Scalar>());
   Kokkos::deep_copy(x, host);
 }
 

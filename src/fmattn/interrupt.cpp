@@ -52,9 +52,7 @@ void install() {
 
 int requested() { return stop_signal.load(); }
 
-const char* signal_name(int signal) {
-  return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal";
-}
+const char* signal_name(int signal) { return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal"; }
 
 void track(const std::string& path) {
   if (path.size() >= path_max) return;

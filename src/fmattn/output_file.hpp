@@ -22,12 +22,12 @@ struct RunRecord {
   const Deck* deck = nullptr;
   Geometry geometry;
   PhaseTimes timings;
-  std::int64_t first = 0, last = 0;            // this rank's flattened batch·head rows of `output`
-  h5::TokenRange tokens;                       // and their tokens (all unless the sequence is sharded)
-  std::int64_t diag_first = 0, diag_last = 0;  // the rows of `samples` this rank writes
-  SampledError samples;                        // for rows [diag_first, diag_last)
-  int threads = 1;                             // per rank
-  double gflops = 0;                           // of the attention phase
+  std::int64_t first = 0, last = 0;                // this rank's flattened batch·head rows of `output`
+  h5::TokenRange tokens;                           // and their tokens (all unless the sequence is sharded)
+  std::int64_t diag_first = 0, diag_last = 0;      // the rows of `samples` this rank writes
+  SampledError samples;                            // for rows [diag_first, diag_last)
+  int threads = 1;                                 // per rank
+  double gflops = 0;                               // of the attention phase
   std::vector<std::int64_t> peak_rss, bytes_sent;  // per rank
 };
 

@@ -189,8 +189,8 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     // Counted once the work is done: the count walks every fine block (slow for sizes that
     // check_memory refuses).
     flops = attention_cost(g, opt, int(deck.problem.head_dim), heads).flops();
-    log("attention  " + fmt("%9.3f s", attention_s) + "  " + fmt("%.2f GFLOP/s", flops / attention_s * 1e-9) +
-        "  (" + name_of(a.method) + ", " + name_of(a.variant) + ", levels " +
+    log("attention  " + fmt("%9.3f s", attention_s) + "  " + fmt("%.2f GFLOP/s", flops / attention_s * 1e-9) + "  (" +
+        name_of(a.method) + ", " + name_of(a.variant) + ", levels " +
         std::to_string(a.method == Method::fma ? g.L : 0) + ", coarse workspace " + format_bytes(double(r.workspace)) +
         (coarse_timed ? ", of which coarse levels " + fmt("%.3f s", slowest(r.coarse_s)) : std::string()) + ")");
     if (by_sequence) {
