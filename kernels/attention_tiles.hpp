@@ -281,8 +281,14 @@ struct AttentionTiles {
       }
       for (int c = 1; c < len; ++c) {
         const Scalar* srow = &t.st(c, r0);
+        // Every lane's score is loaded, seen or not (all are computed): a load under the `c <
+        // vis` condition becomes a masked load whose masked-off lanes keep stale register
+        // contents, and the compare that follows then runs on them (FE_INVALID on a stale NaN).
         FMATTN_SIMD
-        for (int cc = 0; cc < CB; ++cc) mx[cc] = (c < vis[cc] && srow[cc] > mx[cc]) ? srow[cc] : mx[cc];
+        for (int cc = 0; cc < CB; ++cc) {
+          const Scalar s = srow[cc];
+          mx[cc] = (c < vis[cc] && s > mx[cc]) ? s : mx[cc];
+        }
       }
       FMATTN_SIMD
       for (int cc = 0; cc < CB; ++cc) {
