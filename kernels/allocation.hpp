@@ -18,22 +18,28 @@
 
 namespace fmattn {
 
-// Huge pages for the whole 2 MiB pages inside [data, data + bytes), then one write per 4 KiB
-// page by the view's execution space. Contents are unspecified afterwards (zeros or old data).
+// Huge pages for the whole 2 MiB pages inside the view's host memory (nothing elsewhere).
 template <class View>
-void place_pages(const View& x) {
-  using Mem = typename View::memory_space;
-  if constexpr (std::is_same_v<Mem, Kokkos::HostSpace>) {
-    using Scalar = typename View::non_const_value_type;
-    const std::size_t bytes = x.span() * sizeof(Scalar);
-    constexpr std::size_t huge = std::size_t(2) << 20;
-    if (bytes < 2 * huge) return;
+void advise_huge_pages(const View& x) {
+  if constexpr (std::is_same_v<typename View::memory_space, Kokkos::HostSpace>) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const std::size_t bytes = x.span() * sizeof(typename View::non_const_value_type);
+    constexpr std::size_t huge = std::size_t(2) << 20;
     const auto begin = reinterpret_cast<std::uintptr_t>(x.data());
     const std::uintptr_t first = (begin + huge - 1) / huge * huge, last = (begin + bytes) / huge * huge;
     // Advice only: where THP is off or unsupported the pages stay small and nothing fails.
     if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 #endif
+  }
+}
+
+// Huge pages, then one write per 4 KiB page by the view's execution space. Contents are
+// unspecified afterwards (zeros or old data).
+template <class View>
+void place_pages(const View& x) {
+  if constexpr (std::is_same_v<typename View::memory_space, Kokkos::HostSpace>) {
+    using Scalar = typename View::non_const_value_type;
+    advise_huge_pages(x);
     constexpr std::int64_t per_page = std::int64_t(4096 / sizeof(Scalar));
     const std::int64_t pages = (std::int64_t(x.span()) + per_page - 1) / per_page;
     Scalar* data = x.data();
@@ -53,10 +59,11 @@ View allocate(const std::string& label, Extents... extents) {
   return x;
 }
 
-// The same, zero-filled (the fill runs after the pages are placed, in parallel).
+// The same, zero-filled: the parallel fill itself first touches the pages.
 template <class View, class... Extents>
 View allocate_zeroed(const std::string& label, Extents... extents) {
-  View x = allocate<View>(label, extents...);
+  View x(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), extents...);
+  advise_huge_pages(x);
   Kokkos::deep_copy(x, typename View::non_const_value_type(0));
   return x;
 }

@@ -170,9 +170,12 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   LocalRun<Scalar> r;
   double attention_s = 0, flops = 0;
   std::int64_t bytes[2] = {0, 0};  // sent: max and sum over ranks
+  Stopwatch attention_clock;  // restarted when the input phase ends, for the progress lines
+  double last_line = 0;
   // Each phase's line as soon as it ends, so that a job log shows where a run is.
   r.done = [&](Phase phase) {
     if (phase == Phase::input) {
+      attention_clock = Stopwatch();
       rec.timings.add("input", r.input_s);
       log("input      " + fmt("%9.3f s", slowest(r.input_s)) + "  (" + name_of(deck.input.source) + ", " +
           (by_sequence ? "sequence sharded" : "heads distributed") + " over " + std::to_string(ranks) + " rank(s))");
@@ -205,18 +208,12 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   };
   // A plain line (no carriage return: job logs are files) every progress_seconds while the
   // attention runs, from this rank's share of the query tiles.
-  Stopwatch attention_clock;
-  double last_line = 0;
   r.progress = [&](double fraction) {
     const double t = attention_clock.seconds();
     if (deck.run.progress_seconds <= 0 || fraction >= 1 || t - last_line < deck.run.progress_seconds) return;
     last_line = t;
     log("attention  " + fmt("%5.1f %% of the query tiles", 100 * fraction) + fmt(" after %.1f s", t) +
         fmt(", about %.0f s left", t * (1 - fraction) / fraction));
-  };
-  r.done = [&, report = r.done](Phase phase) {
-    report(phase);
-    if (phase == Phase::input) attention_clock = Stopwatch();
   };
   if (by_sequence)
     run_sequence(deck, g, opt, comm, rec, r);
