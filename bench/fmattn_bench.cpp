@@ -6,10 +6,12 @@
 //   fmattn_bench [--n-min 12] [--n-max 22] [--exact-max 16] [--d 64,128] [--repeat 3]
 //                [--cases fma-causal,fma-bidirectional,linear-causal,exact-causal] [--csv FILE]
 //                [--kokkos-num-threads=T]
-// Case `grad-causal` / `grad-bidirectional` times the backward pass (dQ, dK, dV for an output
-// gradient on every row) of FMA; its flops are counted as 5x the forward's slot flops: three
-// sweeps over each query's slots (12d per slot) and one over each key's queries (8d), against
-// the forward's 4d.
+// Cases `grad-causal`, `grad-bidirectional` (FMA) and `exact-grad-causal`,
+// `exact-grad-bidirectional` time the backward pass (dQ, dK, dV for an output gradient on every
+// row) given the output and log-sum-exp of a forward, as training runs it; the forward (with
+// its lse) is timed in the same run and both are printed. Backward flops are counted the usual
+// way for attention: 2.5x the forward's slot flops (five products of the scores' size
+// against two).
 #include "allocation.hpp"
 #include "attention.hpp"
 #include "cost.hpp"
@@ -34,7 +36,8 @@ namespace {
 const char* usage =
     "usage: fmattn_bench [--n-min 12] [--n-max 22] [--exact-max 16] [--d 64,128] [--repeat 3]\n"
     "                    [--cases fma-causal,fma-bidirectional,linear-causal,exact-causal,grad-causal,\n"
-    "                     grad-bidirectional] [--csv FILE] [--kokkos-num-threads=T]\n"
+    "                     grad-bidirectional,exact-grad-causal,exact-grad-bidirectional] [--csv FILE]\n"
+    "                    [--kokkos-num-threads=T]\n"
     "The fp32 GEMM ceiling, then attention passes over n = 2^n-min .. 2^n-max (exact up to\n"
     "2^exact-max): time, GFLOP/s, % of the ceiling, bytes moved, resident memory; CSV to FILE\n"
     "(default bench.csv).\n";
@@ -145,14 +148,15 @@ struct Case {
 
 Case case_of(const std::string& name) {
   Case c;
-  const auto dash = name.find('-');
-  const std::string kind = name.substr(0, dash), variant = name.substr(dash + 1);
-  c.variant = variant == "causal" ? fmattn::Variant::causal : fmattn::Variant::bidirectional;
-  c.opt.method = kind == "exact" ? fmattn::Method::exact : fmattn::Method::fma;
-  c.opt.coarse_queries = kind == "linear";
-  c.backward = kind == "grad";
-  if (kind != "exact" && kind != "fma" && kind != "linear" && kind != "grad")
+  const auto dash = name.rfind('-');
+  const std::string kind = name.substr(0, dash == std::string::npos ? 0 : dash), variant = name.substr(dash + 1);
+  if ((kind != "exact" && kind != "fma" && kind != "linear" && kind != "grad" && kind != "exact-grad") ||
+      (variant != "causal" && variant != "bidirectional"))
     throw std::runtime_error("unknown case " + name);
+  c.variant = variant == "causal" ? fmattn::Variant::causal : fmattn::Variant::bidirectional;
+  c.opt.method = kind.rfind("exact", 0) == 0 ? fmattn::Method::exact : fmattn::Method::fma;
+  c.opt.coarse_queries = kind == "linear";
+  c.backward = kind == "grad" || kind == "exact-grad";
   return c;
 }
 
@@ -177,7 +181,7 @@ int main(int argc, char** argv) {
                 "bytes_moved", "resident");
     std::ofstream csv(o.csv);
     csv << "case,threads,d,n,time_s,gflops,percent_of_ceiling,ceiling_gflops,flops,bytes_moved,resident_bytes,"
-           "read_gbs\n";
+           "read_gbs,forward_time_s\n";
     for (const std::string& name : o.cases) {
       const Case c = case_of(name);
       for (int d : o.dims)
@@ -204,41 +208,51 @@ int main(int argc, char** argv) {
           }
           Att att(g, opt, d, 1);
           Att::Tensor dq, dk, dv;
+          Att::RowValues lse;
           if (c.backward) {
             dq = fmattn::allocate_zeroed<Att::Tensor>("dq", 1, n, d);
             dk = fmattn::allocate_zeroed<Att::Tensor>("dk", 1, n, d);
             dv = fmattn::allocate_zeroed<Att::Tensor>("dv", 1, n, d);
+            lse = fmattn::allocate_zeroed<Att::RowValues>("lse", 1, n);
           }
           // q as the output gradient: any nonzero values cost the same.
-          auto pass = [&] {
-            if (c.backward)
-              att.backward(q, k, v, q, dq, dk, dv);
-            else
-              att.forward(q, k, v, out);
+          auto forward = [&] {
+            att.forward(q, k, v, out, lse);
+            Kokkos::fence();
+          };
+          auto backward = [&] {
+            att.backward(q, k, v, out, lse, q, dq, dk, dv);
             Kokkos::fence();
           };
           // Warm-up (first touch of the workspace, caches), then the best of `repeat` runs; one
           // run when a run takes seconds.
-          fmattn::Stopwatch warm;
-          pass();
-          const int repeat = warm.seconds() > 2.0 ? 1 : o.repeat;
-          double best = 1e300;
-          for (int r = 0; r < repeat; ++r) {
-            fmattn::Stopwatch w;
+          auto best_of = [&](const auto& pass) {
+            fmattn::Stopwatch warm;
             pass();
-            best = std::min(best, w.seconds());
-          }
+            const int repeat = warm.seconds() > 2.0 ? 1 : o.repeat;
+            double best = 1e300;
+            for (int r = 0; r < repeat; ++r) {
+              fmattn::Stopwatch w;
+              pass();
+              best = std::min(best, w.seconds());
+            }
+            return best;
+          };
+          const double forward_s = best_of(forward);
+          const double best = c.backward ? best_of(backward) : forward_s;
           const auto cost = fmattn::attention_cost(g, opt, d, 1);
-          const double flops = c.backward ? 5.0 * cost.attention_flops : cost.flops();
+          const double flops = c.backward ? 2.5 * cost.attention_flops : cost.flops();
           const double gflops = flops / best * 1e-9;
           const double bytes = 4.0 * n * d * sizeof(float) + double(att.workspace_bytes()) * 2;
-          std::printf("%-18s %4d %9lld %10.4f %10.2f %7.1f%% %11s %11s\n", name.c_str(), d, (long long)n, best, gflops,
+          std::printf("%-18s %4d %9lld %10.4f %10.2f %7.1f%% %11s %11s", name.c_str(), d, (long long)n, best, gflops,
                       100 * gflops / ceiling, fmattn::format_bytes(bytes).c_str(),
                       fmattn::format_bytes(double(resident_bytes())).c_str());
+          if (c.backward) std::printf("  forward %.4f s, backward/forward %.2f", forward_s, best / forward_s);
+          std::printf("\n");
           std::fflush(stdout);
           csv << name << ',' << threads << ',' << d << ',' << n << ',' << best << ',' << gflops << ','
               << 100 * gflops / ceiling << ',' << ceiling << ',' << flops << ',' << bytes << ',' << resident_bytes()
-              << ',' << bandwidth << '\n';
+              << ',' << bandwidth << ',' << (c.backward ? forward_s : best) << '\n';
         }
     }
   } catch (const std::exception& e) {

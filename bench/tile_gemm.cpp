@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
       for (int x = 0; x < d; ++x) kp[std::size_t(c) * ld + x] = k[std::size_t(c) * d + x];
     const typename Tiles::Chunk ch{kp.data(), kp.data(), ld, ld, Tk, false, 0};
     const double hand = gflops(reps, flops, [&] {
-      for (int r0 = 0; r0 < Tq; r0 += Tiles::CB) f.score_keys<Tiles::KB>(t, ch, 0, Tk, r0);
+      for (int r0 = 0; r0 < Tq; r0 += Tiles::CB)
+        Tiles::lane_blocks<Tiles::KB>(&t.st(0, r0), Tiles::LQ, &t.logw(0), ch.kbase, ch.kstride, &t.qt(0, r0),
+                                      Tiles::LQ, d, 0, Tk);
     });
     // The other product of a chunk, acc[Tq][d] = acc·rescale + P·V, as process_chunk calls it.
     std::vector<float> acc(Tq * ld, 0.0f), rescale(Tq, 1.0f);
@@ -69,7 +71,9 @@ int main(int argc, char** argv) {
     t.rows = Tq;
     const double value = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::RB)
-        f.value_rows<Tiles::RB>(t, ch, r0, r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq);
+        f.row_blocks<Tiles::RB>(&t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ, ch.vbase, ch.vstride, true,
+                                r0, r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq,
+                                [&](int, int) { return Kokkos::pair<int, int>(0, Tk); });
     });
 
     const Host2 A(k.data(), Tk, d), B(qt.data(), d, Tq), C(st.data(), Tk, Tq);

@@ -14,6 +14,7 @@
 #include "kokkos_compat.hpp"
 #include "shard.hpp"
 #include "simd.hpp"
+#include "tile_products.hpp"
 #include "tile_traits.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -65,6 +66,7 @@ struct AttentionTiles {
   In qc;                       // [bh][coarse tokens][d] coarse queries (linear variant)
   In kc, vc;                   // [bh][coarse tokens][d]; empty for exact
   Out o;                       // [bh][own rows][d] from s.token_begin
+  Kokkos::View<Scalar**, Kokkos::LayoutRight, Mem> lse;  // [bh][own rows] log-sum-exp per row, if not empty
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
   int d = 0;
@@ -83,6 +85,10 @@ struct AttentionTiles {
     Vec logw;         // log-weight of each slot [Tk]
     Vec rmax, rsum;   // running max and denominator [Tq]
     Vec mx, rescale;  // per-chunk max and rescale factor [Tq]
+    // Backward tiles only (attention_backward.hpp): a second lane matrix [d][LQ], a second
+    // score matrix [Tk][LQ], a second accumulator [Tq][ld] and a second slot vector [Tk].
+    Mat vt, dpt, acc2;
+    Vec aux;
     std::int64_t i0;  // position of row 0 (fine queries)
     int rows;
     int lanes;  // rows rounded up to whole lane blocks: the lanes the products compute
@@ -102,13 +108,15 @@ struct AttentionTiles {
   // Row length of acc, ks and vs.
   KOKKOS_INLINE_FUNCTION static int row_length(int d) { return padded_dim(d) + pad; }
 
-  static std::size_t scratch_bytes(int d) {
+  static std::size_t scratch_bytes(int d, bool backward = false) {
     const int ld = row_length(d);
+    const std::size_t extra =
+        backward ? Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) + Mat::shmem_size(Tq, ld) + Vec::shmem_size(Tk) : 0;
     return Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) + Mat::shmem_size(Tq, ld) + 2 * Mat::shmem_size(Tk, ld) +
-           Vec::shmem_size(Tk) + 4 * Vec::shmem_size(Tq);
+           Vec::shmem_size(Tk) + 4 * Vec::shmem_size(Tq) + extra;
   }
 
-  KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team) const {
+  KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team, bool backward = false) const {
     const auto& scr = team.team_scratch(scratch_level);
     const int ld = row_length(d);
     Tile t;
@@ -122,6 +130,12 @@ struct AttentionTiles {
     t.rsum = Vec(scr, Tq);
     t.mx = Vec(scr, Tq);
     t.rescale = Vec(scr, Tq);
+    if (backward) {
+      t.vt = Mat(scr, d, LQ);
+      t.dpt = Mat(scr, Tk, LQ);
+      t.acc2 = Mat(scr, Tq, ld);
+      t.aux = Vec(scr, Tk);
+    }
     return t;
   }
 
@@ -163,74 +177,74 @@ struct AttentionTiles {
     });
   }
 
-  // S^T rows c0..c0+NK-1 = logw + K·(sQ)^T, CB query lanes at a time in registers.
+  // Scores, slots × query lanes: out[c][r] = init[c] + Σ_x A_c[x]·B[x][r] for the NK slots
+  // from c0 and the CB lanes from r0, where `out` and `b` point at lane r0 of their row 0,
+  // slot c's row of A is at a + c·as, and init may be null (0).
   template <int NK>
-  KOKKOS_INLINE_FUNCTION void score_block(const Tile& t, const Chunk& ch, int c0, int r0) const {
-    Scalar a[NK][CB];
+  KOKKOS_INLINE_FUNCTION static void lane_block(Scalar* out, std::int64_t os, const Scalar* init, const Scalar* a,
+                                                std::int64_t as, const Scalar* b, std::int64_t bs, int depth, int c0) {
+    Scalar acc[NK][CB];
     for (int kk = 0; kk < NK; ++kk) {
-      const Scalar w = t.logw(c0 + kk);
+      const Scalar w = init ? init[c0 + kk] : Scalar(0);
       FMATTN_SIMD
-      for (int cc = 0; cc < CB; ++cc) a[kk][cc] = w;
+      for (int cc = 0; cc < CB; ++cc) acc[kk][cc] = w;
     }
-    const Scalar* qt = t.qt.data() + r0;
-    const Scalar* krow = ch.kbase + std::int64_t(c0) * ch.kstride;
-    for (int x = 0; x < d; ++x) {
-      const Scalar* qx = qt + x * LQ;
-      for (int kk = 0; kk < NK; ++kk) {
-        const Scalar kv = krow[kk * ch.kstride + x];
-        FMATTN_SIMD
-        for (int cc = 0; cc < CB; ++cc) a[kk][cc] += kv * qx[cc];
-      }
-    }
+    accumulate_block<NK, CB>(acc, a + c0 * as, as, 1, b, bs, 0, depth);
     for (int kk = 0; kk < NK; ++kk) {
-      Scalar* srow = &t.st(c0 + kk, r0);
+      Scalar* orow = out + (c0 + kk) * os;
       FMATTN_SIMD
-      for (int cc = 0; cc < CB; ++cc) srow[cc] = a[kk][cc];
+      for (int cc = 0; cc < CB; ++cc) orow[cc] = acc[kk][cc];
     }
   }
 
-  // S^T rows c0..c_end-1 for lanes r0..r0+CB-1: blocks of NK keys, the rest in blocks of NK/2, ...
+  // lane_block for slots [c0, c_end): blocks of NK slots, the rest in blocks of NK/2, ...
   template <int NK>
-  KOKKOS_INLINE_FUNCTION void score_keys(const Tile& t, const Chunk& ch, int c0, int c_end, int r0) const {
-    for (; c0 + NK <= c_end; c0 += NK) score_block<NK>(t, ch, c0, r0);
-    if constexpr (NK > 1) score_keys<NK / 2>(t, ch, c0, c_end, r0);
+  KOKKOS_INLINE_FUNCTION static void lane_blocks(Scalar* out, std::int64_t os, const Scalar* init, const Scalar* a,
+                                                 std::int64_t as, const Scalar* b, std::int64_t bs, int depth, int c0,
+                                                 int c_end) {
+    for (; c0 + NK <= c_end; c0 += NK) lane_block<NK>(out, os, init, a, as, b, bs, depth, c0);
+    if constexpr (NK > 1) lane_blocks<NK / 2>(out, os, init, a, as, b, bs, depth, c0, c_end);
   }
 
-  // acc rows r0..r0+NR-1 = acc·rescale + P·V over slots 0..len-1, CB channels at a time in registers.
+  // Rows × channels: acc[r][x] = rescale[r]·acc[r][x] + Σ_{c in [c0, c1)} P(r, c)·V_c[x] for
+  // the NR rows from r0 and the CB channels from x0 (fewer past `width`: V rows read in place),
+  // where P(r, c) = p[r·prs + c·pcs], V_c is at v + c·vs, and rescale null keeps acc as it is.
   template <int NR>
-  KOKKOS_INLINE_FUNCTION void value_block(const Tile& t, const Chunk& ch, int r0, int x0, int len) const {
+  KOKKOS_INLINE_FUNCTION static void row_block(Scalar* acc, std::int64_t accs, const Scalar* rescale, const Scalar* p,
+                                               std::int64_t prs, std::int64_t pcs, const Scalar* v, std::int64_t vs,
+                                               int c0, int c1, int width) {
     Scalar a[NR][CB];
     for (int rr = 0; rr < NR; ++rr) {
-      const Scalar f = t.rescale(r0 + rr);
-      const Scalar* arow = &t.acc(r0 + rr, x0);
+      const Scalar f = rescale ? rescale[rr] : Scalar(1);
+      const Scalar* arow = acc + rr * accs;
       FMATTN_SIMD
       for (int cc = 0; cc < CB; ++cc) a[rr][cc] = arow[cc] * f;
     }
-    for (int c = 0; c < len; ++c) {
-      const Scalar* vrow = ch.vbase + std::int64_t(c) * ch.vstride + x0;
-      const Scalar* prow = &t.st(c, r0);
-      for (int rr = 0; rr < NR; ++rr) {
-        const Scalar p = prow[rr];
-        FMATTN_SIMD
-        for (int cc = 0; cc < CB; ++cc) a[rr][cc] += p * vrow[cc];
-      }
-    }
+    if (width == CB)
+      accumulate_block<NR, CB>(a, p, prs, pcs, v, vs, c0, c1);
+    else
+      accumulate_block_tail<NR, CB>(a, p, prs, pcs, v, vs, c0, c1, width);
     for (int rr = 0; rr < NR; ++rr) {
-      Scalar* arow = &t.acc(r0 + rr, x0);
+      Scalar* arow = acc + rr * accs;
       FMATTN_SIMD
       for (int cc = 0; cc < CB; ++cc) arow[cc] = a[rr][cc];
     }
   }
 
-  // acc rows r0..r_end-1: blocks of NR rows, the rest in blocks of NR/2, ...; a causal block
-  // reads only the slots its last row sees.
-  template <int NR>
-  KOKKOS_INLINE_FUNCTION void value_rows(const Tile& t, const Chunk& ch, int r0, int r_end) const {
+  // row_block over rows [r0, r_end) and all channels: blocks of NR rows, the rest in blocks of
+  // NR/2, ...; a block of rows [r, r + NR) contracts over the slots range(r, r + NR) returns.
+  // Channel blocks past d are computed on zero padding (scratch V) or skipped (V in place).
+  template <int NR, class Range>
+  KOKKOS_INLINE_FUNCTION void row_blocks(Scalar* acc, std::int64_t accs, const Scalar* rescale, const Scalar* p,
+                                         std::int64_t prs, std::int64_t pcs, const Scalar* v, std::int64_t vs,
+                                         bool padded, int r0, int r_end, const Range& range) const {
     for (; r0 + NR <= r_end; r0 += NR) {
-      const int len = seen_by_rows_before(t, ch, r0 + NR);
-      for (int x0 = 0; x0 < dp; x0 += CB) value_block<NR>(t, ch, r0, x0, len);
+      const auto span = range(r0, r0 + NR);
+      for (int x0 = 0; x0 < (padded ? dp : d); x0 += CB)
+        row_block<NR>(acc + r0 * accs + x0, accs, rescale ? rescale + r0 : nullptr, p + r0 * prs, prs, pcs, v + x0, vs,
+                      span.first, span.second, padded || x0 + CB <= d ? CB : d - x0);
     }
-    if constexpr (NR > 1) value_rows<NR / 2>(t, ch, r0, r_end);
+    if constexpr (NR > 1) row_blocks<NR / 2>(acc, accs, rescale, p, prs, pcs, v, vs, padded, r0, r_end, range);
   }
 
   // Slots of row r seen in a chunk: a prefix (causal fine chunks are in position order).
@@ -253,7 +267,8 @@ struct AttentionTiles {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes / CB), [&](const int lane_block) {
       const int r0 = lane_block * CB;
-      score_keys<KB>(t, ch, 0, seen_by_rows_before(t, ch, r0 + CB), r0);
+      lane_blocks<KB>(&t.st(0, r0), LQ, &t.logw(0), ch.kbase, ch.kstride, &t.qt(0, r0), LQ, d, 0,
+                      seen_by_rows_before(t, ch, r0 + CB));
     });
     team.team_barrier();
     // Softmax along keys, vectorized across query lanes: chunk max over the visible slots,
@@ -312,9 +327,13 @@ struct AttentionTiles {
       }
     });
     team.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int row_block) {
-      const int r0 = row_block * RB;
-      value_rows<RB>(t, ch, r0, r0 + RB < t.rows ? r0 + RB : t.rows);
+    // acc = acc·rescale + P·V; a causal block of rows reads only the slots its last row sees.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int block) {
+      const int r0 = block * RB;
+      row_blocks<RB>(&t.acc(0, 0), row_length(d), &t.rescale(0), &t.st(0, 0), 1, LQ, ch.vbase, ch.vstride, true, r0,
+                     r0 + RB < t.rows ? r0 + RB : t.rows, [&](int, int r_end) {
+                       return Kokkos::pair<int, int>(0, seen_by_rows_before(t, ch, r_end));
+                     });
     });
   }
 
@@ -334,8 +353,10 @@ struct AttentionTiles {
 
   // Fine keys [lo, hi) in chunks of Tk, copied into padded scratch rows: read in place, rows d
   // apart (a power of two) evict each other from L1 (measured: up to a fifth slower at d = 128).
+  // Each chunk goes to op(chunk) (the forward's online softmax, or a backward pass).
+  template <class Op>
   KOKKOS_INLINE_FUNCTION void fine_range(const Member& team, const Tile& t, std::int64_t bh, std::int64_t lo,
-                                         std::int64_t hi, bool causal) const {
+                                         std::int64_t hi, bool causal, const Op& op) const {
     for (std::int64_t c0 = lo; c0 < hi; c0 += Tk) {
       const int len = int(hi - c0 < Tk ? hi - c0 : Tk);
       team.team_barrier();
@@ -343,15 +364,16 @@ struct AttentionTiles {
         gather_slot(team, t, c, &k(bh, c0 + c - s.key_begin, 0), &v(bh, c0 + c - s.key_begin, 0));
         Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = Scalar(0); });
       });
-      process_chunk(team, t, Chunk{t.ks.data(), t.vs.data(), row_length(d), row_length(d), len, causal, c0});
+      op(Chunk{t.ks.data(), t.vs.data(), row_length(d), row_length(d), len, causal, c0});
     }
   }
 
   // Streams the coarse slots of levels l_first..l_last, where the tile's cell at level l is
   // b_first >> (l - l_first), gathered Tk at a time. Returns the total weight of zero_sink
   // far-field slots (cells left of the sequence start).
+  template <class Op>
   KOKKOS_INLINE_FUNCTION double far_field(const Member& team, const Tile& t, std::int64_t bh, int l_first, int l_last,
-                                          std::int64_t b_first) const {
+                                          std::int64_t b_first, const Op& op) const {
     double sink = 0;
     int filled = 0;
     const Chunk gathered{t.ks.data(), t.vs.data(), row_length(d), row_length(d), 0, false, 0};
@@ -379,7 +401,7 @@ struct AttentionTiles {
           if (filled == Tk) {
             Chunk ch = gathered;
             ch.len = filled;
-            process_chunk(team, t, ch);
+            op(ch);
             filled = 0;
           }
         }
@@ -388,7 +410,7 @@ struct AttentionTiles {
     if (filled > 0) {
       Chunk ch = gathered;
       ch.len = filled;
-      process_chunk(team, t, ch);
+      op(ch);
     }
     return opt.boundary == Boundary::zero_sink ? sink : 0.0;
   }
@@ -420,7 +442,8 @@ struct AttentionTiles {
     std::int64_t lo = 0, hi = g.n;
     if (opt.method == Method::fma) g.near_range(B, lo, hi);
     if (causal && hi > t.i0 + t.rows) hi = t.i0 + t.rows;
-    fine_range(team, t, bh, lo, hi, causal);
+    const auto softmax = [&](const Chunk& ch) { process_chunk(team, t, ch); };
+    fine_range(team, t, bh, lo, hi, causal, softmax);
 
     if (opt.method == Method::fma) {
       double sink = (B == 0 && opt.boundary == Boundary::zero_sink) ? double(g.m) : 0.0;  // block left of the start
@@ -436,7 +459,7 @@ struct AttentionTiles {
           }
         });
       } else {
-        sink += far_field(team, t, bh, 1, g.L, B);
+        sink += far_field(team, t, bh, 1, g.L, B, softmax);
       }
       add_sink(team, t, sink);
     }
@@ -445,6 +468,9 @@ struct AttentionTiles {
       const Scalar inv = Scalar(1) / t.rsum(r);
       Scalar* orow = &o(bh, row0 + r, 0);
       Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { orow[x] = t.acc(r, x) * inv; });
+      if (lse.extent(0))
+        Kokkos::single(Kokkos::PerThread(team),
+                       [&]() { lse(bh, row0 + r) = t.rmax(r) + Scalar(compat::log(double(t.rsum(r)))); });
     });
   }
 
@@ -462,7 +488,7 @@ struct AttentionTiles {
     t.rows = g.p - sub * Tq < Tq ? g.p - sub * Tq : Tq;
     const std::int64_t row0 = s.coarse_index(l, cell, sub * Tq);
     load_queries(team, t, [&](int r) { return &qc(bh, row0 + r, 0); });
-    add_sink(team, t, far_field(team, t, bh, l, l, cell));
+    add_sink(team, t, far_field(team, t, bh, l, l, cell, [&](const Chunk& ch) { process_chunk(team, t, ch); }));
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
       Scalar* nrow = &part.num(bh, row0 + r, 0);
@@ -485,7 +511,8 @@ struct AttentionTiles {
 // out = attention(q, k, v) for all batch·heads: FMA when opt.method is fma (kc, vc hold the
 // coarse levels; with opt.coarse_queries also qc, the coarse queries, and `part` the partial
 // sums workspace), exact attention otherwise. With `progress`, the fine tiles run in up to
-// `progress_steps` launches and progress(fraction done) is called after each.
+// `progress_steps` launches and progress(fraction done) is called after each. A non-empty `lse`
+// receives each row's log-sum-exp (log of the softmax denominator), which the backward needs.
 inline constexpr int progress_steps = 100;
 
 template <class ExecSpace, class Scalar>
@@ -495,7 +522,8 @@ void evaluate_attention(
     typename AttentionTiles<ExecSpace, Scalar>::In v, typename AttentionTiles<ExecSpace, Scalar>::In qc,
     typename AttentionTiles<ExecSpace, Scalar>::In kc, typename AttentionTiles<ExecSpace, Scalar>::In vc,
     const Partials<Scalar, typename ExecSpace::memory_space>& part, typename AttentionTiles<ExecSpace, Scalar>::Out out,
-    const std::function<void(double)>& progress = {}) {
+    const std::function<void(double)>& progress = {},
+    Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::memory_space> lse = {}) {
   using K = AttentionTiles<ExecSpace, Scalar>;
   K f;
   f.g = g;
@@ -509,6 +537,7 @@ void evaluate_attention(
   f.vc = vc;
   f.part = part;
   f.o = out;
+  f.lse = lse;
   f.d = int(q.extent(2));
   f.dp = K::padded_dim(f.d);
   const std::int64_t heads = std::int64_t(q.extent(0));

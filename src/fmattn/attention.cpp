@@ -109,57 +109,102 @@ void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstT
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out) {
+  forward(q, k, v, out, RowValues());
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, RowValues lse) {
   ScopedRegion region("fmattn::Attention::forward");
   check_shapes(q, k, v, out);
   if (!whole_)
     throw InputError("attention: forward() needs the whole sequence; a shard completes its coarse levels over MPI");
+  if (lse.extent(0) != 0 && (lse.extent(0) != std::size_t(heads_) || lse.extent(1) != std::size_t(g_.n)))
+    throw InputError("attention: lse must be [heads][n]");
+  if (lse.extent(0) != 0 && opt_.coarse_queries)
+    throw InputError("attention: the linear variant (attention.queries: coarse) keeps no lse: it has no backward");
   build_coarse(q, k, v);
-  evaluate(q, k, v, out);
+  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
+                                        {part_max_, part_den_, part_num_}, out, {}, lse);
 }
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor dout, Tensor dq,
                                             Tensor dk, Tensor dv, DownsamplingWeights* dweights) {
+  if (opt_.coarse_queries)
+    throw InputError("attention backward: not available for the linear variant (attention.queries: coarse)");
+  if (!whole_) throw InputError("attention backward: needs the whole sequence, not a shard");
+  if (own_out_.extent(0) == 0) {
+    own_out_ = allocate<Tensor>("fmattn::backward_out", heads_, g_.n, d_);
+    own_lse_ = allocate<RowValues>("fmattn::backward_lse", heads_, g_.n);
+  }
+  forward(q, k, v, own_out_, own_lse_);
+  backward(q, k, v, own_out_, own_lse_, dout, dq, dk, dv, dweights);
+}
+
+template <class Scalar, class ExecSpace>
+void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out,
+                                            ConstRowValues lse, ConstTensor dout, Tensor dq, Tensor dk, Tensor dv,
+                                            DownsamplingWeights* dweights) {
   ScopedRegion region("fmattn::Attention::backward");
   auto fits = [&](const auto& t) {
     return t.extent(0) == std::size_t(heads_) && t.extent(1) == std::size_t(g_.n) && t.extent(2) == std::size_t(d_);
   };
   auto fits_or_empty = [&](const Tensor& t) { return t.extent(0) == 0 || fits(t); };
-  if (!fits(q) || !fits(k) || !fits(v) || !fits(dout) || !fits_or_empty(dq) || !fits_or_empty(dk) ||
+  if (!fits(q) || !fits(k) || !fits(v) || !fits(out) || !fits(dout) || !fits_or_empty(dq) || !fits_or_empty(dk) ||
       !fits_or_empty(dv) || (dk.extent(0) == 0) != (dv.extent(0) == 0))
-    throw InputError("attention backward: q, k, v, dout (and dq, dk, dv unless empty) must be [heads][n][head_dim]");
+    throw InputError(
+        "attention backward: q, k, v, out, dout (and dq, dk, dv unless empty) must be [heads][n][head_dim]");
+  if (lse.extent(0) != std::size_t(heads_) || lse.extent(1) != std::size_t(g_.n))
+    throw InputError("attention backward: lse must be [heads][n], from forward()");
   if (opt_.coarse_queries)
     throw InputError("attention backward: not available for the linear variant (attention.queries: coarse)");
   if (!whole_) throw InputError("attention backward: needs the whole sequence, not a shard");
   const bool learned = opt_.method == Method::fma && opt_.downsampling == Downsampling::learned;
   if (dweights && !learned) throw InputError("attention backward: weight gradients need FMA with learned downsampling");
-  build_coarse(q, k, v);
-  if (lse_.extent(0) == 0) {
-    lse_ = decltype(lse_)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_lse"), heads_, g_.n);
-    delta_ = decltype(delta_)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_delta"), heads_, g_.n);
-    active_ =
-        decltype(active_)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_active"), heads_, g_.n);
+  using K = AttentionBackward<ExecSpace, Scalar>;
+  if (delta_.extent(0) == 0) {
+    delta_ = allocate<RowValues>("fmattn::backward_delta", heads_, g_.n);
+    active_ = allocate<decltype(active_)>("fmattn::backward_active", heads_, g_.n);
+    const std::int64_t ldn = K::lane_row_length(g_.n);
+    qt_ = allocate<Tensor>("fmattn::backward_scaled_q_transposed", heads_, d_, ldn);
+    dot_ = allocate<Tensor>("fmattn::backward_dout_transposed", heads_, d_, ldn);
     if (opt_.method == Method::fma) {
       const std::int64_t T = g_.total_coarse_tokens();
-      dkc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_key_grad"), heads_, T, d_);
-      dvc_ = Tensor(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::coarse_value_grad"), heads_, T, d_);
+      dkc_ = allocate<Tensor>("fmattn::coarse_key_grad", heads_, T, d_);
+      dvc_ = allocate<Tensor>("fmattn::coarse_value_grad", heads_, T, d_);
     }
   }
-  AttentionBackward<ExecSpace, Scalar> f;
+  K f;
+  f.tiles.g = g_;
+  f.tiles.s = shard_;
+  f.tiles.opt = opt_;
+  f.tiles.k = k;
+  f.tiles.v = v;
+  f.tiles.kc = kc_;
+  f.tiles.vc = vc_;
+  f.tiles.d = d_;
+  f.tiles.dp = K::Tiles::padded_dim(d_);
+  f.row_stream = f.tiles;
+  f.row_stream.k = q;
+  f.row_stream.v = dout;
   f.g = g_;
   f.opt = opt_;
   f.d = d_;
   f.q = q;
   f.k = k;
   f.v = v;
+  f.out = out;
+  f.dout = dout;
   f.kc = kc_;
   f.vc = vc_;
-  f.dout = dout;
   f.kw = {kw_, kb_};
   f.vw = {vw_, vb_};
-  f.lse = lse_;
+  f.lse = lse;
   f.delta = delta_;
   f.active = active_;
+  f.qt = qt_;
+  f.dot = dot_;
+  f.ldn = std::int64_t(qt_.extent(2));
   f.dq = dq;
   f.dk = dk;
   f.dv = dv;

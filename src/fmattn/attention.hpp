@@ -23,6 +23,8 @@ class Attention {
   using memory_space = typename ExecSpace::memory_space;
   using Tensor = Kokkos::View<Scalar***, Kokkos::LayoutRight, memory_space>;
   using ConstTensor = Kokkos::View<const Scalar***, Kokkos::LayoutRight, memory_space>;
+  using RowValues = Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space>;  // [heads][n]
+  using ConstRowValues = Kokkos::View<const Scalar**, Kokkos::LayoutRight, memory_space>;
 
   // `heads` is batch·heads, the first extent of every tensor. For learned downsampling the
   // weights start at the average operator until set_weights() is called. With a shard of a
@@ -35,6 +37,9 @@ class Attention {
 
   // out = attention(q, k, v). Builds the coarse levels (FMA) and evaluates all query tiles.
   void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out);
+  // The same, keeping in lse(h, i) the log of row i's softmax denominator (the log-sum-exp of
+  // its weighted scores): what backward() needs of the forward besides out.
+  void forward(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out, RowValues lse);
   // The upward pass alone (forward() calls it); q is down-sampled only for the linear variant.
   void build_coarse(ConstTensor q, ConstTensor k, ConstTensor v);
   // The pieces of forward() that a sharded sequence runs with communication in between: one
@@ -57,6 +62,11 @@ class Attention {
   // the result is bit-identical from run to run. Not available for the linear variant.
   void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor dout, Tensor dq, Tensor dk, Tensor dv,
                 DownsamplingWeights* dweights = nullptr);
+  // The same from the output and lse of forward(q, k, v, out, lse) on these inputs, as training
+  // has them: no forward is repeated. The coarse levels that forward built are used, so no
+  // other forward may come in between.
+  void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out, ConstRowValues lse, ConstTensor dout,
+                Tensor dq, Tensor dk, Tensor dv, DownsamplingWeights* dweights = nullptr);
 
   const Geometry& geometry() const { return g_; }
   const Shard& shard() const { return shard_; }
@@ -81,11 +91,12 @@ class Attention {
   // Linear variant: per coarse query, the partial softmax sums of its level's far field.
   Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> part_max_, part_den_;
   Tensor part_num_;
-  // Backward workspace, allocated by the first backward(): per-row log-sum-exp and dO·out,
-  // which rows have a nonzero dO, and the gradients of the coarse keys and values.
-  Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> lse_, delta_;
+  // Backward workspace, allocated by the first backward(): per-row dO·out, which rows have a
+  // nonzero dO, (s·Q)^T and dO^T, the gradients of the coarse keys and values; for the
+  // backward without a forward of the caller's, that forward's output and lse.
+  RowValues delta_, own_lse_;
   Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, memory_space> active_;
-  Tensor dkc_, dvc_;
+  Tensor qt_, dot_, dkc_, dvc_, own_out_;
 };
 
 // Exact attention for sampled query rows (positions rows(bh, s)), accumulated in double:
