@@ -247,7 +247,9 @@ int main(int argc, char** argv) {
           std::printf("%-18s %4d %9lld %10.4f %10.2f %7.1f%% %11s %11s", name.c_str(), d, (long long)n, best, gflops,
                       100 * gflops / ceiling, fmattn::format_bytes(bytes).c_str(),
                       fmattn::format_bytes(double(resident_bytes())).c_str());
-          if (c.backward) std::printf("  forward %.4f s, backward/forward %.2f", forward_s, best / forward_s);
+          if (c.backward)
+            std::printf("  forward %.4f s, backward/forward %.2f, backward workspace %.2f n·d values", forward_s,
+                        best / forward_s, double(att.backward_workspace_bytes()) / sizeof(float) / double(n * d));
           std::printf("\n");
           std::fflush(stdout);
           csv << name << ',' << threads << ',' << d << ',' << n << ',' << best << ',' << gflops << ','

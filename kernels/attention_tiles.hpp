@@ -62,10 +62,10 @@ struct AttentionTiles {
   Geometry g;
   Shard s;  // the queries, fine K/V rows and coarse cells held here (the whole sequence unless sharded)
   AttentionOptions opt;
-  In q, k, v;                  // [bh][rows][d]: q from s.token_begin, k and v from s.key_begin
-  In qc;                       // [bh][coarse tokens][d] coarse queries (linear variant)
-  In kc, vc;                   // [bh][coarse tokens][d]; empty for exact
-  Out o;                       // [bh][own rows][d] from s.token_begin
+  In q, k, v;  // [bh][rows][d]: q from s.token_begin, k and v from s.key_begin
+  In qc;       // [bh][coarse tokens][d] coarse queries (linear variant)
+  In kc, vc;   // [bh][coarse tokens][d]; empty for exact
+  Out o;       // [bh][own rows][d] from s.token_begin
   Kokkos::View<Scalar**, Kokkos::LayoutRight, Mem> lse;  // [bh][own rows] log-sum-exp per row, if not empty
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
@@ -78,17 +78,18 @@ struct AttentionTiles {
   // Scratch of one team. Scores are kept transposed (key-major), so the softmax runs along
   // contiguous query lanes and the P·V product broadcasts P along a key's row.
   struct Tile {
-    Mat qt;           // (scale·Q)^T [d][LQ], zero past `rows`
-    Mat st;           // S^T, then P^T [Tk][LQ]
-    Mat acc;          // unnormalised output [Tq][ld]
-    Mat ks, vs;       // key/value rows of the chunk [Tk][ld]
-    Vec logw;         // log-weight of each slot [Tk]
-    Vec rmax, rsum;   // running max and denominator [Tq]
-    Vec mx, rescale;  // per-chunk max and rescale factor [Tq]
+    Mat qt;          // (scale·Q)^T [d][LQ], zero past `rows`
+    Mat st;          // S^T, then P^T [Tk][LQ]
+    Mat acc;         // unnormalised output [Tq][ld]
+    Mat ks, vs;      // key/value rows of the chunk [Tk][ld]
+    Vec logw;        // log-weight of each slot [Tk]
+    Vec rmax, rsum;  // running max and denominator [Tq]
+    Vec rescale;     // per-chunk rescale factor [Tq]
     // Backward tiles only (attention_backward.hpp): a second lane matrix [d][LQ], a second
-    // score matrix [Tk][LQ], a second accumulator [Tq][ld] and a second slot vector [Tk].
-    Mat vt, dpt, acc2;
-    Vec aux;
+    // score matrix [Tk][LQ], two more accumulators [max(Tq, Tk)][ld], and the coarse-array
+    // index of each far-field slot [Tk] (filled by far_field).
+    Mat vt, dpt, acc2, acc3;
+    Kokkos::View<std::int64_t*, Scratch, Kokkos::MemoryUnmanaged> slot;
     std::int64_t i0;  // position of row 0 (fine queries)
     int rows;
     int lanes;  // rows rounded up to whole lane blocks: the lanes the products compute
@@ -110,10 +111,12 @@ struct AttentionTiles {
 
   static std::size_t scratch_bytes(int d, bool backward = false) {
     const int ld = row_length(d);
-    const std::size_t extra =
-        backward ? Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) + Mat::shmem_size(Tq, ld) + Vec::shmem_size(Tk) : 0;
+    const std::size_t extra = backward ? Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) +
+                                             2 * Mat::shmem_size(Tq > Tk ? Tq : Tk, ld) +
+                                             Kokkos::View<std::int64_t*, Scratch>::shmem_size(Tk)
+                                       : 0;
     return Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) + Mat::shmem_size(Tq, ld) + 2 * Mat::shmem_size(Tk, ld) +
-           Vec::shmem_size(Tk) + 4 * Vec::shmem_size(Tq) + extra;
+           Vec::shmem_size(Tk) + 3 * Vec::shmem_size(Tq) + extra;
   }
 
   KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team, bool backward = false) const {
@@ -128,13 +131,13 @@ struct AttentionTiles {
     t.logw = Vec(scr, Tk);
     t.rmax = Vec(scr, Tq);
     t.rsum = Vec(scr, Tq);
-    t.mx = Vec(scr, Tq);
     t.rescale = Vec(scr, Tq);
     if (backward) {
       t.vt = Mat(scr, d, LQ);
       t.dpt = Mat(scr, Tk, LQ);
-      t.acc2 = Mat(scr, Tq, ld);
-      t.aux = Vec(scr, Tk);
+      t.acc2 = Mat(scr, Tq > Tk ? Tq : Tk, ld);
+      t.acc3 = Mat(scr, Tq > Tk ? Tq : Tk, ld);
+      t.slot = decltype(t.slot)(scr, Tk);
     }
     return t;
   }
@@ -331,9 +334,8 @@ struct AttentionTiles {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int block) {
       const int r0 = block * RB;
       row_blocks<RB>(&t.acc(0, 0), row_length(d), &t.rescale(0), &t.st(0, 0), 1, LQ, ch.vbase, ch.vstride, true, r0,
-                     r0 + RB < t.rows ? r0 + RB : t.rows, [&](int, int r_end) {
-                       return Kokkos::pair<int, int>(0, seen_by_rows_before(t, ch, r_end));
-                     });
+                     r0 + RB < t.rows ? r0 + RB : t.rows,
+                     [&](int, int r_end) { return Kokkos::pair<int, int>(0, seen_by_rows_before(t, ch, r_end)); });
     });
   }
 
@@ -396,7 +398,10 @@ struct AttentionTiles {
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 1), [&](const int) {
             gather_slot(team, t, c, &kc(bh, idx, 0), &vc(bh, idx, 0));
-            Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = logw; });
+            Kokkos::single(Kokkos::PerThread(team), [&]() {
+              t.logw(c) = logw;
+              if (t.slot.data()) t.slot(c) = idx;
+            });
           });
           if (filled == Tk) {
             Chunk ch = gathered;

@@ -15,8 +15,8 @@
 namespace fmattn {
 
 template <int NR, int CB, class Scalar>
-KOKKOS_INLINE_FUNCTION void accumulate_block(Scalar (&acc)[NR][CB], const Scalar* a, std::int64_t ars,
-                                             std::int64_t acs, const Scalar* b, std::int64_t brs, int c0, int c1) {
+KOKKOS_INLINE_FUNCTION void accumulate_block(Scalar (&acc)[NR][CB], const Scalar* a, std::int64_t ars, std::int64_t acs,
+                                             const Scalar* b, std::int64_t brs, int c0, int c1) {
   for (int c = c0; c < c1; ++c) {
     const Scalar* brow = b + c * brs;
     for (int rr = 0; rr < NR; ++rr) {

@@ -3,7 +3,11 @@
 // where FMA equals it (L = 0), float32 against float64, and bit-identical repeats.
 #include "attention_fixture.hpp"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 
 namespace {
 
@@ -251,6 +255,119 @@ TEST(Backward, BitIdenticalRepeats) {
   }
 }
 
+// Training's path: forward keeping each row's log-sum-exp, then the backward from out and lse.
+// The forward's output is that of the plain forward, lse is the log of the softmax denominator
+// (checked in double for exact attention), and the gradients are those of the backward that
+// runs its own forward, bit for bit.
+TEST(Backward, FromTheForwardsOutputAndLse) {
+  std::mt19937_64 rng(test_seed());
+  for (const bool exact : {false, true})
+    for (const bool causal : {true, false}) {
+      ref::Params P;
+      P.n = 203;
+      P.m = 8;
+      P.p = 2;
+      P.d = 5;
+      P.exact = exact;
+      P.scale = 0.7;
+      P = with_options(P, causal, !exact, true);
+      SCOPED_TRACE(std::string(exact ? "exact " : "fma ") + (causal ? "causal" : "bidirectional"));
+      const int H = 2;
+      const auto q = random_heads(rng, H, P.n, P.d), k = random_heads(rng, H, P.n, P.d),
+                 v = random_heads(rng, H, P.n, P.d);
+      const auto dout = random_dout(rng, H, P.n, P.d);
+      fmattn::DownsamplingWeights w;
+      ref::Weights rw;
+      if (P.learned) random_weights(rng, geometry_of(P), P.d, w, rw);
+      const Grads own = run_backward<double>(P, q, k, v, dout, P.learned ? &w : nullptr);
+
+      using A = fmattn::Attention<double>;
+      A att(geometry_of(P), options_of(P), P.d, H);
+      if (P.learned) att.set_weights(w);
+      const auto qv = to_view<double>(q, P.n, P.d), kv = to_view<double>(k, P.n, P.d),
+                 vv = to_view<double>(v, P.n, P.d), gv = to_view<double>(dout, P.n, P.d);
+      A::Tensor out("out", H, P.n, P.d), plain("plain", H, P.n, P.d), dq("dq", H, P.n, P.d), dk("dk", H, P.n, P.d),
+          dv("dv", H, P.n, P.d);
+      A::RowValues lse("lse", H, P.n);
+      att.forward(qv, kv, vv, plain);
+      att.forward(qv, kv, vv, out, lse);
+      fmattn::DownsamplingWeights dw;
+      att.backward(qv, kv, vv, out, lse, gv, dq, dk, dv, P.learned ? &dw : nullptr);
+      for (int h = 0; h < H; ++h) {
+        EXPECT_TRUE(same_bits(from_view<double>(out)[h], from_view<double>(plain)[h]));
+        EXPECT_TRUE(same_bits(from_view<double>(dq)[h], own.dq[h]));
+        EXPECT_TRUE(same_bits(from_view<double>(dk)[h], own.dk[h]));
+        EXPECT_TRUE(same_bits(from_view<double>(dv)[h], own.dv[h]));
+      }
+      if (P.learned) {
+        EXPECT_TRUE(same_bits(dw.k_weight, own.dkw));
+        EXPECT_TRUE(same_bits(dw.v_bias, own.dvb));
+      }
+      if (!exact) continue;
+      const auto lh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
+      double worst = 0;
+      for (int h = 0; h < H; ++h)
+        for (std::int64_t i = 0; i < P.n; ++i) {
+          std::vector<double> scores;
+          for (std::int64_t j = 0; j < (causal ? i + 1 : P.n); ++j) {
+            double dot = 0;
+            for (int c = 0; c < P.d; ++c) dot += q[h][i * P.d + c] * k[h][j * P.d + c];
+            scores.push_back(P.scale * dot);
+          }
+          const double top = *std::max_element(scores.begin(), scores.end());
+          double sum = 0;
+          for (const double x : scores) sum += std::exp(x - top);
+          worst = std::max(worst, std::abs(lh(h, i) - (top + std::log(sum))));
+        }
+      EXPECT_LT(worst, 64 * std::numeric_limits<double>::epsilon() * std::sqrt(double(P.n)));
+    }
+}
+
+// FNV-1a over the bits of every gradient of a fixed problem (float32; both variants, FMA with
+// learned weights and exact attention). Repeats must agree; with FMATTN_BACKWARD_DIGEST set the
+// digest is also written there, and the ctest backward_any_thread_count runs this test at 1 and
+// at 2 threads and compares the two files.
+TEST(Backward, DigestIsTheSameForAnyThreadCount) {
+  auto digest = [] {
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&](const std::vector<double>& x) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(x.data());
+      for (std::size_t i = 0; i < x.size() * sizeof(double); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    };
+    std::mt19937_64 rng(20261202);
+    for (const bool exact : {false, true})
+      for (const bool causal : {true, false}) {
+        ref::Params P;
+        P.n = 1000;
+        P.m = 16;
+        P.p = 4;
+        P.d = 12;
+        P.scale = 0.3;
+        P = with_options(P, causal, !exact, true);
+        P.exact = exact;
+        const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
+                   v = random_heads(rng, 2, P.n, P.d);
+        const auto dout = random_dout(rng, 2, P.n, P.d);
+        fmattn::DownsamplingWeights w;
+        ref::Weights rw;
+        if (P.learned) random_weights(rng, geometry_of(P), P.d, w, rw);
+        const Grads g = run_backward<float>(P, q, k, v, dout, P.learned ? &w : nullptr);
+        for (const Heads* x : {&g.dq, &g.dk, &g.dv})
+          for (const auto& head : *x) mix(head);
+        for (const auto* x : {&g.dkw, &g.dkb, &g.dvw, &g.dvb}) mix(*x);
+      }
+    return h;
+  };
+  const std::uint64_t first = digest();
+  EXPECT_EQ(first, digest());
+  if (const char* path = std::getenv("FMATTN_BACKWARD_DIGEST")) {
+    std::FILE* f = std::fopen(path, "w");
+    ASSERT_NE(f, nullptr) << path;
+    std::fprintf(f, "%016llx\n", static_cast<unsigned long long>(first));
+    std::fclose(f);
+  }
+}
+
 TEST(Backward, RejectsWhatItCannotDifferentiate) {
   ref::Params P;
   P.n = 64;
@@ -265,9 +382,15 @@ TEST(Backward, RejectsWhatItCannotDifferentiate) {
   EXPECT_THROW(average.backward(x, x, x, x, x, x, x, &dw), fmattn::InputError);  // no weights to learn
   EXPECT_THROW(average.backward(x, x, x, wrong, x, x, x), fmattn::InputError);
   EXPECT_THROW(average.backward(x, x, x, x, none, x, none), fmattn::InputError);  // dk without dv
+  using Rows = fmattn::Attention<double>::RowValues;
+  const Rows lse("lse", 1, P.n), short_lse("short", 1, P.n - 1);
+  EXPECT_THROW(average.forward(x, x, x, x, short_lse), fmattn::InputError);
+  EXPECT_THROW(average.backward(x, x, x, x, short_lse, x, x, x, x), fmattn::InputError);
+  EXPECT_THROW(average.backward(x, x, x, wrong, lse, x, x, x, x), fmattn::InputError);  // out of another shape
   P.coarse_queries = true;
   fmattn::Attention<double> linear(g, options_of(P), P.d, 1);
   EXPECT_THROW(linear.backward(x, x, x, x, x, x, x), fmattn::InputError);
+  EXPECT_THROW(linear.forward(x, x, x, x, lse), fmattn::InputError);  // no backward, so no lse
 }
 
 }  // namespace

@@ -165,9 +165,6 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   if (delta_.extent(0) == 0) {
     delta_ = allocate<RowValues>("fmattn::backward_delta", heads_, g_.n);
     active_ = allocate<decltype(active_)>("fmattn::backward_active", heads_, g_.n);
-    const std::int64_t ldn = K::lane_row_length(g_.n);
-    qt_ = allocate<Tensor>("fmattn::backward_scaled_q_transposed", heads_, d_, ldn);
-    dot_ = allocate<Tensor>("fmattn::backward_dout_transposed", heads_, d_, ldn);
     if (opt_.method == Method::fma) {
       const std::int64_t T = g_.total_coarse_tokens();
       dkc_ = allocate<Tensor>("fmattn::coarse_key_grad", heads_, T, d_);
@@ -184,9 +181,6 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   f.tiles.vc = vc_;
   f.tiles.d = d_;
   f.tiles.dp = K::Tiles::padded_dim(d_);
-  f.row_stream = f.tiles;
-  f.row_stream.k = q;
-  f.row_stream.v = dout;
   f.g = g_;
   f.opt = opt_;
   f.d = d_;
@@ -202,14 +196,18 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   f.lse = lse;
   f.delta = delta_;
   f.active = active_;
-  f.qt = qt_;
-  f.dot = dot_;
-  f.ldn = std::int64_t(qt_.extent(2));
   f.dq = dq;
   f.dk = dk;
   f.dv = dv;
   f.dkc = dkc_;
   f.dvc = dvc_;
+  const std::int64_t window_rows = plan_backward(f);
+  if (opt_.method == Method::fma && std::int64_t(pk_.extent(1)) != window_rows) {
+    pk_ = allocate<Tensor>("fmattn::backward_coarse_key_terms", heads_, window_rows, d_);
+    pv_ = allocate<Tensor>("fmattn::backward_coarse_value_terms", heads_, window_rows, d_);
+  }
+  f.pk = pk_;
+  f.pv = pv_;
   if (dweights) {
     const std::int64_t W = g_.total_weights(d_), b = std::int64_t(g_.L) * g_.p * d_;
     f.dkw = Kokkos::View<double*, memory_space>("fmattn::k_weight_grad", W);
@@ -238,6 +236,13 @@ std::size_t Attention<Scalar, ExecSpace>::workspace_bytes() const {
   return (qc_.span() + kc_.span() + vc_.span() + qw_.span() + qb_.span() + kw_.span() + kb_.span() + vw_.span() +
           vb_.span() + part_max_.span() + part_den_.span() + part_num_.span()) *
          sizeof(Scalar);
+}
+
+template <class Scalar, class ExecSpace>
+std::size_t Attention<Scalar, ExecSpace>::backward_workspace_bytes() const {
+  return (delta_.span() + own_lse_.span() + dkc_.span() + dvc_.span() + pk_.span() + pv_.span() + own_out_.span()) *
+             sizeof(Scalar) +
+         active_.span();
 }
 
 template <class Scalar, class ExecSpace>

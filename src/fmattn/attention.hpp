@@ -76,6 +76,10 @@ class Attention {
   ConstTensor coarse_values() const { return vc_; }
   // Bytes held on the device by the token tree and the weights.
   std::size_t workspace_bytes() const;
+  // Bytes the backward passes hold besides the gradients themselves (allocated by the first
+  // backward()): per-row delta and flags, the coarse gradients and the far pass's windows, and
+  // for the backward without the caller's forward, that forward's output and lse.
+  std::size_t backward_workspace_bytes() const;
 
  private:
   void check_shapes(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out) const;
@@ -92,11 +96,11 @@ class Attention {
   Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> part_max_, part_den_;
   Tensor part_num_;
   // Backward workspace, allocated by the first backward(): per-row dO·out, which rows have a
-  // nonzero dO, (s·Q)^T and dO^T, the gradients of the coarse keys and values; for the
-  // backward without a forward of the caller's, that forward's output and lse.
+  // nonzero dO, the gradients of the coarse keys and values and the query teams' terms of them; for the backward
+  // without a forward of the caller's, that forward's output and lse.
   RowValues delta_, own_lse_;
   Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, memory_space> active_;
-  Tensor qt_, dot_, dkc_, dvc_, own_out_;
+  Tensor dkc_, dvc_, pk_, pv_, own_out_;
 };
 
 // Exact attention for sampled query rows (positions rows(bh, s)), accumulated in double:

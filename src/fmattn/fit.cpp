@@ -119,6 +119,7 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   using Mem = typename Attention<Scalar>::memory_space;
   Tensor out(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::fit_output"), H, n, d);
   Tensor dout("fmattn::fit_output_grad", H, n, d), none;
+  typename Attention<Scalar>::RowValues lse(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::fit_lse"), H, n);
   const double heads_total = double(deck.problem.batch * deck.problem.heads);
 
   // The error `fmattn run` reports for these weights: its validation rows, mean over heads.
@@ -150,7 +151,7 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     Kokkos::View<double***, Kokkos::LayoutRight, Mem> exact("fmattn::fit_exact", H, S, d);
     reference_rows<Scalar>(deck.attention.variant, opt.scale, in.q, in.k, in.v, rows, exact);
     att.set_weights(state.weights);
-    att.forward(in.q, in.k, in.v, out);
+    att.forward(in.q, in.k, in.v, out, lse);
     // Loss = mean of (out - exact)^2 over the sampled entries; dO = its gradient, nonzero on
     // the sampled rows only.
     const auto err = gather_rows<Scalar>(out, rows);
@@ -171,7 +172,7 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     loss /= terms;
 
     DownsamplingWeights grad;
-    att.backward(in.q, in.k, in.v, dout, none, none, none, &grad);
+    att.backward(in.q, in.k, in.v, out, lse, dout, none, none, none, &grad);
     for (auto* x : {&grad.k_weight, &grad.k_bias, &grad.v_weight, &grad.v_bias}) sum_over_ranks(*x, comm);
     adam_step(adam, t, g, d, state.weights.k_weight, state.weights.k_bias, grad.k_weight, grad.k_bias,
               state.moment1.k_weight, state.moment1.k_bias, state.moment2.k_weight, state.moment2.k_bias);
