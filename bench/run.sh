@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite: fmattn_bench at 1 and 2 threads (d = 64 and 128; FMA, its linear variant
-# and exact attention), the memory of a 2^22-token `fmattn run`, then bench/summarize.py checks
+# and exact attention), the backward passes against their forwards, the memory of a 2^22-token `fmattn run`, then bench/summarize.py checks
 # the numbers against the performance targets and plots time against n.
 #   bash bench/run.sh [OUT_DIR]        (default results/bench-<date>)
 # Environment: FMATTN_BUILD_DIR (build), FMATTN_BENCH_THREADS ("1 2"), FMATTN_BENCH_NMAX (22),
@@ -25,6 +25,14 @@ for round in $(seq "${FMATTN_BENCH_ROUNDS:-2}"); do
       --repeat 2 --cases "${FMATTN_BENCH_CASES:-fma-causal,fma-bidirectional,linear-causal,exact-causal}" \
       --csv "$out/bench-t$t-round$round.csv" | tee "$out/bench-t$t-round$round.txt"
   done
+done
+# The backward passes against their forwards (measured in the same run), 2 threads, d = 64:
+# FMA both variants up to 2^20, exact causal up to 2^16; best of two rounds.
+bwd_n=$((nmax < 20 ? nmax : 20))
+for round in 1 2; do
+  OMP_NUM_THREADS=2 "$bin/fmattn_bench" --n-min 14 --n-max "$bwd_n" --exact-max 16 --d 64 --repeat 2 \
+    --cases grad-causal,grad-bidirectional,exact-grad-causal --csv "$out/bench-t2-backward$round.csv" |
+    tee "$out/bench-t2-backward$round.txt"
 done
 # The thread-scaling point (FMA causal, n = 2^20, d = 64) a few more times, 1 and 2 threads in turn.
 scaling_n=$((nmax < 20 ? nmax : 20))

@@ -94,6 +94,12 @@ def main(folder):
     for case, goal in (("fma-causal", 1.15), ("fma-bidirectional", 1.15), ("linear-causal", 1.05)):
         s = slope(t2, case, 64, 18, 22)
         add(f"{case} slope log t / log n, 2^18..2^22", s, f"<= {goal}", s is not None and s <= goal, "{:.3f}")
+    # Backward time against the forward's, both from the same fmattn_bench run.
+    for case, sizes in (("grad-causal", (18, 20)), ("grad-bidirectional", (18, 20)), ("exact-grad-causal", (14, 16))):
+        for e in sizes:
+            r = t2.get((case, 64, 2 ** e))
+            ratio = float(r["time_s"]) / float(r["forward_time_s"]) if r and r.get("forward_time_s") else None
+            add(f"{case} n=2^{e}, backward / forward time", ratio, "<= 3", ratio is not None and ratio <= 3, "{:.2f}x")
     a, b = t1.get(("fma-causal", 64, 2 ** 20)), t2.get(("fma-causal", 64, 2 ** 20))
     scale = float(a["time_s"]) / float(b["time_s"]) if a and b else None
     add("thread scaling 1 -> 2, fma-causal n=2^20", scale, ">= 1.8", scale is not None and scale >= 1.8, "{:.2f}x")
