@@ -8,8 +8,13 @@
 #
 # Prints the Kokkos prefix to use on its last line as `FMATTN_KOKKOS_ROOT=<dir>` (empty when the
 # Serial fallback is used). Environment:
-#   FMATTN_DEPS_PREFIX  where to install the source-built Kokkos (default /opt/fmattn-deps)
-#   FMATTN_SKIP_APT=1   do not touch Debian packages (already installed)
+#   FMATTN_DEPS_PREFIX      where to install the source-built Kokkos (default /opt/fmattn-deps)
+#   FMATTN_SKIP_APT=1       do not touch Debian packages (already installed)
+#   FMATTN_KOKKOS_SOURCE    a Kokkos source tree (a release or a git checkout, e.g. 4.6.01) to
+#                           build instead of Debian's 3.4, into a prefix of its own named by its
+#                           version and backends (no Kokkos Kernels: the benchmarks are skipped
+#                           unless one matching it is found)
+#   FMATTN_KOKKOS_BACKENDS  with FMATTN_KOKKOS_SOURCE: "openmp serial" (default) or "serial"
 set -euo pipefail
 
 prefix_root=${FMATTN_DEPS_PREFIX:-/opt/fmattn-deps}
@@ -42,6 +47,43 @@ if [[ ${FMATTN_SKIP_APT:-0} != 1 ]]; then
   else
     log "Debian packages already installed"
   fi
+fi
+
+# --- a Kokkos source tree of the user's, built as it is (default options but the backends).
+if [[ -n ${FMATTN_KOKKOS_SOURCE:-} ]]; then
+  src=$(cd "$FMATTN_KOKKOS_SOURCE" 2>/dev/null && pwd) || { log "error: FMATTN_KOKKOS_SOURCE=$FMATTN_KOKKOS_SOURCE is not a folder"; exit 2; }
+  [[ -f $src/CMakeLists.txt && -f $src/core/src/Kokkos_Core.hpp ]] ||
+    { log "error: $src is not a Kokkos source tree (no core/src/Kokkos_Core.hpp)"; exit 2; }
+  version=$(sed -nE 's/^ *set\(Kokkos_VERSION_(MAJOR|MINOR|PATCH) ([0-9]+)\).*/\2/p' "$src/CMakeLists.txt" | paste -sd.)
+  [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { log "error: no Kokkos version found in $src/CMakeLists.txt"; exit 2; }
+  backends=${FMATTN_KOKKOS_BACKENDS:-openmp serial}
+  case $backends in
+    "openmp serial" | "serial openmp") backends="openmp serial" flags=(-DKokkos_ENABLE_OPENMP=ON -DKokkos_ENABLE_SERIAL=ON) ;;
+    serial) flags=(-DKokkos_ENABLE_OPENMP=OFF -DKokkos_ENABLE_SERIAL=ON) ;;
+    *) log "error: FMATTN_KOKKOS_BACKENDS must be \"openmp serial\" or \"serial\", not \"$backends\""; exit 2 ;;
+  esac
+  kokkos_prefix=$prefix_root/kokkos-$version-${backends// /-}
+  # A git checkout is rebuilt when its commit changes; a release tree when its path does.
+  revision=$(git -C "$src" rev-parse HEAD 2>/dev/null || echo "$src")
+  stamp_value="kokkos-source $version $revision $backends c++17 shared v1"
+  if [[ -f $kokkos_prefix/.fmattn-stamp && $(cat "$kokkos_prefix/.fmattn-stamp") == "$stamp_value" ]]; then
+    log "Kokkos $version ($backends) already built in $kokkos_prefix"
+    echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"
+    exit 0
+  fi
+  work=$(mktemp -d /tmp/fmattn-setup.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  rm -rf "$kokkos_prefix"
+  log "building Kokkos $version ($backends) from $src"
+  cmake -S "$src" -B "$work/build-kokkos" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$kokkos_prefix" \
+    -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=ON -DKokkos_ENABLE_TESTS=OFF "${flags[@]}" >"$work/configure.log" 2>&1 ||
+    { cat "$work/configure.log" >&2; exit 1; }
+  cmake --build "$work/build-kokkos" -j "$(nproc)" >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; exit 1; }
+  cmake --install "$work/build-kokkos" >/dev/null
+  echo "$stamp_value" >"$kokkos_prefix/.fmattn-stamp"
+  log "Kokkos $version installed in $kokkos_prefix"
+  echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"
+  exit 0
 fi
 
 if [[ -f $kokkos_prefix/.fmattn-stamp && $(cat "$kokkos_prefix/.fmattn-stamp") == "$stamp_value" ]]; then

@@ -173,10 +173,13 @@ std::string oversubscription_warning() {
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
   const long threads = long(Kokkos::DefaultHostExecutionSpace().concurrency());
   if (cores <= 0 || long(local) * threads <= cores) return "";
-  return "[fmattn] warning: " + std::to_string(local) + " rank(s) x " + std::to_string(threads) +
-         " threads on this node exceed its " + std::to_string(cores) +
-         " cores: set OMP_NUM_THREADS=" + std::to_string(std::max(1L, cores / local)) +
-         " (or --kokkos-num-threads) for " + std::to_string(local) + " rank(s) per node\n";
+  const std::string head = "[fmattn] warning: " + std::to_string(local) + " rank(s) x " + std::to_string(threads) +
+                           " threads on this node exceed its " + std::to_string(cores) + " cores: ";
+  // One thread per rank (a Serial build, or threads already at 1): only fewer ranks help.
+  if (threads == 1 || local > cores)
+    return head + "run at most " + std::to_string(cores) + " rank(s) per node\n";
+  return head + "set OMP_NUM_THREADS=" + std::to_string(cores / local) + " (or --kokkos-num-threads) for " +
+         std::to_string(local) + " rank(s) per node\n";
 }
 
 }  // namespace
