@@ -85,11 +85,11 @@ struct AttentionTiles {
     Vec logw;        // log-weight of each slot [Tk]
     Vec rmax, rsum;  // running max and denominator [Tq]
     Vec rescale;     // per-chunk rescale factor [Tq]
-    // Backward tiles only (attention_backward.hpp): a second lane matrix [d][LQ], a second
-    // score matrix [Tk][LQ], two more accumulators [max(Tq, Tk)][ld], and the coarse-array
-    // index of each far-field slot [Tk] (filled by far_field).
-    Mat vt, dpt, acc2, acc3;
+    // The coarse-array index of each far-field slot [Tk].
     Kokkos::View<std::int64_t*, Scratch, Kokkos::MemoryUnmanaged> slot;
+    // Backward tiles only (attention_backward.hpp): a second lane matrix [d][LQ], a second
+    // score matrix [Tk][LQ] and two more accumulators [max(Tq, Tk)][ld].
+    Mat vt, dpt, acc2, acc3;
     std::int64_t i0;  // position of row 0 (fine queries)
     int rows;
     int lanes;  // rows rounded up to whole lane blocks: the lanes the products compute
@@ -111,12 +111,10 @@ struct AttentionTiles {
 
   static std::size_t scratch_bytes(int d, bool backward = false) {
     const int ld = row_length(d);
-    const std::size_t extra = backward ? Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) +
-                                             2 * Mat::shmem_size(Tq > Tk ? Tq : Tk, ld) +
-                                             Kokkos::View<std::int64_t*, Scratch>::shmem_size(Tk)
-                                       : 0;
+    const std::size_t extra =
+        backward ? Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) + 2 * Mat::shmem_size(Tq > Tk ? Tq : Tk, ld) : 0;
     return Mat::shmem_size(d, LQ) + Mat::shmem_size(Tk, LQ) + Mat::shmem_size(Tq, ld) + 2 * Mat::shmem_size(Tk, ld) +
-           Vec::shmem_size(Tk) + 3 * Vec::shmem_size(Tq) + extra;
+           Vec::shmem_size(Tk) + 3 * Vec::shmem_size(Tq) + Kokkos::View<std::int64_t*, Scratch>::shmem_size(Tk) + extra;
   }
 
   KOKKOS_INLINE_FUNCTION Tile make_tile(const Member& team, bool backward = false) const {
@@ -132,12 +130,12 @@ struct AttentionTiles {
     t.rmax = Vec(scr, Tq);
     t.rsum = Vec(scr, Tq);
     t.rescale = Vec(scr, Tq);
+    t.slot = decltype(t.slot)(scr, Tk);
     if (backward) {
       t.vt = Mat(scr, d, LQ);
       t.dpt = Mat(scr, Tk, LQ);
       t.acc2 = Mat(scr, Tq > Tk ? Tq : Tk, ld);
       t.acc3 = Mat(scr, Tq > Tk ? Tq : Tk, ld);
-      t.slot = decltype(t.slot)(scr, Tk);
     }
     return t;
   }
@@ -378,7 +376,15 @@ struct AttentionTiles {
                                           std::int64_t b_first, const Op& op) const {
     double sink = 0;
     int filled = 0;
-    const Chunk gathered{t.ks.data(), t.vs.data(), row_length(d), row_length(d), 0, false, 0};
+    // The slots are listed (coarse index and log-weight) by one thread, then a chunk's key and
+    // value rows are gathered by the whole team at once: one barrier per chunk, not per slot.
+    const auto flush = [&]() {
+      team.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, filled),
+                           [&](const int c) { gather_slot(team, t, c, &kc(bh, t.slot(c), 0), &vc(bh, t.slot(c), 0)); });
+      op(Chunk{t.ks.data(), t.vs.data(), row_length(d), row_length(d), filled, false, 0});
+      filled = 0;
+    };
     for (int l = l_first; l <= l_last; ++l) {
       std::int64_t cells[max_far_cells];
       int negative = 0;
@@ -394,29 +400,17 @@ struct AttentionTiles {
           if (cnt == 0) continue;  // absent coarse token
           const Scalar logw = full || !opt.count_weighting ? full_logw : Scalar(compat::log(cnt));
           const std::int64_t idx = s.coarse_index(l, cells[j], r);
+          if (filled == 0) team.team_barrier();  // the previous chunk's readers are done with the list
           const int c = filled++;
-          team.team_barrier();
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 1), [&](const int) {
-            gather_slot(team, t, c, &kc(bh, idx, 0), &vc(bh, idx, 0));
-            Kokkos::single(Kokkos::PerThread(team), [&]() {
-              t.logw(c) = logw;
-              if (t.slot.data()) t.slot(c) = idx;
-            });
+          Kokkos::single(Kokkos::PerTeam(team), [&]() {
+            t.logw(c) = logw;
+            t.slot(c) = idx;
           });
-          if (filled == Tk) {
-            Chunk ch = gathered;
-            ch.len = filled;
-            op(ch);
-            filled = 0;
-          }
+          if (filled == Tk) flush();
         }
       }
     }
-    if (filled > 0) {
-      Chunk ch = gathered;
-      ch.len = filled;
-      op(ch);
-    }
+    if (filled > 0) flush();
     return opt.boundary == Boundary::zero_sink ? sink : 0.0;
   }
 
