@@ -37,8 +37,6 @@
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 
 namespace fmattn {
 
@@ -50,7 +48,6 @@ struct AttentionBackward {
   using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
   using Rows = Kokkos::View<Scalar**, Kokkos::LayoutRight, Mem>;
   using ConstRows = Kokkos::View<const Scalar**, Kokkos::LayoutRight, Mem>;
-  using Flags = Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, Mem>;
   using Grad = Kokkos::View<double*, Mem>;
   using Policy = typename Tiles::Policy;
   using Member = typename Tiles::Member;
@@ -76,7 +73,6 @@ struct AttentionBackward {
   LevelWeights<Scalar, Mem> kw, vw;  // learned downsampling of K and V
   ConstRows lse;                     // [bh][n] from the forward
   Rows delta;                        // [bh][n] dO_i · O_i
-  Flags active;                      // [bh][n] dO_i != 0
   Out dq, dk, dv;                    // [bh][n][d]; an empty View is not computed
   Out dkc, dvc;                      // [bh][coarse tokens][d]
   Grad dkw, dkb, dvw, dvb;           // weight gradients, flattened like the weights
@@ -92,14 +88,8 @@ struct AttentionBackward {
   // The pairs: tiles of tile_rows positions (inside fine blocks for FMA); this launch's diagonal.
   std::int64_t tile_rows = 0, tiles_per_head = 0, diagonal = 0;
 
-  KOKKOS_INLINE_FUNCTION bool any_active(std::int64_t bh, std::int64_t lo, std::int64_t hi) const {
-    for (std::int64_t i = lo; i < hi; ++i)
-      if (active(bh, i)) return true;
-    return false;
-  }
-
-  // Loads the tile's (s·Q)^T into t.qt and dO^T into t.vt (zero past its rows), and writes
-  // delta and active of its rows (the key tiles read them). Returns whether any row is active.
+  // Loads the tile's (s·Q)^T into t.qt and dO^T into t.vt (zero past its rows) and writes the
+  // delta of its rows. Returns whether any row has a nonzero dO.
   KOKKOS_INLINE_FUNCTION bool load_query_tile(const Member& team, const Tile& t, std::int64_t bh) const {
     const Scalar s = Scalar(opt.scale);
     int live = 0;
@@ -121,10 +111,7 @@ struct AttentionBackward {
             sum += gi[x] * o[x];
             nonzero = nonzero || gi[x] != Scalar(0);
           }
-          Kokkos::single(Kokkos::PerThread(team), [&]() {
-            delta(bh, t.i0 + r) = sum;
-            active(bh, t.i0 + r) = nonzero;
-          });
+          Kokkos::single(Kokkos::PerThread(team), [&]() { delta(bh, t.i0 + r) = sum; });
           any = any || nonzero;
         },
         Kokkos::LOr<int>(live));

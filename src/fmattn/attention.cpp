@@ -164,7 +164,6 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   using K = AttentionBackward<ExecSpace, Scalar>;
   if (delta_.extent(0) == 0) {
     delta_ = allocate<RowValues>("fmattn::backward_delta", heads_, g_.n);
-    active_ = allocate<decltype(active_)>("fmattn::backward_active", heads_, g_.n);
     if (opt_.method == Method::fma) {
       const std::int64_t T = g_.total_coarse_tokens();
       dkc_ = allocate<Tensor>("fmattn::coarse_key_grad", heads_, T, d_);
@@ -195,7 +194,6 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   f.vw = {vw_, vb_};
   f.lse = lse;
   f.delta = delta_;
-  f.active = active_;
   f.dq = dq;
   f.dk = dk;
   f.dv = dv;
@@ -241,8 +239,7 @@ std::size_t Attention<Scalar, ExecSpace>::workspace_bytes() const {
 template <class Scalar, class ExecSpace>
 std::size_t Attention<Scalar, ExecSpace>::backward_workspace_bytes() const {
   return (delta_.span() + own_lse_.span() + dkc_.span() + dvc_.span() + pk_.span() + pv_.span() + own_out_.span()) *
-             sizeof(Scalar) +
-         active_.span();
+         sizeof(Scalar);
 }
 
 template <class Scalar, class ExecSpace>

@@ -77,7 +77,7 @@ class Attention {
   // Bytes held on the device by the token tree and the weights.
   std::size_t workspace_bytes() const;
   // Bytes the backward passes hold besides the gradients themselves (allocated by the first
-  // backward()): per-row delta and flags, the coarse gradients and the far pass's windows, and
+  // backward()): per-row delta, the coarse gradients and the far pass's windows, and
   // for the backward without the caller's forward, that forward's output and lse.
   std::size_t backward_workspace_bytes() const;
 
@@ -95,11 +95,10 @@ class Attention {
   // Linear variant: per coarse query, the partial softmax sums of its level's far field.
   Kokkos::View<Scalar**, Kokkos::LayoutRight, memory_space> part_max_, part_den_;
   Tensor part_num_;
-  // Backward workspace, allocated by the first backward(): per-row dO·out, which rows have a
-  // nonzero dO, the gradients of the coarse keys and values and the query teams' terms of them; for the backward
-  // without a forward of the caller's, that forward's output and lse.
+  // Backward workspace, allocated by the first backward(): per-row dO·out, the gradients of the
+  // coarse keys and values and the far-field teams' terms of them; for the backward without a
+  // forward of the caller's, that forward's output and lse.
   RowValues delta_, own_lse_;
-  Kokkos::View<std::uint8_t**, Kokkos::LayoutRight, memory_space> active_;
   Tensor dkc_, dvc_, pk_, pv_, own_out_;
 };
 
