@@ -66,11 +66,15 @@ if [[ -n ${FMATTN_KOKKOS_SOURCE:-} ]]; then
   # A git checkout is rebuilt when its commit changes; a release tree when its path does.
   revision=$(git -C "$src" rev-parse HEAD 2>/dev/null || echo "$src")
   stamp_value="kokkos-source $version $revision $backends c++17 shared v1"
-  if [[ -f $kokkos_prefix/.fmattn-stamp && $(cat "$kokkos_prefix/.fmattn-stamp") == "$stamp_value" ]]; then
-    log "Kokkos $version ($backends) already built in $kokkos_prefix"
-    echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"
-    exit 0
-  fi
+fi
+
+if [[ -f $kokkos_prefix/.fmattn-stamp && $(cat "$kokkos_prefix/.fmattn-stamp") == "$stamp_value" ]]; then
+  log "Kokkos already built in $kokkos_prefix"
+  echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"
+  exit 0
+fi
+
+if [[ -n ${FMATTN_KOKKOS_SOURCE:-} ]]; then
   work=$(mktemp -d /tmp/fmattn-setup.XXXXXX)
   trap 'rm -rf "$work"' EXIT
   rm -rf "$kokkos_prefix"
@@ -82,12 +86,6 @@ if [[ -n ${FMATTN_KOKKOS_SOURCE:-} ]]; then
   cmake --install "$work/build-kokkos" >/dev/null
   echo "$stamp_value" >"$kokkos_prefix/.fmattn-stamp"
   log "Kokkos $version installed in $kokkos_prefix"
-  echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"
-  exit 0
-fi
-
-if [[ -f $kokkos_prefix/.fmattn-stamp && $(cat "$kokkos_prefix/.fmattn-stamp") == "$stamp_value" ]]; then
-  log "Kokkos (OpenMP) already built in $kokkos_prefix"
   echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"
   exit 0
 fi
