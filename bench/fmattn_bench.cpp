@@ -12,12 +12,11 @@
 // its lse) is timed in the same run and both are printed. Backward flops are counted the usual
 // way for attention: 2.5x the forward's slot flops (five products of the scores' size
 // against two).
-#include "allocation.hpp"
-#include "attention.hpp"
-#include "cost.hpp"
-#include "log.hpp"
-#include "simd.hpp"
-#include "synthetic.hpp"
+#include <fmattn/core/attention.hpp>
+#include <fmattn/core/cost.hpp>
+#include <fmattn/util/log.hpp>
+#include "kernels/allocation.hpp"
+#include "kernels/bench_probes.hpp"
 
 #include <mpi.h>
 #include <unistd.h>
@@ -122,18 +121,8 @@ double read_bandwidth() {
   Kokkos::deep_copy(x, 1.0f);
   double best = 0;
   for (int r = 0; r < 3; ++r) {
-    float total = 0;
     fmattn::Stopwatch w;
-    Kokkos::parallel_reduce(
-        "fmattn::bench::read", Kokkos::RangePolicy<Kokkos::IndexType<std::int64_t>>(0, blocks),
-        KOKKOS_LAMBDA(const std::int64_t b, float& acc) {
-          const float* p = x.data() + b * block;
-          float sum = 0;
-          FMATTN_SIMD_SUM
-          for (std::int64_t i = 0; i < block; ++i) sum += p[i];
-          acc += sum;
-        },
-        total);
+    const float total = fmattn::streaming_sum(Kokkos::DefaultExecutionSpace(), x, block);
     best = std::max(best, double(x.size()) * sizeof(float) / w.seconds() * 1e-9);
     if (total != float(blocks) * float(block)) throw std::runtime_error("read bandwidth: wrong sum");
   }
@@ -198,14 +187,7 @@ int main(int argc, char** argv) {
                      out = fmattn::allocate<Att::Tensor>("out", 1, n, d);
           // Uniform values of unit variance: the cost does not depend on the values.
           const Att::Tensor* views[3] = {&q, &k, &v};
-          for (int t = 0; t < 3; ++t) {
-            const Att::Tensor x = *views[t];
-            Kokkos::parallel_for(
-                "fmattn::bench::fill", Kokkos::RangePolicy<Kokkos::IndexType<std::int64_t>>(0, n * d),
-                KOKKOS_LAMBDA(const std::int64_t i) {
-                  x.data()[i] = float(1.7320508 * (2.0 * fmattn::unit_uniform(fmattn::mix64(i * 3 + t)) - 1.0));
-                });
-          }
+          for (int t = 0; t < 3; ++t) fmattn::fill_unit_variance(Kokkos::DefaultExecutionSpace(), *views[t], t);
           Att att(g, opt, d, 1);
           Att::Tensor dq, dk, dv;
           Att::RowValues lse;

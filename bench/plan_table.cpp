@@ -7,7 +7,7 @@
 // With --tokens-per-rank (the default) the length grows with the ranks (weak scaling); with
 // --length it is fixed (strong scaling). Prints a Markdown table: the largest and mean bytes
 // received and sent per rank and the planner's bound 2·(2m + 11pL)·heads·d·bytes.
-#include "shard_plan.hpp"
+#include <fmattn/parallel/shard_plan.hpp>
 
 #include <algorithm>
 #include <cstdio>

@@ -4,8 +4,9 @@
 // on data resident in cache, plus the kernel's second product P·V. It decides which one the tile
 // kernel uses and how large its register blocks are.
 //   fmattn_tile_gemm [--d 64] [--reps 20000]
-#include "attention_tiles.hpp"
-#include "log.hpp"
+#include <fmattn/util/log.hpp>
+#include "kernels/attention_tiles.hpp"
+#include "kernels/tile_products.hpp"
 
 #include <KokkosBatched_Gemm_Decl.hpp>
 #include <KokkosBatched_Gemm_Serial_Impl.hpp>
@@ -46,9 +47,6 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * Tk * Tq * d;
 
     // The tile kernel's own score blocks, exactly as process_chunk calls them.
-    Tiles f;
-    f.d = d;
-    f.dp = Tiles::padded_dim(d);
     typename Tiles::Tile t;
     t.qt = typename Tiles::Mat(qt.data(), d, Tiles::LQ);
     t.st = typename Tiles::Mat(st.data(), Tk, Tiles::LQ);
@@ -61,8 +59,8 @@ int main(int argc, char** argv) {
     const typename Tiles::Chunk ch{kp.data(), kp.data(), ld, ld, Tk, false, 0};
     const double hand = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::CB)
-        Tiles::lane_blocks<Tiles::KB>(&t.st(0, r0), Tiles::LQ, &t.logw(0), ch.kbase, ch.kstride, &t.qt(0, r0),
-                                      Tiles::LQ, d, 0, Tk);
+        fmattn::lane_blocks<Tiles::KB, Tiles::CB>(&t.st(0, r0), Tiles::LQ, &t.logw(0), ch.kbase, ch.kstride,
+                                                  &t.qt(0, r0), Tiles::LQ, d, 0, Tk);
     });
     // The other product of a chunk, acc[Tq][d] = acc·rescale + P·V, as process_chunk calls it.
     std::vector<float> acc(Tq * ld, 0.0f), rescale(Tq, 1.0f);
@@ -71,9 +69,9 @@ int main(int argc, char** argv) {
     t.rows = Tq;
     const double value = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::RB)
-        f.row_blocks<Tiles::RB>(&t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ, ch.vbase, ch.vstride, true,
-                                r0, r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq,
-                                [&](int, int) { return Kokkos::pair<int, int>(0, Tk); });
+        fmattn::row_blocks<Tiles::RB, Tiles::CB>(&t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ, ch.vbase,
+                                                 ch.vstride, d, true, r0, r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq,
+                                                 [&](int, int) { return Kokkos::pair<int, int>(0, Tk); });
     });
 
     const Host2 A(k.data(), Tk, d), B(qt.data(), d, Tq), C(st.data(), Tk, Tq);

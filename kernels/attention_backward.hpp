@@ -2,7 +2,7 @@
 // with respect to the output is dO: gradients of Q, K, V, of the coarse keys and values of
 // every level and, for learned downsampling, of the weights and biases of every level.
 //
-// Flash-style and tiled like the forward (attention_tiles.hpp): scores are recomputed tile by
+// Flash-style and tiled like the forward (attention_forward.hpp): scores are recomputed tile by
 // tile, never stored; each row brings its log-sum-exp from the forward and delta_i = dO_i·O_i,
 // so the extra memory is O(n·d). With P_ij = α_j exp(σ_ij − lse_i) over the slots j of query i:
 //   dV_j += P_ij dO_i,   dS_ij = s P_ij (dO_i · V_j − delta_i),
@@ -27,12 +27,15 @@
 // costs about what those rows see.
 #pragma once
 
-#include "attention_tiles.hpp"
-#include "coarse_levels.hpp"
-#include "geometry.hpp"
-#include "kokkos_compat.hpp"
-#include "options.hpp"
-#include "simd.hpp"
+#include <fmattn/core/geometry.hpp>
+#include <fmattn/core/options.hpp>
+#include "kernels/attention_tiles.hpp"
+#include "kernels/coarse_levels.hpp"
+#include "kernels/interaction_walk.hpp"
+#include "kernels/kokkos_compat.hpp"
+#include "kernels/online_softmax.hpp"
+#include "kernels/simd.hpp"
+#include "kernels/tile_products.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -123,8 +126,8 @@ struct AttentionBackward {
   template <int NK>
   KOKKOS_INLINE_FUNCTION void query_lane_scores(const Tile& t, int r0, const Scalar* krows, int kstride,
                                                 const Scalar* vrows, int vstride, int c0, int c_end) const {
-    Tiles::template lane_blocks<NK>(&t.st(0, r0), LQ, &t.logw(0), krows, kstride, &t.qt(0, r0), LQ, d, c0, c_end);
-    Tiles::template lane_blocks<NK>(&t.dpt(0, r0), LQ, nullptr, vrows, vstride, &t.vt(0, r0), LQ, d, c0, c_end);
+    lane_blocks<NK, CB>(&t.st(0, r0), LQ, &t.logw(0), krows, kstride, &t.qt(0, r0), LQ, d, c0, c_end);
+    lane_blocks<NK, CB>(&t.dpt(0, r0), LQ, nullptr, vrows, vstride, &t.vt(0, r0), LQ, d, c0, c_end);
   }
 
   // Turns the lane block from r0 of t.st (S^T + log-weights) and t.dpt (dP^T), slots
@@ -192,19 +195,19 @@ struct AttentionBackward {
     if (want_dq)
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int block) {
         const int r0 = block * RB;
-        tiles.template row_blocks<RB>(&t.acc(0, 0), ld, nullptr, &t.dpt(0, 0), 1, LQ, ch.kbase, ch.kstride, true, r0,
-                                      r0 + RB < t.rows ? r0 + RB : t.rows, [&](int, int r_end) {
-                                        return Kokkos::pair<int, int>(0, tiles.seen_by_rows_before(t, ch, r_end));
-                                      });
+        row_blocks<RB, CB>(&t.acc(0, 0), ld, nullptr, &t.dpt(0, 0), 1, LQ, ch.kbase, ch.kstride, d, true, r0,
+                           r0 + RB < t.rows ? r0 + RB : t.rows, [&](int, int r_end) {
+                             return Kokkos::pair<int, int>(0, tiles.seen_by_rows_before(t, ch, r_end));
+                           });
       });
     if (!slots) return;
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (ch.len + RB - 1) / RB), [&](const int block) {
       const int c0 = block * RB, c_end = c0 + RB < ch.len ? c0 + RB : ch.len;
       const auto rows = [&](int, int) { return Kokkos::pair<int, int>(0, t.rows); };
-      tiles.template row_blocks<RB>(&t.acc2(0, 0), ld, nullptr, &t.dpt(0, 0), LQ, 1, &q(bh, t.i0, 0), d, false, c0,
-                                    c_end, rows);
-      tiles.template row_blocks<RB>(&t.acc3(0, 0), ld, nullptr, &t.st(0, 0), LQ, 1, &dout(bh, t.i0, 0), d, false, c0,
-                                    c_end, rows);
+      row_blocks<RB, CB>(&t.acc2(0, 0), ld, nullptr, &t.dpt(0, 0), LQ, 1, &q(bh, t.i0, 0), d, d, false, c0, c_end,
+                         rows);
+      row_blocks<RB, CB>(&t.acc3(0, 0), ld, nullptr, &t.st(0, 0), LQ, 1, &dout(bh, t.i0, 0), d, d, false, c0, c_end,
+                         rows);
     });
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, ch.len),

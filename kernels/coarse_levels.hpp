@@ -15,9 +15,9 @@
 // Learned: every coarse token is its own weighted sum over the fine tokens of its cell.
 #pragma once
 
-#include "geometry.hpp"
-#include "shard.hpp"
-#include "simd.hpp"
+#include <fmattn/core/geometry.hpp>
+#include <fmattn/core/shard.hpp>
+#include "kernels/simd.hpp"
 
 #include <Kokkos_Core.hpp>
 

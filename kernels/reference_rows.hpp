@@ -4,8 +4,8 @@
 // forms partial sums over each rank's keys (ReferencePartials) and combines them across ranks.
 #pragma once
 
-#include "geometry.hpp"
-#include "kokkos_compat.hpp"
+#include <fmattn/core/geometry.hpp>
+#include "kernels/kokkos_compat.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -91,5 +91,13 @@ struct ReferencePartials {
     exact_row_sums([&](int x) { return qs(bh, s, x); }, k, v, bh, key0, own0, hi, d, scale, mx(bh, s), den(bh, s), acc);
   }
 };
+
+// One thread per (batch·head, sampled row).
+template <class ExecSpace, class Functor>
+void for_each_sampled_row(const ExecSpace& space, const char* label, std::int64_t heads, std::int64_t S,
+                          const Functor& f) {
+  using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
+  Kokkos::parallel_for(label, Policy(space, {0, 0}, {heads, S}), f);
+}
 
 }  // namespace fmattn

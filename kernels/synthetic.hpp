@@ -3,8 +3,8 @@
 // thread count, MPI decomposition or offset.
 #pragma once
 
-#include "kokkos_compat.hpp"
-#include "simd.hpp"
+#include "kernels/kokkos_compat.hpp"
+#include "kernels/simd.hpp"
 
 #include <Kokkos_Core.hpp>
 

@@ -2,9 +2,9 @@
 // comparing against the brute-force reference.
 #pragma once
 
-#include "attention.hpp"
+#include <fmattn/core/attention.hpp>
+#include <fmattn/core/weights.hpp>
 #include "reference_fma.hpp"
-#include "weights.hpp"
 
 #include <gtest/gtest.h>
 

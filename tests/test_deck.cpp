@@ -1,8 +1,8 @@
 // The input deck (spec/interfaces.md): defaults, every key round-tripping through to_yaml, and
 // each class of bad deck rejected with an InputError that names the key path and, for files,
 // file:line:column, so that a typo never silently falls back to a default.
-#include "deck.hpp"
-#include "errors.hpp"
+#include <fmattn/io/deck.hpp>
+#include <fmattn/util/errors.hpp>
 
 #include "temp_path.hpp"
 

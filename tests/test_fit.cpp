@@ -1,13 +1,14 @@
 // `fmattn fit` through fit_deck: the loss falls and the fitted weights lower the sampled error
 // that `fmattn run` reports; 10 steps + restart + 10 steps equals 20 steps bit for bit; bad
 // restarts are clear errors; an interrupted checkpoint write leaves the previous file intact.
-#include "checkpoint.hpp"
-#include "deck.hpp"
-#include "errors.hpp"
-#include "fit.hpp"
+#include <fmattn/app/fit.hpp>
+#include <fmattn/app/run.hpp>
+#include <fmattn/io/checkpoint.hpp>
+#include <fmattn/io/deck.hpp>
+#include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/weights_file.hpp>
+#include <fmattn/util/errors.hpp>
 #include "fp_traps.hpp"
-#include "hdf5_io.hpp"
-#include "run.hpp"
 #include "temp_path.hpp"
 
 #include <gmock/gmock.h>

@@ -1,7 +1,7 @@
 // Interaction lists (spec §3) partition the allowed keys of every query exactly once, for many
 // (n, m, p) including ragged n and n < m, in both variants; level offsets and counts agree with
 // the definitions.
-#include "geometry.hpp"
+#include <fmattn/core/geometry.hpp>
 
 #include <gtest/gtest.h>
 

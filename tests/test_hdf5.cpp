@@ -2,15 +2,16 @@
 // final name only when complete, every bad input file is an InputError naming the file and the
 // dataset or attribute, and results files carry the documented layout (checked with the raw C
 // API, not with the library's own readers).
-#include "deck.hpp"
-#include "errors.hpp"
-#include "geometry.hpp"
-#include "hdf5_io.hpp"
-#include "inputs.hpp"
-#include "output_file.hpp"
+#include <fmattn/core/geometry.hpp>
+#include <fmattn/core/weights.hpp>
+#include <fmattn/io/deck.hpp>
+#include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/inputs.hpp>
+#include <fmattn/io/output_file.hpp>
+#include <fmattn/io/weights_file.hpp>
+#include <fmattn/util/errors.hpp>
+#include <fmattn/version.hpp>
 #include "temp_path.hpp"
-#include "version.hpp"
-#include "weights.hpp"
 
 #include <gtest/gtest.h>
 #include <hdf5.h>

@@ -1,14 +1,15 @@
 // run_deck on several ranks — heads distributed, or the sequence sharded — gives the output file
 // of one rank (one collective HDF5 file); too many ranks for either is a clear input error; fit
 // over ranks equals fit on one.
+#include <fmattn/app/fit.hpp>
+#include <fmattn/app/run.hpp>
+#include <fmattn/core/weights.hpp>
+#include <fmattn/io/checkpoint.hpp>
+#include <fmattn/io/deck.hpp>
+#include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/weights_file.hpp>
+#include <fmattn/parallel/shard_plan.hpp>
 #include "attention_fixture.hpp"
-#include "checkpoint.hpp"
-#include "deck.hpp"
-#include "fit.hpp"
-#include "hdf5_io.hpp"
-#include "run.hpp"
-#include "shard_plan.hpp"
-#include "weights.hpp"
 
 #include <mpi.h>
 #include <unistd.h>

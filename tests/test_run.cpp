@@ -1,11 +1,12 @@
 // End to end through run_deck: q, k, v from an HDF5 file in both dtypes, every combination of
 // variant, downsampling, count weighting and boundary, learned weights from weights.file and
 // ragged lengths; the output file must hold the spec's function (brute-force reference).
+#include <fmattn/app/run.hpp>
+#include <fmattn/io/deck.hpp>
+#include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/weights_file.hpp>
 #include "attention_fixture.hpp"
-#include "deck.hpp"
 #include "fp_traps.hpp"
-#include "hdf5_io.hpp"
-#include "run.hpp"
 #include "temp_path.hpp"
 
 #include <unistd.h>

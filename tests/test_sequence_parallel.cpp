@@ -3,8 +3,8 @@
 // the same halves), to 1e-12 relative with learned weights (partial sums added in another
 // order). Causal and bidirectional, ragged n, uneven shards, one block per rank, count
 // weighting off, the zero_sink boundary, float32 and float64.
+#include <fmattn/parallel/sequence_parallel.hpp>
 #include "attention_fixture.hpp"
-#include "sequence_parallel.hpp"
 
 #include <mpi.h>
 

@@ -4,8 +4,8 @@
 // far fields need and does not complete itself exactly once (and nothing else), senders and
 // receivers agree on peers and tags, and the tokens received per rank stay below the stated
 // bound 2m + 11pL.
-#include "errors.hpp"
-#include "shard_plan.hpp"
+#include <fmattn/parallel/shard_plan.hpp>
+#include <fmattn/util/errors.hpp>
 
 #include <gtest/gtest.h>
 

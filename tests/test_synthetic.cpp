@@ -1,7 +1,7 @@
 // Synthetic inputs: the device fill equals the pointwise definition (the `smooth` fill rotates
 // sines along runs of positions), patterns have the promised structure, and a head's values do
 // not depend on which rank or offset generates them.
-#include "synthetic.hpp"
+#include "kernels/synthetic.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
 // The smallest user of the installed library: a causal FMA forward pass on two heads through
 // fmattn::Attention, checked to be finite and, since every output row is a convex combination of
 // (averaged) value rows, within the range of the values. Exit 0 when it is.
-#include "attention.hpp"
-#include "geometry.hpp"
+#include <fmattn/core/attention.hpp>
+#include <fmattn/core/geometry.hpp>
 
 #include <mpi.h>
 #include <Kokkos_Core.hpp>

@@ -10,10 +10,11 @@
 //
 // The weights are the average operator plus a smooth perturbation, so the basis plot shows
 // something other than boxes. Exit 0 on success, 2 on bad arguments, 1 on any other failure.
-#include "geometry.hpp"
-#include "hdf5_io.hpp"
-#include "provenance.hpp"
-#include "weights.hpp"
+#include <fmattn/core/geometry.hpp>
+#include <fmattn/core/weights.hpp>
+#include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/provenance.hpp>
+#include <fmattn/io/weights_file.hpp>
 
 #include <mpi.h>
 

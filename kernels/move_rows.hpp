@@ -1,0 +1,31 @@
+// Packing and unpacking the rows that sharded ranks exchange (halo blocks, coarse cells).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace fmattn {
+
+// Rows [first(s), first(s) + rows) of a and b, all heads, for every segment s, to (pack) or
+// from buf, laid out [segment][a, b][head][row][d].
+template <class ExecSpace, class Tensor, class Starts, class Buffer>
+void move_row_blocks(const ExecSpace& space, const Tensor& a, const Tensor& b, const Starts& first, std::int64_t rows,
+                     const Buffer& buf, bool pack) {
+  const std::int64_t S = first.extent(0), H = a.extent(0), d = a.extent(2);
+  const std::int64_t per = 2 * H * rows * d;
+  Kokkos::parallel_for(
+      "fmattn::sequence_parallel::move_rows",
+      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(space, 0, S * per),
+      KOKKOS_LAMBDA(const std::int64_t e) {
+        const std::int64_t seg = e / per, rest = e % per, which = rest / (H * rows * d), x = rest % (H * rows * d);
+        const std::int64_t h = x / (rows * d), row = first(seg) + (x / d) % rows, c = x % d;
+        auto* at = which == 0 ? &a(h, row, c) : &b(h, row, c);
+        if (pack)
+          buf(e) = *at;
+        else
+          *at = buf(e);
+      });
+}
+
+}  // namespace fmattn

@@ -1,0 +1,219 @@
+#include <fmattn/parallel/sequence_parallel.hpp>
+
+#include <fmattn/util/errors.hpp>
+#include <fmattn/util/log.hpp>
+#include <fmattn/util/profiling.hpp>
+
+#include "kernels/move_rows.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace fmattn {
+
+namespace {
+
+template <class Scalar>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<float>() {
+  return MPI_FLOAT;
+}
+template <>
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
+
+// Rows [start, start + rows) of a and b (all heads) for every start, to or from a host buffer
+// laid out [start][a, b][head][row][d]: the payload of halo blocks and of coarse cells.
+template <class Tensor, class Scalar>
+void move_rows(const Tensor& a, const Tensor& b, const std::vector<std::int64_t>& starts, std::int64_t rows,
+               std::vector<Scalar>& host, bool pack) {
+  using Mem = typename Tensor::memory_space;
+  using Exec = typename Tensor::execution_space;
+  const std::int64_t S = std::int64_t(starts.size()), H = a.extent(0), d = a.extent(2);
+  const std::int64_t per = 2 * H * rows * d;
+  if (pack) host.assign(S * per, Scalar(0));
+  if (S == 0 || per == 0) return;
+  Kokkos::View<std::int64_t*, Mem> first("fmattn::move_rows_starts", S);
+  Kokkos::deep_copy(first, Kokkos::View<const std::int64_t*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(
+                               starts.data(), starts.size()));
+  Kokkos::View<Scalar*, Mem> buf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::move_rows_buffer"), S * per);
+  Kokkos::View<Scalar*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> hv(host.data(), host.size());
+  if (!pack) Kokkos::deep_copy(buf, hv);
+  move_row_blocks(Exec(), a, b, first, rows, buf, pack);
+  if (pack) Kokkos::deep_copy(hv, buf);
+  Kokkos::fence();
+}
+
+}  // namespace
+
+template <class Scalar>
+ShardedAttention<Scalar>::ShardedAttention(const Geometry& g, const AttentionOptions& opt, int head_dim,
+                                           std::int64_t heads, MPI_Comm comm)
+    : g_(g),
+      opt_(opt),
+      d_(head_dim),
+      heads_(heads),
+      comm_(comm),
+      plan_([&] {
+        int rank = 0, ranks = 1;
+        MPI_Comm_rank(comm, &rank);
+        MPI_Comm_size(comm, &ranks);
+        return plan_shard(g, rank, ranks);
+      }()),
+      att_(g, plan_.shard, opt, head_dim, heads) {}
+
+template <class Scalar>
+void ShardedAttention<Scalar>::reduce(int level) {
+  std::vector<std::size_t> nodes;
+  for (std::size_t i = 0; i < plan_.reduce.size(); ++i)
+    if (level == 0 || plan_.reduce[i].level == level) nodes.push_back(i);
+  if (nodes.empty()) return;
+  const Shard& s = plan_.shard;
+  const std::int64_t p = g_.p, per = 2 * heads_ * p * d_;
+  const MPI_Datatype type = mpi_type<Scalar>();
+  std::vector<std::int64_t> starts;
+  for (std::size_t i : nodes) starts.push_back(s.coarse_index(plan_.reduce[i].level, plan_.reduce[i].cell, 0));
+  std::vector<Scalar> sums;
+  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), starts, p, sums, true);
+  // Partial sums of the children: received in any order, added in a fixed one.
+  std::vector<std::vector<Scalar>> from_children;
+  std::vector<MPI_Request> recv;
+  for (std::size_t i : nodes)
+    for (std::size_t c = 0; c < plan_.reduce[i].children.size(); ++c) {
+      from_children.emplace_back(per);
+      recv.emplace_back();
+      MPI_Irecv(from_children.back().data(), int(per), type, plan_.reduce[i].children[c], plan_.reduce_child_tags[i][c],
+                comm_, &recv.back());
+      stats_.bytes_received += per * std::int64_t(sizeof(Scalar));
+    }
+  // Parents are lower ranks than their children, so waiting for all children first cannot
+  // deadlock.
+  MPI_Waitall(int(recv.size()), recv.data(), MPI_STATUSES_IGNORE);
+  std::vector<MPI_Request> send;
+  std::vector<std::int64_t> root_starts;
+  std::vector<Scalar> complete;
+  std::size_t child = 0;
+  for (std::size_t j = 0; j < nodes.size(); ++j) {
+    const ShardPlan::Node& node = plan_.reduce[nodes[j]];
+    Scalar* sum = sums.data() + j * per;
+    for (std::size_t c = 0; c < node.children.size(); ++c, ++child)
+      for (std::int64_t e = 0; e < per; ++e) sum[e] += from_children[child][e];
+    if (node.parent >= 0) {
+      send.emplace_back();
+      MPI_Isend(sum, int(per), type, node.parent, node.tag, comm_, &send.back());
+      stats_.bytes_sent += per * std::int64_t(sizeof(Scalar));
+    } else {
+      root_starts.push_back(starts[j]);
+      complete.insert(complete.end(), sum, sum + per);
+    }
+  }
+  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p, complete, false);
+  MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
+}
+
+template <class Scalar>
+void ShardedAttention<Scalar>::deliver() {
+  const Shard& s = plan_.shard;
+  const std::int64_t p = g_.p, per = 2 * heads_ * p * d_;
+  const MPI_Datatype type = mpi_type<Scalar>();
+  std::vector<std::int64_t> root_starts, recv_starts;
+  std::vector<std::size_t> roots, inner;
+  for (std::size_t i = 0; i < plan_.deliver.size(); ++i) {
+    const auto& node = plan_.deliver[i];
+    (node.parent < 0 ? roots : inner).push_back(i);
+    (node.parent < 0 ? root_starts : recv_starts).push_back(s.coarse_index(node.level, node.cell, 0));
+  }
+  std::vector<MPI_Request> send;
+  send.reserve(2 * plan_.deliver.size());
+  auto pass_on = [&](std::size_t i, const Scalar* data) {
+    const auto& node = plan_.deliver[i];
+    for (std::size_t c = 0; c < node.children.size(); ++c) {
+      send.emplace_back();
+      MPI_Isend(data, int(per), type, node.children[c], plan_.deliver_child_tags[i][c], comm_, &send.back());
+      stats_.bytes_sent += per * std::int64_t(sizeof(Scalar));
+    }
+  };
+  std::vector<Scalar> owned;
+  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p, owned, true);
+  for (std::size_t j = 0; j < roots.size(); ++j) pass_on(roots[j], owned.data() + j * per);
+  std::vector<Scalar> received(inner.size() * per);
+  std::vector<MPI_Request> recv(inner.size());
+  for (std::size_t j = 0; j < inner.size(); ++j) {
+    const auto& node = plan_.deliver[inner[j]];
+    MPI_Irecv(received.data() + j * per, int(per), type, node.parent, node.tag, comm_, &recv[j]);
+    stats_.bytes_received += per * std::int64_t(sizeof(Scalar));
+  }
+  // A cell is passed on as soon as it arrives: trees of different cells may run through the
+  // same ranks in opposite directions.
+  for (std::size_t left = inner.size(); left > 0; --left) {
+    int j = MPI_UNDEFINED;
+    MPI_Waitany(int(recv.size()), recv.data(), &j, MPI_STATUS_IGNORE);
+    pass_on(inner[j], received.data() + std::size_t(j) * per);
+  }
+  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), recv_starts, p, received, false);
+  MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
+}
+
+template <class Scalar>
+void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor out,
+                                       const std::function<void(double)>& progress) {
+  ScopedRegion region("fmattn::ShardedAttention::forward");
+  const Shard& s = plan_.shard;
+  const MPI_Datatype type = mpi_type<Scalar>();
+  auto rows_of = [&](std::int64_t b) { return std::min((b + 1) * g_.m, g_.n) - b * g_.m; };
+  Stopwatch comm;
+  // Halo blocks travel while the coarse levels are built.
+  std::vector<std::vector<Scalar>> halo_in(plan_.halo_recv.size()), halo_out(plan_.halo_send.size());
+  std::vector<MPI_Request> halo_recv(plan_.halo_recv.size()), halo_send(plan_.halo_send.size());
+  for (std::size_t i = 0; i < plan_.halo_recv.size(); ++i) {
+    const auto& h = plan_.halo_recv[i];
+    halo_in[i].resize(2 * heads_ * rows_of(h.block) * d_);
+    MPI_Irecv(halo_in[i].data(), int(halo_in[i].size()), type, h.peer, h.tag, comm_, &halo_recv[i]);
+    stats_.bytes_received += std::int64_t(halo_in[i].size() * sizeof(Scalar));
+  }
+  for (std::size_t i = 0; i < plan_.halo_send.size(); ++i) {
+    const auto& h = plan_.halo_send[i];
+    move_rows(k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_out[i], true);
+    MPI_Isend(halo_out[i].data(), int(halo_out[i].size()), type, h.peer, h.tag, comm_, &halo_send[i]);
+    stats_.bytes_sent += std::int64_t(halo_out[i].size() * sizeof(Scalar));
+  }
+  double waiting = comm.seconds();
+
+  if (opt_.method == Method::fma && g_.L > 0) {
+    const bool by_level = opt_.downsampling == Downsampling::average;
+    for (int l = 1; l <= g_.L; ++l) {
+      att_.coarse_sums(l, k, v);
+      if (by_level) {
+        Kokkos::fence();
+        Stopwatch w;
+        reduce(l);
+        waiting += w.seconds();
+      }
+    }
+    Kokkos::fence();
+    Stopwatch w;
+    if (!by_level) reduce(0);
+    att_.finish_coarse();
+    Kokkos::fence();
+    deliver();
+    waiting += w.seconds();
+  }
+  Stopwatch w;
+  MPI_Waitall(int(halo_recv.size()), halo_recv.data(), MPI_STATUSES_IGNORE);
+  for (std::size_t i = 0; i < plan_.halo_recv.size(); ++i) {
+    const auto& h = plan_.halo_recv[i];
+    move_rows(k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_in[i], false);
+  }
+  waiting += w.seconds();
+  att_.evaluate(q, k, v, out, progress);
+  Stopwatch w2;
+  MPI_Waitall(int(halo_send.size()), halo_send.data(), MPI_STATUSES_IGNORE);
+  stats_.seconds += waiting + w2.seconds();
+}
+
+template class ShardedAttention<float>;
+template class ShardedAttention<double>;
+
+}  // namespace fmattn
