@@ -122,7 +122,7 @@ double read_bandwidth() {
   double best = 0;
   for (int r = 0; r < 3; ++r) {
     fmattn::Stopwatch w;
-    const float total = fmattn::streaming_sum(Kokkos::DefaultExecutionSpace(), x, block);
+    const float total = fmattn::detail::streaming_sum(Kokkos::DefaultExecutionSpace(), x, block);
     best = std::max(best, double(x.size()) * sizeof(float) / w.seconds() * 1e-9);
     if (total != float(blocks) * float(block)) throw std::runtime_error("read bandwidth: wrong sum");
   }
@@ -182,20 +182,21 @@ int main(int argc, char** argv) {
           opt.scale = 1.0 / std::sqrt(double(d));
           using Att = fmattn::Attention<float>;
           // Placed like fmattn run's arrays (huge pages), so that warm and cold runs compare.
-          const auto q = fmattn::allocate<Att::Tensor>("q", 1, n, d), k = fmattn::allocate<Att::Tensor>("k", 1, n, d),
-                     v = fmattn::allocate<Att::Tensor>("v", 1, n, d),
-                     out = fmattn::allocate<Att::Tensor>("out", 1, n, d);
+          const auto q = fmattn::detail::allocate<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "q", 1, n, d),
+                     k = fmattn::detail::allocate<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "k", 1, n, d),
+                     v = fmattn::detail::allocate<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "v", 1, n, d),
+                     out = fmattn::detail::allocate<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "out", 1, n, d);
           // Uniform values of unit variance: the cost does not depend on the values.
           const Att::Tensor* views[3] = {&q, &k, &v};
-          for (int t = 0; t < 3; ++t) fmattn::fill_unit_variance(Kokkos::DefaultExecutionSpace(), *views[t], t);
+          for (int t = 0; t < 3; ++t) fmattn::detail::fill_unit_variance(Kokkos::DefaultExecutionSpace(), *views[t], t);
           Att att(g, opt, d, 1);
           Att::Tensor dq, dk, dv;
           Att::RowValues lse;
           if (c.backward) {
-            dq = fmattn::allocate_zeroed<Att::Tensor>("dq", 1, n, d);
-            dk = fmattn::allocate_zeroed<Att::Tensor>("dk", 1, n, d);
-            dv = fmattn::allocate_zeroed<Att::Tensor>("dv", 1, n, d);
-            lse = fmattn::allocate_zeroed<Att::RowValues>("lse", 1, n);
+            dq = fmattn::detail::allocate_zeroed<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "dq", 1, n, d);
+            dk = fmattn::detail::allocate_zeroed<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "dk", 1, n, d);
+            dv = fmattn::detail::allocate_zeroed<Att::Tensor>(Kokkos::DefaultExecutionSpace(), "dv", 1, n, d);
+            lse = fmattn::detail::allocate_zeroed<Att::RowValues>(Kokkos::DefaultExecutionSpace(), "lse", 1, n);
           }
           // q as the output gradient: any nonzero values cost the same.
           auto forward = [&] {

@@ -19,7 +19,7 @@
 namespace {
 
 using Exec = Kokkos::DefaultHostExecutionSpace;
-using Tiles = fmattn::AttentionTiles<Exec, float>;
+using Tiles = fmattn::detail::AttentionTiles<Exec, float>;
 using Host2 = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>;
 
 template <class F>
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
     const typename Tiles::Chunk ch{kp.data(), kp.data(), ld, ld, Tk, false, 0};
     const double hand = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::CB)
-        fmattn::lane_blocks<Tiles::KB, Tiles::CB>(&t.st(0, r0), Tiles::LQ, &t.logw(0), ch.kbase, ch.kstride,
-                                                  &t.qt(0, r0), Tiles::LQ, d, 0, Tk);
+        fmattn::detail::lane_blocks<Tiles::KB, Tiles::CB>(&t.st(0, r0), Tiles::LQ, &t.logw(0), ch.kbase, ch.kstride,
+                                                          &t.qt(0, r0), Tiles::LQ, d, 0, Tk);
     });
     // The other product of a chunk, acc[Tq][d] = acc·rescale + P·V, as process_chunk calls it.
     std::vector<float> acc(Tq * ld, 0.0f), rescale(Tq, 1.0f);
@@ -69,9 +69,9 @@ int main(int argc, char** argv) {
     t.rows = Tq;
     const double value = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::RB)
-        fmattn::row_blocks<Tiles::RB, Tiles::CB>(&t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ, ch.vbase,
-                                                 ch.vstride, d, true, r0, r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq,
-                                                 [&](int, int) { return Kokkos::pair<int, int>(0, Tk); });
+        fmattn::detail::row_blocks<Tiles::RB, Tiles::CB>(
+            &t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ, ch.vbase, ch.vstride, d, true, r0,
+            r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq, [&](int, int) { return Kokkos::pair<int, int>(0, Tk); });
     });
 
     const Host2 A(k.data(), Tk, d), B(qt.data(), d, Tq), C(st.data(), Tk, Tq);

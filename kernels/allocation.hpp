@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #endif
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Huge pages for the whole 2 MiB pages inside the view's host memory (nothing elsewhere).
 template <class View>
@@ -33,10 +33,10 @@ void advise_huge_pages(const View& x) {
   }
 }
 
-// Huge pages, then one write per 4 KiB page by the view's execution space. Contents are
-// unspecified afterwards (zeros or old data).
-template <class View>
-void place_pages(const View& x) {
+// Huge pages, then one write per 4 KiB page by `space`, the execution space that will compute
+// on the view. Contents are unspecified afterwards (zeros or old data).
+template <class ExecSpace, class View>
+void place_pages(const ExecSpace& space, const View& x) {
   if constexpr (std::is_same_v<typename View::memory_space, Kokkos::HostSpace>) {
     using Scalar = typename View::non_const_value_type;
     advise_huge_pages(x);
@@ -45,27 +45,28 @@ void place_pages(const View& x) {
     Scalar* data = x.data();
     Kokkos::parallel_for(
         "fmattn::allocation::first_touch",
-        Kokkos::RangePolicy<typename View::execution_space, Kokkos::IndexType<std::int64_t>>(0, pages),
+        Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(space, 0, pages),
         KOKKOS_LAMBDA(const std::int64_t page) { data[page * per_page] = Scalar(0); });
-    Kokkos::fence();
+    space.fence();
   }
 }
 
-// An uninitialised view of the given extents with its pages placed.
-template <class View, class... Extents>
-View allocate(const std::string& label, Extents... extents) {
-  View x(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), extents...);
-  place_pages(x);
+// An uninitialised view of the given extents, allocated for `space`, with its pages placed.
+template <class View, class ExecSpace, class... Extents>
+View allocate(const ExecSpace& space, const std::string& label, Extents... extents) {
+  View x(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, label), extents...);
+  place_pages(space, x);
   return x;
 }
 
-// The same, zero-filled: the parallel fill itself first touches the pages.
-template <class View, class... Extents>
-View allocate_zeroed(const std::string& label, Extents... extents) {
-  View x(Kokkos::view_alloc(Kokkos::WithoutInitializing, label), extents...);
+// The same, zero-filled by `space`: the parallel fill itself first touches the pages.
+template <class View, class ExecSpace, class... Extents>
+View allocate_zeroed(const ExecSpace& space, const std::string& label, Extents... extents) {
+  View x(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, label), extents...);
   advise_huge_pages(x);
-  Kokkos::deep_copy(x, typename View::non_const_value_type(0));
+  Kokkos::deep_copy(space, x, typename View::non_const_value_type(0));
+  space.fence();
   return x;
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -41,7 +41,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 template <class ExecSpace, class Scalar>
 struct AttentionBackward {
@@ -535,4 +535,4 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   }
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

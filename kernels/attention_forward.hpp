@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <functional>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Fine queries: near field, then the far field streamed (O(n log n)) or merged from the
 // coarse queries' partial sums (linear variant); normalised output.
@@ -178,4 +178,4 @@ void evaluate_attention(
   }
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

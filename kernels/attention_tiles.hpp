@@ -19,7 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Unnormalised softmax partial sums of one row: max, denominator, numerator [d].
 template <class Scalar, class MemSpace>
@@ -163,4 +163,4 @@ struct AttentionTiles {
   KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const;
 };
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

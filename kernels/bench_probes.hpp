@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Uniform values of unit variance in every element of x, from the element index and `stream`.
 template <class ExecSpace, class View>
@@ -44,4 +44,4 @@ float streaming_sum(const ExecSpace& space, Kokkos::View<const float*, typename 
   return total;
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

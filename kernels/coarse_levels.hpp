@@ -21,7 +21,7 @@
 
 #include <Kokkos_Core.hpp>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Learned downsampling parameters of K or V for all levels, flattened with
 // Geometry::weight_offset (weight [p][w_l][d] per level) and bias [L][p][d].
@@ -199,4 +199,4 @@ void build_coarse_levels(const ExecSpace& space, const Geometry& g, const Shard&
   finish_coarse<ExecSpace, Scalar>(space, g, s, ds, xc, w);
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

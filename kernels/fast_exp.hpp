@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Bit reinterpretation without taking addresses (a memcpy through a local defeats vectorization
 // of simd loops).
@@ -69,4 +69,4 @@ KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) {
   return p * bit_cast<double>((n_bits + 1023) << 52);
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <type_traits>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Finite iff the exponent bits are not all ones. A bit test, not a floating-point compare: it
 // raises no FE_INVALID on NaN, and stays exact under any floating-point compiler flags.
@@ -34,4 +34,4 @@ std::int64_t count_nonfinite(const View& x) {
   return bad;
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -15,7 +15,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Copies a key and a value row into slot c of the chunk (channels d..dp are zero).
 template <class ExecSpace, class Scalar>
@@ -101,4 +101,4 @@ KOKKOS_INLINE_FUNCTION double AttentionTiles<ExecSpace, Scalar>::far_field(const
   return opt.boundary == Boundary::zero_sink ? sink : 0.0;
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -3,7 +3,7 @@
 
 #include <Kokkos_Core.hpp>
 
-namespace fmattn::compat {
+namespace fmattn::detail::compat {
 
 #if KOKKOS_VERSION >= 30700
 using Kokkos::cos;
@@ -19,4 +19,4 @@ using Kokkos::Experimental::sin;
 using Kokkos::Experimental::sqrt;
 #endif
 
-}  // namespace fmattn::compat
+}  // namespace fmattn::detail::compat

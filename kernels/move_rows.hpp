@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Rows [first(s), first(s) + rows) of a and b, all heads, for every segment s, to (pack) or
 // from buf, laid out [segment][a, b][head][row][d].
@@ -28,4 +28,4 @@ void move_row_blocks(const ExecSpace& space, const Tensor& a, const Tensor& b, c
       });
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

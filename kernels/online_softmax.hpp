@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Loads `rows` query rows (row r from qrow(r)) scaled and transposed, clears the softmax
 // state and the accumulators. Query lanes from `rows` to `lanes` are zero; lane blocks past
@@ -162,4 +162,4 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::add_sink(const Me
                        [&](const int r) { merge(team, t, r, logw, Scalar(1), nullptr); });
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

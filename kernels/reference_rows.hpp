@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 // Online softmax of query row qrow (qrow(x) its channel x, unscaled) over the keys [lo, hi),
 // key j being row j - key0 of k and v: the max score mx, the denominator sum and the numerator
@@ -100,4 +100,4 @@ void for_each_sampled_row(const ExecSpace& space, const char* label, std::int64_
   Kokkos::parallel_for(label, Policy(space, {0, 0}, {heads, S}), f);
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 template <class ExecSpace>
 using SampledPolicy3 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
@@ -62,4 +62,4 @@ void sampled_squared_error(const ExecSpace& space, Kokkos::View<double***, Kokko
       });
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

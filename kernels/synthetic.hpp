@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 enum class SyntheticPattern : int { gaussian = 0, smooth = 1, piecewise_constant = 2 };
 
@@ -214,4 +214,4 @@ void fill_synthetic(const ExecSpace& space,
       });
 }
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

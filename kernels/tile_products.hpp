@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 template <int NR, int CB, class Scalar>
 KOKKOS_INLINE_FUNCTION void accumulate_block(Scalar (&acc)[NR][CB], const Scalar* a, std::int64_t ars, std::int64_t acs,
@@ -123,4 +123,4 @@ KOKKOS_INLINE_FUNCTION void row_blocks(Scalar* acc, std::int64_t accs, const typ
   }
   if constexpr (NR > 1) row_blocks<NR / 2, CB>(acc, accs, rescale, p, prs, pcs, v, vs, d, padded, r0, r_end, range);
 }
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -4,7 +4,7 @@
 
 #include <Kokkos_Core.hpp>
 
-namespace fmattn {
+namespace fmattn::detail {
 
 template <class ExecSpace, class Scalar>
 struct TileTraits {
@@ -45,4 +45,4 @@ struct TileTraits<Kokkos::Experimental::HIP, Scalar> {
 };
 #endif
 
-}  // namespace fmattn
+}  // namespace fmattn::detail

@@ -150,7 +150,7 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   for (std::int64_t t = state.step + 1; t <= steps; ++t) {
     Stopwatch watch;
     // Fresh rows every step, from (seed, t) alone: a restart draws the same ones.
-    const auto rows = sampled_rows(hash_key(state.seed, 0xf17ull, std::uint64_t(t), 0, 0), first, H, n, S);
+    const auto rows = sampled_rows(detail::hash_key(state.seed, 0xf17ull, std::uint64_t(t), 0, 0), first, H, n, S);
     Kokkos::View<double***, Kokkos::LayoutRight, Mem> exact("fmattn::fit_exact", H, S, d);
     reference_rows<Scalar>(deck.attention.variant, opt.scale, in.q, in.k, in.v, rows, exact);
     att.set_weights(state.weights);
@@ -159,7 +159,7 @@ FitSummary fit_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     // the sampled rows only.
     const auto err = gather_rows<Scalar>(out, rows);
     Kokkos::deep_copy(dout, Scalar(0));
-    sampled_squared_error<Exec, Scalar, Mem>(Exec(), err, exact, rows, terms, dout);
+    detail::sampled_squared_error<Exec, Scalar, Mem>(Exec(), err, exact, rows, terms, dout);
     const auto sq = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), err);
     double loss = std::accumulate(sq.data(), sq.data() + sq.span(), 0.0);  // fixed order: reproducible
     MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, comm);

@@ -88,7 +88,8 @@ void run_heads(const Deck& deck, const Geometry& g, const AttentionOptions& opt,
     attention.set_weights(load_weights(deck.weights.file, g, d, opt.coarse_queries));
     r.weights_s = weights.seconds();
   }
-  r.out = allocate<typename LocalRun<Scalar>::Tensor>("fmattn::output", rec.last - rec.first, g.n, d);
+  r.out = detail::allocate<typename LocalRun<Scalar>::Tensor>(attention.execution_space_instance(), "fmattn::output",
+                                                              rec.last - rec.first, g.n, d);
   r.input_s = phase.seconds() - r.weights_s;
   r.done(Phase::input);
   MPI_Barrier(comm);
@@ -131,7 +132,8 @@ void run_sequence(const Deck& deck, const Geometry& g, const AttentionOptions& o
     sharded.local().set_weights(load_weights(deck.weights.file, g, d));
     r.weights_s = weights.seconds();
   }
-  r.out = allocate<typename LocalRun<Scalar>::Tensor>("fmattn::output", heads, rec.tokens.count, d);
+  r.out = detail::allocate<typename LocalRun<Scalar>::Tensor>(sharded.local().execution_space_instance(),
+                                                              "fmattn::output", heads, rec.tokens.count, d);
   r.input_s = phase.seconds() - r.weights_s;
   r.done(Phase::input);
   MPI_Barrier(comm);
@@ -223,7 +225,7 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
 
   // Never write non-finite results as if they were results.
   Stopwatch guard;
-  std::int64_t nonfinite = count_nonfinite(r.out);
+  std::int64_t nonfinite = detail::count_nonfinite(r.out);
   MPI_Allreduce(MPI_IN_PLACE, &nonfinite, 1, MPI_INT64_T, MPI_SUM, comm);
   r.validation_s += guard.seconds();
   if (nonfinite > 0)

@@ -12,13 +12,13 @@ namespace fmattn {
 
 template <class Scalar, class ExecSpace>
 Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const AttentionOptions& opt, int head_dim,
-                                        std::int64_t heads)
-    : Attention(g, whole_sequence(g), opt, head_dim, heads) {}
+                                        std::int64_t heads, const ExecSpace& space)
+    : Attention(g, whole_sequence(g), opt, head_dim, heads, space) {}
 
 template <class Scalar, class ExecSpace>
 Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const Shard& shard, const AttentionOptions& opt,
-                                        int head_dim, std::int64_t heads)
-    : g_(g), shard_(shard), opt_(opt), d_(head_dim), heads_(heads) {
+                                        int head_dim, std::int64_t heads, const ExecSpace& space)
+    : space_(space), g_(g), shard_(shard), opt_(opt), d_(head_dim), heads_(heads) {
   const Shard whole = whole_sequence(g);
   whole_ = shard.block_begin == whole.block_begin && shard.block_end == whole.block_end &&
            shard.coarse_tokens(g) == whole.coarse_tokens(g);
@@ -27,13 +27,13 @@ Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const Shard& shard, c
                      (opt.coarse_queries ? "the linear variant (attention.queries: coarse)" : "exact attention"));
   if (opt.method == Method::fma) {
     const std::int64_t T = shard.coarse_tokens(g);
-    kc_ = allocate<Tensor>("fmattn::coarse_keys", heads, T, head_dim);
-    vc_ = allocate<Tensor>("fmattn::coarse_values", heads, T, head_dim);
+    kc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_keys", heads, T, head_dim);
+    vc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_values", heads, T, head_dim);
     if (opt.coarse_queries) {
-      qc_ = allocate<Tensor>("fmattn::coarse_queries", heads, T, head_dim);
-      part_max_ = allocate_zeroed<decltype(part_max_)>("fmattn::partial_max", heads, T);
-      part_den_ = allocate_zeroed<decltype(part_den_)>("fmattn::partial_den", heads, T);
-      part_num_ = allocate_zeroed<Tensor>("fmattn::partial_num", heads, T, head_dim);
+      qc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_queries", heads, T, head_dim);
+      part_max_ = detail::allocate_zeroed<decltype(part_max_)>(space_, "fmattn::partial_max", heads, T);
+      part_den_ = detail::allocate_zeroed<decltype(part_den_)>(space_, "fmattn::partial_den", heads, T);
+      part_num_ = detail::allocate_zeroed<Tensor>(space_, "fmattn::partial_num", heads, T, head_dim);
     }
     if (opt.downsampling == Downsampling::learned) set_weights(DownsamplingWeights::average(g, head_dim));
   }
@@ -43,11 +43,12 @@ template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::set_weights(const DownsamplingWeights& w) {
   if (w.geometry.N != g_.N || w.geometry.m != g_.m || w.geometry.p != g_.p || w.head_dim != d_)
     throw InputError("downsampling weights do not match the attention geometry");
-  auto upload = [](const std::vector<double>& src, const char* label) {
-    Kokkos::View<Scalar*, memory_space> dst(std::string(label), src.size());
+  auto upload = [this](const std::vector<double>& src, const char* label) {
+    Kokkos::View<Scalar*, memory_space> dst(Kokkos::view_alloc(space_, std::string(label)), src.size());
     auto host = Kokkos::create_mirror_view(dst);
     for (std::size_t i = 0; i < src.size(); ++i) host(i) = Scalar(src[i]);
-    Kokkos::deep_copy(dst, host);
+    Kokkos::deep_copy(space_, dst, host);
+    space_.fence();  // host goes out of scope
     return dst;
   };
   qw_ = upload(w.q_weight, "fmattn::q_weight");
@@ -62,27 +63,26 @@ template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor q, ConstTensor k, ConstTensor v) {
   ScopedRegion region("fmattn::Attention::build_coarse");
   if (opt_.method != Method::fma || g_.L == 0) return;
-  ExecSpace space;
   if (opt_.coarse_queries)
-    build_coarse_levels<ExecSpace, Scalar>(space, g_, shard_, opt_.downsampling, q, qc_, {qw_, qb_});
-  build_coarse_levels<ExecSpace, Scalar>(space, g_, shard_, opt_.downsampling, k, kc_, {kw_, kb_});
-  build_coarse_levels<ExecSpace, Scalar>(space, g_, shard_, opt_.downsampling, v, vc_, {vw_, vb_});
+    detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, q, qc_, {qw_, qb_});
+  detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, k, kc_, {kw_, kb_});
+  detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, v, vc_, {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::coarse_sums(int level, ConstTensor k, ConstTensor v) {
   ScopedRegion region("fmattn::Attention::coarse_sums");
   if (opt_.method != Method::fma || level < 1 || level > g_.L) return;
-  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, level, k, kc_, {kw_, kb_});
-  coarse_partial_sums<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, level, v, vc_, {vw_, vb_});
+  detail::coarse_partial_sums<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, level, k, kc_, {kw_, kb_});
+  detail::coarse_partial_sums<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, level, v, vc_, {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::finish_coarse() {
   ScopedRegion region("fmattn::Attention::finish_coarse");
   if (opt_.method != Method::fma || g_.L == 0) return;
-  fmattn::finish_coarse<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, kc_, {kw_, kb_});
-  fmattn::finish_coarse<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_.downsampling, vc_, {vw_, vb_});
+  fmattn::detail::finish_coarse<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, kc_, {kw_, kb_});
+  fmattn::detail::finish_coarse<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, vc_, {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>
@@ -103,8 +103,8 @@ void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstT
                                             const std::function<void(double)>& progress) {
   ScopedRegion region("fmattn::Attention::evaluate");
   check_shapes(q, k, v, out);
-  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
-                                        {part_max_, part_den_, part_num_}, out, progress);
+  detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
+                                                {part_max_, part_den_, part_num_}, out, progress);
 }
 
 template <class Scalar, class ExecSpace>
@@ -123,8 +123,8 @@ void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTe
   if (lse.extent(0) != 0 && opt_.coarse_queries)
     throw InputError("attention: the linear variant (attention.queries: coarse) keeps no lse: it has no backward");
   build_coarse(q, k, v);
-  evaluate_attention<ExecSpace, Scalar>(ExecSpace(), g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
-                                        {part_max_, part_den_, part_num_}, out, {}, lse);
+  detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
+                                                {part_max_, part_den_, part_num_}, out, {}, lse);
 }
 
 template <class Scalar, class ExecSpace>
@@ -134,8 +134,8 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
     throw InputError("attention backward: not available for the linear variant (attention.queries: coarse)");
   if (!whole_) throw InputError("attention backward: needs the whole sequence, not a shard");
   if (own_out_.extent(0) == 0) {
-    own_out_ = allocate<Tensor>("fmattn::backward_out", heads_, g_.n, d_);
-    own_lse_ = allocate<RowValues>("fmattn::backward_lse", heads_, g_.n);
+    own_out_ = detail::allocate<Tensor>(space_, "fmattn::backward_out", heads_, g_.n, d_);
+    own_lse_ = detail::allocate<RowValues>(space_, "fmattn::backward_lse", heads_, g_.n);
   }
   forward(q, k, v, own_out_, own_lse_);
   backward(q, k, v, own_out_, own_lse_, dout, dq, dk, dv, dweights);
@@ -161,13 +161,13 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   if (!whole_) throw InputError("attention backward: needs the whole sequence, not a shard");
   const bool learned = opt_.method == Method::fma && opt_.downsampling == Downsampling::learned;
   if (dweights && !learned) throw InputError("attention backward: weight gradients need FMA with learned downsampling");
-  using K = AttentionBackward<ExecSpace, Scalar>;
+  using K = detail::AttentionBackward<ExecSpace, Scalar>;
   if (delta_.extent(0) == 0) {
-    delta_ = allocate<RowValues>("fmattn::backward_delta", heads_, g_.n);
+    delta_ = detail::allocate<RowValues>(space_, "fmattn::backward_delta", heads_, g_.n);
     if (opt_.method == Method::fma) {
       const std::int64_t T = g_.total_coarse_tokens();
-      dkc_ = allocate<Tensor>("fmattn::coarse_key_grad", heads_, T, d_);
-      dvc_ = allocate<Tensor>("fmattn::coarse_value_grad", heads_, T, d_);
+      dkc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_key_grad", heads_, T, d_);
+      dvc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_value_grad", heads_, T, d_);
     }
   }
   K f;
@@ -199,21 +199,21 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   f.dv = dv;
   f.dkc = dkc_;
   f.dvc = dvc_;
-  const std::int64_t window_rows = plan_backward(f);
+  const std::int64_t window_rows = detail::plan_backward(f);
   if (opt_.method == Method::fma && std::int64_t(pk_.extent(1)) != window_rows) {
-    pk_ = allocate<Tensor>("fmattn::backward_coarse_key_terms", heads_, window_rows, d_);
-    pv_ = allocate<Tensor>("fmattn::backward_coarse_value_terms", heads_, window_rows, d_);
+    pk_ = detail::allocate<Tensor>(space_, "fmattn::backward_coarse_key_terms", heads_, window_rows, d_);
+    pv_ = detail::allocate<Tensor>(space_, "fmattn::backward_coarse_value_terms", heads_, window_rows, d_);
   }
   f.pk = pk_;
   f.pv = pv_;
   if (dweights) {
     const std::int64_t W = g_.total_weights(d_), b = std::int64_t(g_.L) * g_.p * d_;
-    f.dkw = Kokkos::View<double*, memory_space>("fmattn::k_weight_grad", W);
-    f.dvw = Kokkos::View<double*, memory_space>("fmattn::v_weight_grad", W);
-    f.dkb = Kokkos::View<double*, memory_space>("fmattn::k_bias_grad", b);
-    f.dvb = Kokkos::View<double*, memory_space>("fmattn::v_bias_grad", b);
+    f.dkw = Kokkos::View<double*, memory_space>(Kokkos::view_alloc(space_, std::string("fmattn::k_weight_grad")), W);
+    f.dvw = Kokkos::View<double*, memory_space>(Kokkos::view_alloc(space_, std::string("fmattn::v_weight_grad")), W);
+    f.dkb = Kokkos::View<double*, memory_space>(Kokkos::view_alloc(space_, std::string("fmattn::k_bias_grad")), b);
+    f.dvb = Kokkos::View<double*, memory_space>(Kokkos::view_alloc(space_, std::string("fmattn::v_bias_grad")), b);
   }
-  run_attention_backward<ExecSpace, Scalar>(ExecSpace(), f);
+  detail::run_attention_backward<ExecSpace, Scalar>(space_, f);
   if (!dweights) return;
   auto download = [](const Kokkos::View<double*, memory_space>& src) {
     auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), src);
@@ -248,11 +248,12 @@ void reference_rows(Variant variant, double scale,
                     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
                     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
                     Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows,
-                    Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> ref) {
+                    Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> ref,
+                    const ExecSpace& space) {
   ScopedRegion region("fmattn::reference_rows");
-  for_each_sampled_row(ExecSpace(), "fmattn::reference::rows", std::int64_t(rows.extent(0)),
-                       std::int64_t(rows.extent(1)),
-                       ReferenceRows<ExecSpace, Scalar>{q, k, v, rows, ref, variant, scale});
+  detail::for_each_sampled_row(space, "fmattn::reference::rows", std::int64_t(rows.extent(0)),
+                               std::int64_t(rows.extent(1)),
+                               detail::ReferenceRows<ExecSpace, Scalar>{q, k, v, rows, ref, variant, scale});
 }
 
 #define FMATTN_INSTANTIATE(S)                                                                                      \
@@ -262,7 +263,8 @@ void reference_rows(Variant variant, double scale,
       Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                  \
       Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                  \
       Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,        \
-      Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>);
+      Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                   \
+      const Kokkos::DefaultExecutionSpace&);
 FMATTN_INSTANTIATE(float)
 FMATTN_INSTANTIATE(double)
 #undef FMATTN_INSTANTIATE

@@ -30,8 +30,13 @@ class Attention {
   // weights start at the average operator until set_weights() is called. With a shard of a
   // sharded sequence (sequence_parallel.hpp), q and out hold the shard's own rows, k and v its
   // stored rows, and the coarse levels its window of cells; the whole sequence otherwise.
-  Attention(const Geometry& g, const AttentionOptions& opt, int head_dim, std::int64_t heads);
-  Attention(const Geometry& g, const Shard& shard, const AttentionOptions& opt, int head_dim, std::int64_t heads);
+  // Every kernel launch and allocation of the object runs on `space` (a CUDA or HIP stream,
+  // say, so that several objects can work concurrently). Launches may return before the work
+  // is done (GPU backends): fence `space` before reading the results on the host.
+  Attention(const Geometry& g, const AttentionOptions& opt, int head_dim, std::int64_t heads,
+            const ExecSpace& space = ExecSpace());
+  Attention(const Geometry& g, const Shard& shard, const AttentionOptions& opt, int head_dim, std::int64_t heads,
+            const ExecSpace& space = ExecSpace());
 
   void set_weights(const DownsamplingWeights& w);
 
@@ -68,6 +73,7 @@ class Attention {
   void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out, ConstRowValues lse, ConstTensor dout,
                 Tensor dq, Tensor dk, Tensor dv, DownsamplingWeights* dweights = nullptr);
 
+  const ExecSpace& execution_space_instance() const { return space_; }
   const Geometry& geometry() const { return g_; }
   const Shard& shard() const { return shard_; }
   const AttentionOptions& options() const { return opt_; }
@@ -84,6 +90,7 @@ class Attention {
  private:
   void check_shapes(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out) const;
 
+  ExecSpace space_;
   Geometry g_;
   Shard shard_;
   bool whole_ = true;  // shard_ is the whole sequence
@@ -103,13 +110,14 @@ class Attention {
 };
 
 // Exact attention for sampled query rows (positions rows(bh, s)), accumulated in double:
-// ref(bh, s, :). Used to validate runs and by the tests.
+// ref(bh, s, :), computed on `space`. Used to validate runs and by the tests.
 template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
 void reference_rows(Variant variant, double scale,
                     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> q,
                     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> k,
                     Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> v,
                     Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, typename ExecSpace::memory_space> rows,
-                    Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> ref);
+                    Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> ref,
+                    const ExecSpace& space = ExecSpace());
 
 }  // namespace fmattn

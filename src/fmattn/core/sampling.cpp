@@ -20,7 +20,7 @@ std::vector<std::int64_t> sample_positions(std::uint64_t seed, std::int64_t head
   std::uint64_t draw = 0;
   for (std::int64_t j = n - count; j < n; ++j) {
     const std::int64_t t =
-        std::int64_t(hash_key(seed, 0x5a3b1e, std::uint64_t(head), draw++, 0) % std::uint64_t(j + 1));
+        std::int64_t(detail::hash_key(seed, 0x5a3b1e, std::uint64_t(head), draw++, 0) % std::uint64_t(j + 1));
     const std::int64_t pick = chosen.count(t) ? j : t;
     chosen.insert(pick);
     out.push_back(pick);
@@ -68,7 +68,7 @@ Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> g
   const std::int64_t heads = rows.extent(0), S = rows.extent(1), d = x.extent(2);
   Kokkos::View<double***, Kokkos::LayoutRight, typename ExecSpace::memory_space> got("fmattn::sampled_rows", heads, S,
                                                                                      d);
-  gather_sampled_rows(ExecSpace(), x, rows, got);
+  detail::gather_sampled_rows(ExecSpace(), x, rows, got);
   return got;
 }
 
@@ -126,7 +126,7 @@ SampledError validate_sharded_rows(
   // one owner and the others add zeros, so the sums are exact.
   using Rows3 = Kokkos::View<double***, Kokkos::LayoutRight, Mem>;
   Rows3 qs("fmattn::sampled_queries", heads, S, d), got("fmattn::sampled_output", heads, S, d);
-  gather_owned_sampled_rows<ExecSpace, Scalar, Mem>(ExecSpace(), q, out, rows, own0, own1, qs, got);
+  detail::gather_owned_sampled_rows<ExecSpace, Scalar, Mem>(ExecSpace(), q, out, rows, own0, own1, qs, got);
   auto sum_into = [&](const Rows3& x, bool everywhere) {
     auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
     if (everywhere)
@@ -143,9 +143,9 @@ SampledError validate_sharded_rows(
   Kokkos::View<double**, Kokkos::LayoutRight, Mem> mx("fmattn::sampled_max", heads, S),
       den("fmattn::sampled_den", heads, S);
   Rows3 num("fmattn::sampled_num", heads, S, d);
-  for_each_sampled_row(
-      ExecSpace(), "fmattn::validation::partials", heads, S,
-      ReferencePartials<ExecSpace, Scalar>{qs, k, v, rows, mx, den, num, shard.key_begin, own0, own1, variant, scale});
+  detail::for_each_sampled_row(ExecSpace(), "fmattn::validation::partials", heads, S,
+                               detail::ReferencePartials<ExecSpace, Scalar>{
+                                   qs, k, v, rows, mx, den, num, shard.key_begin, own0, own1, variant, scale});
   auto mx_h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), mx);
   auto den_h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), den);
   auto num_h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), num);

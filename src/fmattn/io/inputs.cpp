@@ -27,12 +27,13 @@ void fill_input(const Deck& deck, int t, typename QKV<Scalar, ExecSpace>::Tensor
                 std::int64_t token0, hid_t file) {
   if (deck.input.source == Source::synthetic) {
     const auto& s = deck.input.synthetic;
-    const SyntheticPattern pattern = s.kind == SyntheticKind::gaussian ? SyntheticPattern::gaussian
-                                     : s.kind == SyntheticKind::smooth ? SyntheticPattern::smooth
-                                                                       : SyntheticPattern::piecewise_constant;
-    const SyntheticSource src{pattern,    deck.run.seed, std::uint64_t(t), deck.problem.length, resolved_span(deck),
-                              s.amplitude};
-    fill_synthetic<ExecSpace, Scalar>(ExecSpace(), x, src, head0, token0);
+    const detail::SyntheticPattern pattern = s.kind == SyntheticKind::gaussian ? detail::SyntheticPattern::gaussian
+                                             : s.kind == SyntheticKind::smooth
+                                                 ? detail::SyntheticPattern::smooth
+                                                 : detail::SyntheticPattern::piecewise_constant;
+    const detail::SyntheticSource src{
+        pattern, deck.run.seed, std::uint64_t(t), deck.problem.length, resolved_span(deck), s.amplitude};
+    detail::fill_synthetic<ExecSpace, Scalar>(ExecSpace(), x, src, head0, token0);
     return;
   }
   const std::vector<std::int64_t> shape{deck.problem.batch, deck.problem.heads, deck.problem.length,
@@ -59,7 +60,7 @@ QKV<Scalar, ExecSpace> make_inputs(const Deck& deck, std::int64_t first, std::in
   Tensor* views[3] = {&x.q, &x.k, &x.v};
   h5::Handle file = open_input(deck, comm);
   for (int t = 0; t < 3; ++t) {
-    *views[t] = allocate<Tensor>(std::string("fmattn::") + tensor_names[t], rows, n, d);
+    *views[t] = detail::allocate<Tensor>(ExecSpace(), std::string("fmattn::") + tensor_names[t], rows, n, d);
     fill_input<Scalar, ExecSpace>(deck, t, *views[t], first, 0, file);
   }
   Kokkos::fence();
@@ -73,13 +74,13 @@ QKV<Scalar, ExecSpace> make_shard_inputs(const Deck& deck, const Geometry& g, co
   const std::int64_t own0 = shard.token_begin(g), own = shard.token_end(g) - own0;
   using Tensor = typename QKV<Scalar, ExecSpace>::Tensor;
   QKV<Scalar, ExecSpace> x;
-  x.q = allocate<Tensor>("fmattn::q", heads, own, d);
-  x.k = allocate_zeroed<Tensor>("fmattn::k", heads, shard.key_end - shard.key_begin, d);
-  x.v = allocate_zeroed<Tensor>("fmattn::v", heads, shard.key_end - shard.key_begin, d);
+  x.q = detail::allocate<Tensor>(ExecSpace(), "fmattn::q", heads, own, d);
+  x.k = detail::allocate_zeroed<Tensor>(ExecSpace(), "fmattn::k", heads, shard.key_end - shard.key_begin, d);
+  x.v = detail::allocate_zeroed<Tensor>(ExecSpace(), "fmattn::v", heads, shard.key_end - shard.key_begin, d);
   h5::Handle file = open_input(deck, comm);
   fill_input<Scalar, ExecSpace>(deck, 0, x.q, 0, own0, file);
   // K and V: the own rows; the halo rows come from the neighbours.
-  const Tensor rows = allocate<Tensor>("fmattn::input_rows", heads, own, d);
+  const Tensor rows = detail::allocate<Tensor>(ExecSpace(), "fmattn::input_rows", heads, own, d);
   const auto own_rows = std::make_pair(own0 - shard.key_begin, own0 - shard.key_begin + own);
   for (int t = 1; t < 3; ++t) {
     fill_input<Scalar, ExecSpace>(deck, t, rows, 0, own0, file);

@@ -26,31 +26,31 @@ MPI_Datatype mpi_type<double>() {
 
 // Rows [start, start + rows) of a and b (all heads) for every start, to or from a host buffer
 // laid out [start][a, b][head][row][d]: the payload of halo blocks and of coarse cells.
-template <class Tensor, class Scalar>
-void move_rows(const Tensor& a, const Tensor& b, const std::vector<std::int64_t>& starts, std::int64_t rows,
-               std::vector<Scalar>& host, bool pack) {
+template <class Exec, class Tensor, class Scalar>
+void move_rows(const Exec& space, const Tensor& a, const Tensor& b, const std::vector<std::int64_t>& starts,
+               std::int64_t rows, std::vector<Scalar>& host, bool pack) {
   using Mem = typename Tensor::memory_space;
-  using Exec = typename Tensor::execution_space;
   const std::int64_t S = std::int64_t(starts.size()), H = a.extent(0), d = a.extent(2);
   const std::int64_t per = 2 * H * rows * d;
   if (pack) host.assign(S * per, Scalar(0));
   if (S == 0 || per == 0) return;
-  Kokkos::View<std::int64_t*, Mem> first("fmattn::move_rows_starts", S);
+  Kokkos::View<std::int64_t*, Mem> first(Kokkos::view_alloc(space, std::string("fmattn::move_rows_starts")), S);
   Kokkos::deep_copy(first, Kokkos::View<const std::int64_t*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(
                                starts.data(), starts.size()));
-  Kokkos::View<Scalar*, Mem> buf(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::move_rows_buffer"), S * per);
+  Kokkos::View<Scalar*, Mem> buf(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string("fmattn::move_rows_buffer")), S * per);
   Kokkos::View<Scalar*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged> hv(host.data(), host.size());
   if (!pack) Kokkos::deep_copy(buf, hv);
-  move_row_blocks(Exec(), a, b, first, rows, buf, pack);
+  detail::move_row_blocks(space, a, b, first, rows, buf, pack);
   if (pack) Kokkos::deep_copy(hv, buf);
-  Kokkos::fence();
+  space.fence();
 }
 
 }  // namespace
 
 template <class Scalar>
 ShardedAttention<Scalar>::ShardedAttention(const Geometry& g, const AttentionOptions& opt, int head_dim,
-                                           std::int64_t heads, MPI_Comm comm)
+                                           std::int64_t heads, MPI_Comm comm, const ExecSpace& space)
     : g_(g),
       opt_(opt),
       d_(head_dim),
@@ -62,7 +62,7 @@ ShardedAttention<Scalar>::ShardedAttention(const Geometry& g, const AttentionOpt
         MPI_Comm_size(comm, &ranks);
         return plan_shard(g, rank, ranks);
       }()),
-      att_(g, plan_.shard, opt, head_dim, heads) {}
+      att_(g, plan_.shard, opt, head_dim, heads, space) {}
 
 template <class Scalar>
 void ShardedAttention<Scalar>::reduce(int level) {
@@ -76,7 +76,8 @@ void ShardedAttention<Scalar>::reduce(int level) {
   std::vector<std::int64_t> starts;
   for (std::size_t i : nodes) starts.push_back(s.coarse_index(plan_.reduce[i].level, plan_.reduce[i].cell, 0));
   std::vector<Scalar> sums;
-  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), starts, p, sums, true);
+  move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), starts, p, sums,
+            true);
   // Partial sums of the children: received in any order, added in a fixed one.
   std::vector<std::vector<Scalar>> from_children;
   std::vector<MPI_Request> recv;
@@ -109,7 +110,8 @@ void ShardedAttention<Scalar>::reduce(int level) {
       complete.insert(complete.end(), sum, sum + per);
     }
   }
-  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p, complete, false);
+  move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p,
+            complete, false);
   MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
 }
 
@@ -136,7 +138,8 @@ void ShardedAttention<Scalar>::deliver() {
     }
   };
   std::vector<Scalar> owned;
-  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p, owned, true);
+  move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p,
+            owned, true);
   for (std::size_t j = 0; j < roots.size(); ++j) pass_on(roots[j], owned.data() + j * per);
   std::vector<Scalar> received(inner.size() * per);
   std::vector<MPI_Request> recv(inner.size());
@@ -152,7 +155,8 @@ void ShardedAttention<Scalar>::deliver() {
     MPI_Waitany(int(recv.size()), recv.data(), &j, MPI_STATUS_IGNORE);
     pass_on(inner[j], received.data() + std::size_t(j) * per);
   }
-  move_rows(att_.coarse_keys_mutable(), att_.coarse_values_mutable(), recv_starts, p, received, false);
+  move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), recv_starts, p,
+            received, false);
   MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
 }
 
@@ -175,7 +179,8 @@ void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor
   }
   for (std::size_t i = 0; i < plan_.halo_send.size(); ++i) {
     const auto& h = plan_.halo_send[i];
-    move_rows(k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_out[i], true);
+    move_rows(att_.execution_space_instance(), k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_out[i],
+              true);
     MPI_Isend(halo_out[i].data(), int(halo_out[i].size()), type, h.peer, h.tag, comm_, &halo_send[i]);
     stats_.bytes_sent += std::int64_t(halo_out[i].size() * sizeof(Scalar));
   }
@@ -204,7 +209,8 @@ void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor
   MPI_Waitall(int(halo_recv.size()), halo_recv.data(), MPI_STATUSES_IGNORE);
   for (std::size_t i = 0; i < plan_.halo_recv.size(); ++i) {
     const auto& h = plan_.halo_recv[i];
-    move_rows(k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_in[i], false);
+    move_rows(att_.execution_space_instance(), k, v, {h.block * g_.m - s.key_begin}, rows_of(h.block), halo_in[i],
+              false);
   }
   waiting += w.seconds();
   att_.evaluate(q, k, v, out, progress);

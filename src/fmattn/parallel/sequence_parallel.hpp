@@ -25,10 +25,13 @@ class ShardedAttention {
  public:
   using Tensor = typename Attention<Scalar>::Tensor;
   using ConstTensor = typename Attention<Scalar>::ConstTensor;
+  using ExecSpace = typename Attention<Scalar>::execution_space;
 
   // InputError when the sequence has fewer fine blocks than `comm` has ranks, or the options
-  // need the whole sequence (exact attention, the linear variant).
-  ShardedAttention(const Geometry& g, const AttentionOptions& opt, int head_dim, std::int64_t heads, MPI_Comm comm);
+  // need the whole sequence (exact attention, the linear variant). Kernels, packing and
+  // allocations run on `space`.
+  ShardedAttention(const Geometry& g, const AttentionOptions& opt, int head_dim, std::int64_t heads, MPI_Comm comm,
+                   const ExecSpace& space = ExecSpace());
 
   const ShardPlan& plan() const { return plan_; }
   const Shard& shard() const { return plan_.shard; }
