@@ -121,6 +121,19 @@ struct Shape {
   int m, p, d;
 };
 
+// The parameters of most tests in one expression: a shape, a variant and a score scale, every
+// other option at its default (set the few others on the result).
+inline ref::Params problem(const Shape& s, bool causal = true, double scale = 1.0) {
+  ref::Params P;
+  P.n = s.n;
+  P.m = s.m;
+  P.p = s.p;
+  P.d = s.d;
+  P.causal = causal;
+  P.scale = scale;
+  return P;
+}
+
 // Problem parameters: the shape s with the options of P.
 inline ref::Params with_shape(ref::Params P, const Shape& s) {
   P.n = s.n;

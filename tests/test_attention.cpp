@@ -35,15 +35,10 @@ TEST(AttentionDouble, ZeroSinkBoundary) {
   for (std::int64_t n : {8, 64, 256})
     for (bool cw : {true, false})
       for (bool learned : {false, true}) {
-        ref::Params P;
-        P.n = n;
-        P.m = 8;
-        P.p = 2;
-        P.d = 4;
+        ref::Params P = problem({n, 8, 2, 4}, true, 0.5);
         P.zero_sink = true;
         P.count_weighting = cw;
         P.learned = learned;
-        P.scale = 0.5;
         const auto q = random_heads(rng, 2, n, 4), k = random_heads(rng, 2, n, 4), v = random_heads(rng, 2, n, 4);
         fmattn::DownsamplingWeights w;
         ref::Weights rw;
@@ -73,14 +68,8 @@ TEST(AttentionFloat, WithinPlainFloat32Error) {
   for (bool causal : {true, false})
     for (bool exact : {false, true})
       for (const Shape& s : {Shape{700, 16, 4, 32}, Shape{1000, 64, 4, 64}}) {
-        ref::Params P;
-        P.n = s.n;
-        P.m = s.m;
-        P.p = s.p;
-        P.d = s.d;
-        P.causal = causal;
+        ref::Params P = problem(s, causal, 1.0 / std::sqrt(double(s.d)));
         P.exact = exact;
-        P.scale = 1.0 / std::sqrt(double(s.d));
         const auto q = random_heads(rng, 1, P.n, P.d), k = random_heads(rng, 1, P.n, P.d),
                    v = random_heads(rng, 1, P.n, P.d);
         const auto want = run_reference<double>(P, q, k, v);
@@ -96,13 +85,7 @@ TEST(Identities, NoLevelsEqualsExact) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false})
     for (std::int64_t n : {1, 10, 64, 100, 128}) {
-      ref::Params P;
-      P.n = n;
-      P.m = 64;
-      P.p = 4;
-      P.d = 8;
-      P.causal = causal;
-      P.scale = 0.3;
+      ref::Params P = problem({n, 64, 4, 8}, causal, 0.3);
       const auto q = random_heads(rng, 2, n, 8), k = random_heads(rng, 2, n, 8), v = random_heads(rng, 2, n, 8);
       const auto fma = run_kernel<double>(P, q, k, v);
       P.exact = true;
@@ -123,13 +106,7 @@ TEST(Identities, PiecewiseConstantEqualsExact) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false})
     for (std::int64_t n : {1024, 1000, 777}) {
-      ref::Params P;
-      P.n = n;
-      P.m = 16;
-      P.p = 4;
-      P.d = 16;
-      P.causal = causal;
-      P.scale = 0.25;
+      ref::Params P = problem({n, 16, 4, 16}, causal, 0.25);
       const auto g = fmattn::make_geometry(n, P.m, P.p, fmattn::Variant::causal);
       const std::int64_t span = g.cell_size(g.L) / P.p;
       const auto q = random_heads(rng, 2, n, P.d);
@@ -147,12 +124,7 @@ TEST(Identities, PiecewiseConstantEqualsExact) {
 TEST(Identities, LearnedAtInitialisationEqualsAverage) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false}) {
-    ref::Params P;
-    P.n = 512;
-    P.m = 8;
-    P.p = 4;
-    P.d = 6;
-    P.causal = causal;
+    ref::Params P = problem({512, 8, 4, 6}, causal);
     const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
                v = random_heads(rng, 2, P.n, P.d);
     const auto avg = run_kernel<double>(P, q, k, v);
@@ -166,13 +138,7 @@ TEST(Identities, LearnedAtInitialisationEqualsAverage) {
 TEST(Identities, ScoreShiftInvariance) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false}) {
-    ref::Params P;
-    P.n = 600;
-    P.m = 16;
-    P.p = 2;
-    P.d = 8;
-    P.causal = causal;
-    P.scale = 0.3;
+    ref::Params P = problem({600, 16, 2, 8}, causal, 0.3);
     const auto q = random_heads(rng, 1, P.n, P.d), v = random_heads(rng, 1, P.n, P.d);
     auto k = random_heads(rng, 1, P.n, P.d);
     const auto before = run_kernel<double>(P, q, k, v);
@@ -184,12 +150,7 @@ TEST(Identities, ScoreShiftInvariance) {
 
 TEST(Identities, HeadPermutationPermutesOutputs) {
   std::mt19937_64 rng(test_seed());
-  ref::Params P;
-  P.n = 300;
-  P.m = 8;
-  P.p = 2;
-  P.d = 4;
-  P.causal = false;
+  ref::Params P = problem({300, 8, 2, 4}, false);
   const auto q = random_heads(rng, 4, P.n, P.d), k = random_heads(rng, 4, P.n, P.d), v = random_heads(rng, 4, P.n, P.d);
   const auto out = run_kernel<double>(P, q, k, v);
   const std::vector<int> perm{2, 0, 3, 1};
@@ -208,13 +169,7 @@ TEST(Identities, HeadPermutationPermutesOutputs) {
 TEST(Identities, LargeScoresStayFinite) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false}) {
-    ref::Params P;
-    P.n = 400;
-    P.m = 16;
-    P.p = 4;
-    P.d = 8;
-    P.causal = causal;
-    P.scale = 1.0;
+    ref::Params P = problem({400, 16, 4, 8}, causal, 1.0);
     const auto q = random_heads(rng, 1, P.n, P.d, 30.0), k = random_heads(rng, 1, P.n, P.d, 30.0),
                v = random_heads(rng, 1, P.n, P.d);
     const auto got32 = run_kernel<float>(P, q, k, v);

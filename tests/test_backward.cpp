@@ -168,13 +168,7 @@ TEST(Backward, EqualsExactGradientWithoutLevels) {
   SCOPED_TRACE("seed " + std::to_string(test_seed()));
   for (bool causal : {true, false})
     for (std::int64_t n : {5, 16, 29}) {
-      ref::Params P;
-      P.n = n;
-      P.m = 16;
-      P.p = 4;
-      P.d = 6;
-      P.causal = causal;
-      P.scale = 0.4;
+      ref::Params P = problem({n, 16, 4, 6}, causal, 0.4);
       ASSERT_EQ(geometry_of(P).L, 0);
       const auto q = random_heads(rng, 2, n, 6), k = random_heads(rng, 2, n, 6), v = random_heads(rng, 2, n, 6);
       const auto dout = random_dout(rng, 2, n, 6);
@@ -194,14 +188,8 @@ TEST(Backward, FloatAgreesWithDouble) {
   std::mt19937_64 rng(test_seed());
   SCOPED_TRACE("seed " + std::to_string(test_seed()));
   for (bool causal : {true, false}) {
-    ref::Params P;
-    P.n = 1000;
-    P.m = 16;
-    P.p = 4;
-    P.d = 8;
-    P.causal = causal;
+    ref::Params P = problem({1000, 16, 4, 8}, causal, 1.0 / std::sqrt(8.0));
     P.learned = true;
-    P.scale = 1.0 / std::sqrt(8.0);
     const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
                v = random_heads(rng, 2, P.n, P.d);
     const auto dout = random_dout(rng, 2, P.n, P.d);
@@ -228,13 +216,8 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
 
 TEST(Backward, BitIdenticalRepeats) {
   std::mt19937_64 rng(test_seed());
-  ref::Params P;
-  P.n = 3001;
-  P.m = 32;
-  P.p = 4;
-  P.d = 16;
+  ref::Params P = problem({3001, 32, 4, 16}, true, 0.25);
   P.learned = true;
-  P.scale = 0.25;
   const auto q = random_heads(rng, 3, P.n, P.d), k = random_heads(rng, 3, P.n, P.d), v = random_heads(rng, 3, P.n, P.d);
   const auto dout = random_dout(rng, 3, P.n, P.d);
   fmattn::DownsamplingWeights w;
@@ -263,13 +246,8 @@ TEST(Backward, FromTheForwardsOutputAndLse) {
   std::mt19937_64 rng(test_seed());
   for (const bool exact : {false, true})
     for (const bool causal : {true, false}) {
-      ref::Params P;
-      P.n = 203;
-      P.m = 8;
-      P.p = 2;
-      P.d = 5;
+      ref::Params P = problem({203, 8, 2, 5}, true, 0.7);
       P.exact = exact;
-      P.scale = 0.7;
       P = with_options(P, causal, !exact, true);
       SCOPED_TRACE(std::string(exact ? "exact " : "fma ") + (causal ? "causal" : "bidirectional"));
       const int H = 2;
@@ -337,12 +315,7 @@ TEST(Backward, DigestIsTheSameForAnyThreadCount) {
     std::mt19937_64 rng(20261202);
     for (const bool exact : {false, true})
       for (const bool causal : {true, false}) {
-        ref::Params P;
-        P.n = 1000;
-        P.m = 16;
-        P.p = 4;
-        P.d = 12;
-        P.scale = 0.3;
+        ref::Params P = problem({1000, 16, 4, 12}, true, 0.3);
         P = with_options(P, causal, !exact, true);
         P.exact = exact;
         const auto q = random_heads(rng, 2, P.n, P.d), k = random_heads(rng, 2, P.n, P.d),
@@ -369,11 +342,7 @@ TEST(Backward, DigestIsTheSameForAnyThreadCount) {
 }
 
 TEST(Backward, RejectsWhatItCannotDifferentiate) {
-  ref::Params P;
-  P.n = 64;
-  P.m = 8;
-  P.p = 2;
-  P.d = 4;
+  ref::Params P = problem({64, 8, 2, 4});
   const auto g = geometry_of(P);
   using T = fmattn::Attention<double>::Tensor;
   T x("x", 1, P.n, P.d), wrong("wrong", 1, P.n + 1, P.d), none;

@@ -40,13 +40,7 @@ TEST(Linear, ConstantQueriesEqualLogLinearVariant) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false})
     for (std::int64_t n : {1024, 1000, 613}) {
-      ref::Params P;
-      P.n = n;
-      P.m = 16;
-      P.p = 4;
-      P.d = 8;
-      P.causal = causal;
-      P.scale = 0.3;
+      ref::Params P = problem({n, 16, 4, 8}, causal, 0.3);
       const auto g = fmattn::make_geometry(n, P.m, P.p, fmattn::Variant::causal);
       const std::int64_t span = g.cell_size(g.L) / P.p;
       Heads q = random_heads(rng, 2, n, P.d);
@@ -69,14 +63,8 @@ TEST(Linear, ConstantQueriesEqualLogLinearVariant) {
 TEST(Linear, Float32WithinPlainFloat32Error) {
   std::mt19937_64 rng(test_seed());
   for (bool causal : {true, false}) {
-    ref::Params P;
-    P.n = 900;
-    P.m = 16;
-    P.p = 4;
-    P.d = 32;
-    P.causal = causal;
+    ref::Params P = problem({900, 16, 4, 32}, causal, 1.0 / std::sqrt(32.0));
     P.coarse_queries = true;
-    P.scale = 1.0 / std::sqrt(32.0);
     const auto q = random_heads(rng, 1, P.n, P.d), k = random_heads(rng, 1, P.n, P.d),
                v = random_heads(rng, 1, P.n, P.d);
     const auto want = run_reference<double>(P, q, k, v);

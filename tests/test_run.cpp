@@ -91,16 +91,10 @@ TEST(RunDeck, Hdf5InputEveryOptionBothDtypes) {
             fmattn::run_deck(
                 deck, [](const std::string&) {}, MPI_COMM_SELF);
 
-            ref::Params P;
-            P.n = n;
-            P.m = m;
-            P.p = p;
-            P.d = d;
-            P.causal = std::string(variant) == "causal";
+            ref::Params P = problem({n, m, p, d}, std::string(variant) == "causal", 1.0 / std::sqrt(double(d)));
             P.learned = learned;
             P.count_weighting = cw;
             P.zero_sink = sink;
-            P.scale = 1.0 / std::sqrt(double(d));
             Heads qin = q, kin = k, vin = v;
             if (std::string(dtype) == "float32")  // the run saw float32-rounded inputs
               for (auto* h : {&qin, &kin, &vin})
@@ -218,15 +212,9 @@ TEST(RunDeck, LinearVariantWithLearnedWeightsFile) {
                           "input.source=hdf5", "input.file=" + in, "output.file=" + out});
   fmattn::run_deck(
       deck, [](const std::string&) {}, MPI_COMM_SELF);
-  ref::Params P;
-  P.n = n;
-  P.m = m;
-  P.p = p;
-  P.d = d;
-  P.causal = false;
+  ref::Params P = problem({n, m, p, d}, false, 0.5);
   P.learned = true;
   P.coarse_queries = true;
-  P.scale = 0.5;
   EXPECT_LT(rel_error(read_output(out, heads, n, d), run_reference<double>(P, q, k, v, &rw)), 1e-10);
   for (const auto& f : {in, out, wfile}) std::filesystem::remove(f);
 }

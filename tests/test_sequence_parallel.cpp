@@ -125,11 +125,7 @@ TEST(SequenceParallel, LastRankOwnsOnlyAPartialBlock) {
 }
 
 TEST(SequenceParallel, ZeroSinkAndFloat) {
-  ref::Params P;
-  P.n = 512;
-  P.m = 8;
-  P.p = 2;
-  P.d = 4;
+  ref::Params P = problem({512, 8, 2, 4});
   P.zero_sink = true;
   check<double>(P, shared_seed());
   P.zero_sink = false;

@@ -11,17 +11,19 @@ namespace {
 
 using View = Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>;
 
-View fill(const fmattn::SyntheticSource& src, std::int64_t heads, std::int64_t n, std::int64_t d, std::int64_t head0) {
+View fill(const fmattn::detail::SyntheticSource& src, std::int64_t heads, std::int64_t n, std::int64_t d,
+          std::int64_t head0) {
   View x("x", heads, n, d);
-  fmattn::fill_synthetic<Kokkos::DefaultExecutionSpace, double>(Kokkos::DefaultExecutionSpace(), x, src, head0, 0);
+  fmattn::detail::fill_synthetic<Kokkos::DefaultExecutionSpace, double>(Kokkos::DefaultExecutionSpace(), x, src, head0,
+                                                                        0);
   Kokkos::fence();
   return x;
 }
 
 TEST(Synthetic, FillEqualsPointwiseDefinition) {
-  for (auto pattern : {fmattn::SyntheticPattern::gaussian, fmattn::SyntheticPattern::smooth,
-                       fmattn::SyntheticPattern::piecewise_constant}) {
-    const fmattn::SyntheticSource src{pattern, 99, 1, 3000, 16, 2.0};
+  for (auto pattern : {fmattn::detail::SyntheticPattern::gaussian, fmattn::detail::SyntheticPattern::smooth,
+                       fmattn::detail::SyntheticPattern::piecewise_constant}) {
+    const fmattn::detail::SyntheticSource src{pattern, 99, 1, 3000, 16, 2.0};
     const auto x = fill(src, 2, 3000, 5, 3);
     auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
     double worst = 0;
@@ -35,14 +37,14 @@ TEST(Synthetic, FillEqualsPointwiseDefinition) {
 // A rank of a sharded sequence fills its own positions from an offset: the values must be
 // bitwise those of a fill from position 0 (the smooth fill's runs are aligned globally).
 TEST(Synthetic, FillFromAnOffsetIsBitwiseTheSame) {
-  for (auto pattern : {fmattn::SyntheticPattern::gaussian, fmattn::SyntheticPattern::smooth,
-                       fmattn::SyntheticPattern::piecewise_constant}) {
-    const fmattn::SyntheticSource src{pattern, 5, 2, 3000, 16, 1.0};
+  for (auto pattern : {fmattn::detail::SyntheticPattern::gaussian, fmattn::detail::SyntheticPattern::smooth,
+                       fmattn::detail::SyntheticPattern::piecewise_constant}) {
+    const fmattn::detail::SyntheticSource src{pattern, 5, 2, 3000, 16, 1.0};
     const auto whole = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fill(src, 2, 3000, 3, 0));
     for (std::int64_t row0 : {1, 255, 256, 257, 1000, 2999}) {
       View part("part", 2, 3000 - row0, 3);
-      fmattn::fill_synthetic<Kokkos::DefaultExecutionSpace, double>(Kokkos::DefaultExecutionSpace(), part, src, 0,
-                                                                    row0);
+      fmattn::detail::fill_synthetic<Kokkos::DefaultExecutionSpace, double>(Kokkos::DefaultExecutionSpace(), part, src,
+                                                                            0, row0);
       const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), part);
       bool same = true;
       for (int a = 0; a < 2; ++a)
@@ -54,7 +56,7 @@ TEST(Synthetic, FillFromAnOffsetIsBitwiseTheSame) {
 }
 
 TEST(Synthetic, PiecewiseConstantOnAlignedSpans) {
-  const fmattn::SyntheticSource src{fmattn::SyntheticPattern::piecewise_constant, 7, 2, 100, 8, 1.0};
+  const fmattn::detail::SyntheticSource src{fmattn::detail::SyntheticPattern::piecewise_constant, 7, 2, 100, 8, 1.0};
   const auto x = fill(src, 1, 100, 3, 0);
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
   for (int i = 0; i < 100; ++i)
@@ -63,7 +65,7 @@ TEST(Synthetic, PiecewiseConstantOnAlignedSpans) {
 }
 
 TEST(Synthetic, GaussianMomentsAndSeedDependence) {
-  const fmattn::SyntheticSource a{fmattn::SyntheticPattern::gaussian, 1, 0, 20000, 1, 1.0};
+  const fmattn::detail::SyntheticSource a{fmattn::detail::SyntheticPattern::gaussian, 1, 0, 20000, 1, 1.0};
   auto b = a;
   b.seed = 2;
   const auto xa = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), fill(a, 1, 20000, 4, 0));
