@@ -413,7 +413,7 @@ struct AttentionBackward {
     const std::int64_t base = g.level_offset(l);
     const int npos = int(w - pos0 < weight_block ? w - pos0 : weight_block);
     for (int r = 0; r < g.p; ++r)
-      for (std::int64_t x = 0; x < npos * d; ++x) {
+      for (std::int64_t x = 0; x < std::int64_t(npos) * d; ++x) {
         dkw(off + (r * w + pos0) * d + x) = 0;
         dvw(off + (r * w + pos0) * d + x) = 0;
       }

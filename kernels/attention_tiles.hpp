@@ -85,9 +85,9 @@ struct AttentionTiles {
     // Backward tiles only (attention_backward.hpp): a second lane matrix [d][LQ], a second
     // score matrix [Tk][LQ] and two more accumulators [max(Tq, Tk)][ld].
     Mat vt, dpt, acc2, acc3;
-    std::int64_t i0;  // position of row 0 (fine queries)
-    int rows;
-    int lanes;  // rows rounded up to whole lane blocks: the lanes the products compute
+    std::int64_t i0 = 0;  // position of row 0 (fine queries)
+    int rows = 0;
+    int lanes = 0;  // rows rounded up to whole lane blocks: the lanes the products compute
   };
 
   // A chunk of `len` slots: key and value rows at kbase/vbase with a row stride, slot

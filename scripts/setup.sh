@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent dependency set-up for a Debian 12 machine (run as root).
 #
-# 1. Debian packages: compilers, MPI, parallel HDF5, yaml-cpp, GoogleTest, OpenBLAS, Python
+# 1. Debian packages: compilers, MPI, parallel HDF5, yaml-cpp, GoogleTest, clang-tidy, OpenBLAS, Python
 #    analysis modules, and Debian's Serial-only Kokkos as a fallback.
 # 2. Kokkos (OpenMP + Serial) and Kokkos Kernels built from Debian's `trilinos` source package
 #    into a cached prefix; skipped when the prefix's stamp matches.
@@ -28,7 +28,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libyaml-cpp-dev
-  libgtest-dev
+  libgtest-dev clang-tidy
   libopenblas-dev
   python3-numpy python3-h5py python3-matplotlib python3-yaml
   libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev

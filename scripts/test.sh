@@ -7,6 +7,11 @@ bash "$root/scripts/build.sh"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"
 
+# clang-tidy with the checks of .clang-tidy (FMATTN_LINT=0 skips it, as do extra ctest arguments).
+if [[ ${FMATTN_LINT:-1} != 0 && $# == 0 ]]; then
+  FMATTN_BUILD_DIR=$build bash "$root/scripts/lint.sh"
+fi
+
 # The unit tests once more under AddressSanitizer and UndefinedBehaviorSanitizer (in their own
 # build folder; FMATTN_SANITIZE_TESTS=0 skips this, as do extra ctest arguments).
 if [[ ${FMATTN_SANITIZE_TESTS:-1} != 0 && $# == 0 ]]; then

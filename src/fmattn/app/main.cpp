@@ -68,7 +68,7 @@ Cli parse(int argc, char** argv) {
       cli.kokkos_args.push_back(argv[i]);
     } else if (a == "--set") {
       if (i + 1 >= argc) throw fmattn::InputError("--set needs section.key=value");
-      cli.overrides.push_back(argv[++i]);
+      cli.overrides.emplace_back(argv[++i]);
     } else if (a.rfind("--set=", 0) == 0) {
       cli.overrides.push_back(a.substr(6));
     } else if (a == "-h" || a == "--help" || a == "--version") {

@@ -264,11 +264,11 @@ RunSummary run_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   rec.peak_rss.assign(ranks, 0);
   rec.bytes_sent.assign(ranks, 0);
   const std::int64_t mine[2] = {std::int64_t(peak_rss_bytes()), r.comm.bytes_sent};
-  std::vector<std::int64_t> all(2 * std::size_t(ranks));
+  std::vector<std::int64_t> all(std::size_t(2) * std::size_t(ranks));
   MPI_Allgather(mine, 2, MPI_INT64_T, all.data(), 2, MPI_INT64_T, comm);
   for (int k = 0; k < ranks; ++k) {
-    rec.peak_rss[k] = all[2 * k];
-    rec.bytes_sent[k] = all[2 * k + 1];
+    rec.peak_rss[k] = all[2 * std::size_t(k)];
+    rec.bytes_sent[k] = all[2 * std::size_t(k) + 1];
   }
 
   Stopwatch phase;

@@ -95,8 +95,8 @@ class Attention {
   Shard shard_;
   bool whole_ = true;  // shard_ is the whole sequence
   AttentionOptions opt_;
-  int d_;
-  std::int64_t heads_;
+  int d_ = 0;
+  std::int64_t heads_ = 0;
   Tensor qc_, kc_, vc_;
   Kokkos::View<Scalar*, memory_space> qw_, qb_, kw_, kb_, vw_, vb_;
   // Linear variant: per coarse query, the partial softmax sums of its level's far field.

@@ -303,7 +303,7 @@ void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64
   // a collective MPI-IO write of nothing fails.
   if (H5Sget_simple_extent_npoints(space) == 0) return;
   select_rows(space, shape, first, last, tokens);
-  const hsize_t n = hsize_t((last - first) * row_elements(shape, tokens));
+  const hsize_t n = hsize_t(last - first) * hsize_t(row_elements(shape, tokens));
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
   if (n == 0) H5Sselect_none(mem);
   Handle dxpl = transfer_plist(collective);
@@ -367,7 +367,7 @@ void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::
   Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
   Handle space(H5Dget_space(ds), H5Sclose);
   select_rows(space, expect, first, last, tokens);
-  const hsize_t n = hsize_t((last - first) * row_elements(expect, tokens));
+  const hsize_t n = hsize_t(last - first) * hsize_t(row_elements(expect, tokens));
   Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
   if (n == 0) H5Sselect_none(mem);
   if (H5Dread(ds, native_type<T>(), mem, space, H5P_DEFAULT, data) < 0) throw unreadable(file, name);

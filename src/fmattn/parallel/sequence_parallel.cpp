@@ -74,6 +74,7 @@ void ShardedAttention<Scalar>::reduce(int level) {
   const std::int64_t p = g_.p, per = 2 * heads_ * p * d_;
   const MPI_Datatype type = mpi_type<Scalar>();
   std::vector<std::int64_t> starts;
+  starts.reserve(nodes.size());
   for (std::size_t i : nodes) starts.push_back(s.coarse_index(plan_.reduce[i].level, plan_.reduce[i].cell, 0));
   std::vector<Scalar> sums;
   move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), starts, p, sums,
