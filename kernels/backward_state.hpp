@@ -1,0 +1,104 @@
+// The state of the backward functor (attention_backward.hpp has the passes): the forward's
+// inputs, output and log-sum-exp, the gradients it writes, the far pass's windows and the
+// pairs' tiling. Its member functions are defined in one file per pass.
+#pragma once
+
+#include <fmattn/core/geometry.hpp>
+#include <fmattn/core/options.hpp>
+
+#include "kernels/attention_tiles.hpp"
+#include "kernels/coarse_levels.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace fmattn::detail {
+
+template <class ExecSpace, class Scalar>
+struct AttentionBackward {
+  using Tiles = AttentionTiles<ExecSpace, Scalar>;
+  using Mem = typename ExecSpace::memory_space;
+  using In = Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem>;
+  using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
+  using Rows = Kokkos::View<Scalar**, Kokkos::LayoutRight, Mem>;
+  using ConstRows = Kokkos::View<const Scalar**, Kokkos::LayoutRight, Mem>;
+  using Grad = Kokkos::View<double*, Mem>;
+  using Policy = typename Tiles::Policy;
+  using Member = typename Tiles::Member;
+  using Tile = typename Tiles::Tile;
+  using Chunk = typename Tiles::Chunk;
+  static constexpr int Tq = Tiles::Tq, Tk = Tiles::Tk, CB = Tiles::CB, KB = Tiles::KB, RB = Tiles::RB, LQ = Tiles::LQ;
+  // Query positions per team of the far pass: its tiles share the far-field cells of every
+  // level whose cells are at least this long, so their dK̃, dṼ terms sum in the team.
+  static constexpr std::int64_t query_span = 512;
+  struct FarTag {};
+  struct ReduceTag {};
+  struct PairTag {};
+  struct WeightTag {};
+  struct BiasTag {};
+
+  // Geometry, options, coarse levels and the key streaming of the forward.
+  Tiles tiles;
+  Geometry g;
+  AttentionOptions opt;
+  int d = 0;
+  In q, k, v, out, dout;             // forward inputs and output, output gradient [bh][n][d]
+  In kc, vc;                         // coarse levels [bh][coarse tokens][d]
+  LevelWeights<Scalar, Mem> kw, vw;  // learned downsampling of K and V
+  ConstRows lse;                     // [bh][n] from the forward
+  Rows delta;                        // [bh][n] dO_i · O_i
+  Out dq, dk, dv;                    // [bh][n][d]; an empty View is not computed
+  Out dkc, dvc;                      // [bh][coarse tokens][d]
+  Grad dkw, dkb, dvw, dvb;           // weight gradients, flattened like the weights
+  bool want_dq = false, want_dkv = false, want_coarse = false;
+  bool far_done = false;  // the far pass wrote dQ: the pairs add to it
+  // The far pass's windows: team T holds, for each level l, rows for the cells from
+  // T·span / w_l − 3 on, window_cells[l] of them, p rows each, from window_offset[l]; rows of
+  // dK̃ terms in pk and of dṼ terms in pv, [bh][teams · window_rows][d].
+  std::int64_t span = 0, blocks_per_team = 0, teams_per_head = 0, window_rows = 0;
+  std::int64_t window_offset[max_levels + 2] = {};
+  std::int64_t window_cells[max_levels + 2] = {};
+  Out pk, pv;
+  // The pairs: tiles of tile_rows positions (inside fine blocks for FMA); this launch's diagonal.
+  std::int64_t tile_rows = 0, tiles_per_head = 0, diagonal = 0;
+
+  // One (query tile, chunk of slots) pair (backward_chunk.hpp).
+  KOKKOS_INLINE_FUNCTION bool load_query_tile(const Member& team, const Tile& t, std::int64_t bh) const;
+  template <int NK>
+  KOKKOS_INLINE_FUNCTION void query_lane_scores(const Tile& t, int r0, const Scalar* krows, int kstride,
+                                                const Scalar* vrows, int vstride, int c0, int c_end) const;
+  template <class Seen>
+  KOKKOS_INLINE_FUNCTION void query_lane_softmax(const Tile& t, std::int64_t bh, int r0, int c_end,
+                                                 const Seen& seen) const;
+  KOKKOS_INLINE_FUNCTION void clear_rows(const Member& team, const typename Tiles::Mat& m, int rows) const;
+  template <class SlotRows>
+  KOKKOS_INLINE_FUNCTION void slot_chunk(const Member& team, const Tile& t, std::int64_t bh, const Chunk& ch,
+                                         bool slots, const SlotRows& slot_rows) const;
+
+  // The far pass and the reduction of its windows (backward_far_field.hpp).
+  KOKKOS_INLINE_FUNCTION void operator()(FarTag, const Member& team) const;
+  KOKKOS_INLINE_FUNCTION void operator()(ReduceTag, const std::int64_t bh, const std::int64_t flat) const;
+
+  // Pairs of fine tiles, one diagonal per launch (backward_pairs.hpp).
+  KOKKOS_INLINE_FUNCTION void add_coarse_share(std::int64_t h, std::int64_t j, Scalar* dkr, Scalar* dvr) const;
+  KOKKOS_INLINE_FUNCTION int tile_extent(std::int64_t a, std::int64_t& i0) const;
+  KOKKOS_INLINE_FUNCTION void operator()(PairTag, const Member& team) const;
+
+  // Weights W_l[r][pos][:] of K and V for one block of positions of one level: the sum over
+  // heads and cells of the coarse gradient times the fine token it multiplied. A block of
+  // positions is a contiguous run of fine rows in every cell, so K and V stream through once
+  // per level and block instead of once per position; cells whose coarse gradients are zero
+  // (seen by no query with a nonzero dO) are skipped.
+  static constexpr int weight_block = 16;
+  KOKKOS_INLINE_FUNCTION static std::int64_t weight_blocks(const Geometry& g, int l) {
+    return (g.cell_size(l) + weight_block - 1) / weight_block;
+  }
+
+  // Weight and bias gradients (backward_weights.hpp).
+  KOKKOS_INLINE_FUNCTION bool zero_row(const Scalar* x) const;
+  KOKKOS_INLINE_FUNCTION void operator()(WeightTag, std::int64_t f) const;
+  KOKKOS_INLINE_FUNCTION void operator()(BiasTag, const std::int64_t f) const;
+};
+
+}  // namespace fmattn::detail

@@ -1,0 +1,77 @@
+// The gradients of the learned downsampling weights and biases (attention_backward.hpp):
+// sums over heads and cells of the coarse gradients times the fine tokens they came from.
+#pragma once
+
+#include "kernels/backward_state.hpp"
+#include "kernels/simd.hpp"
+
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+
+namespace fmattn::detail {
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::zero_row(const Scalar* x) const {
+  bool zero = true;
+  for (int c = 0; c < d; ++c) zero = zero && x[c] == Scalar(0);
+  return zero;
+}
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(WeightTag, std::int64_t f) const {
+  int l = 1;
+  while (f >= weight_blocks(g, l)) f -= weight_blocks(g, l++);
+  const std::int64_t w = g.cell_size(l), pos0 = f * weight_block, off = g.weight_offset(l, d);
+  const std::int64_t base = g.level_offset(l);
+  const int npos = int(w - pos0 < weight_block ? w - pos0 : weight_block);
+  for (int r = 0; r < g.p; ++r)
+    for (std::int64_t x = 0; x < std::int64_t(npos) * d; ++x) {
+      dkw(off + (r * w + pos0) * d + x) = 0;
+      dvw(off + (r * w + pos0) * d + x) = 0;
+    }
+  for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
+    for (std::int64_t cell = 0; cell * w + pos0 < g.n; ++cell) {
+      const std::int64_t row0 = cell * w + pos0;
+      const int rows = int(g.n - row0 < npos ? g.n - row0 : npos);
+      for (int r = 0; r < g.p; ++r) {
+        const Scalar* gk = &dkc(h, base + cell * g.p + r, 0);
+        const Scalar* gv = &dvc(h, base + cell * g.p + r, 0);
+        if (zero_row(gk) && zero_row(gv)) continue;
+        for (int j = 0; j < rows; ++j) {
+          const Scalar* xk = &k(h, row0 + j, 0);
+          const Scalar* xv = &v(h, row0 + j, 0);
+          double* sk = &dkw(off + (r * w + pos0 + j) * d);
+          double* sv = &dvw(off + (r * w + pos0 + j) * d);
+          FMATTN_SIMD
+          for (int c = 0; c < d; ++c) {
+            sk[c] += double(gk[c]) * double(xk[c]);
+            sv[c] += double(gv[c]) * double(xv[c]);
+          }
+        }
+      }
+    }
+}
+
+// Row b_l[r][:] of the K and V biases (f = (l - 1) * p + r): the sum of the coarse gradients
+// over heads and cells (absent tokens hold zero gradients).
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(BiasTag, const std::int64_t f) const {
+  const int r = int(f % g.p), l = int(f / g.p) + 1;
+  const std::int64_t base = g.level_offset(l) + r;
+  double* sk = &dkb(f * d);
+  double* sv = &dvb(f * d);
+  for (int c = 0; c < d; ++c) sk[c] = sv[c] = 0;
+  for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
+    for (std::int64_t cell = 0; cell < g.num_cells(l); ++cell) {
+      const Scalar* gk = &dkc(h, base + cell * g.p, 0);
+      const Scalar* gv = &dvc(h, base + cell * g.p, 0);
+      FMATTN_SIMD
+      for (int c = 0; c < d; ++c) {
+        sk[c] += double(gk[c]);
+        sv[c] += double(gv[c]);
+      }
+    }
+}
+
+}  // namespace fmattn::detail
