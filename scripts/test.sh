@@ -7,10 +7,6 @@ bash "$root/scripts/build.sh"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"
 
-# clang-tidy with the checks of .clang-tidy (FMATTN_LINT=0 skips it, as do extra ctest arguments).
-if [[ ${FMATTN_LINT:-1} != 0 && $# == 0 ]]; then
-  FMATTN_BUILD_DIR=$build bash "$root/scripts/lint.sh"
-fi
 
 # The unit tests once more under AddressSanitizer and UndefinedBehaviorSanitizer (in their own
 # build folder; FMATTN_SANITIZE_TESTS=0 skips this, as do extra ctest arguments).
@@ -20,4 +16,9 @@ if [[ ${FMATTN_SANITIZE_TESTS:-1} != 0 && $# == 0 ]]; then
   cd "$build-sanitize"
   # Undefined behaviour must fail the test (leak checking is off in tests/test_main.cpp).
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j "$(nproc)" -L unit
+fi
+
+# clang-tidy with the checks of .clang-tidy (FMATTN_LINT=0 skips it, as do extra ctest arguments).
+if [[ ${FMATTN_LINT:-1} != 0 && $# == 0 ]]; then
+  FMATTN_BUILD_DIR=$build bash "$root/scripts/lint.sh"
 fi

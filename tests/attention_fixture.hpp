@@ -18,6 +18,16 @@ namespace testing_fma {
 
 using Heads = std::vector<std::vector<double>>;  // [head][n*d]
 
+// The execution space the kernel tests run on: the default one, or the backend this copy of
+// the test executable is built for (tests/CMakeLists.txt builds the kernel tests once per
+// backend of the Kokkos build, as FMATTN_TEST_EXEC_SPACE).
+#ifndef FMATTN_TEST_EXEC_SPACE
+#define FMATTN_TEST_EXEC_SPACE Kokkos::DefaultExecutionSpace
+#endif
+using TestSpace = FMATTN_TEST_EXEC_SPACE;
+template <class S>
+using TestAttention = fmattn::Attention<S, TestSpace>;
+
 // A fresh seed per process unless FMATTN_TEST_SEED pins one; it is printed with any failure.
 inline std::uint64_t test_seed() {
   static const std::uint64_t seed = [] {
@@ -36,8 +46,8 @@ inline Heads random_heads(std::mt19937_64& rng, int heads, std::int64_t n, int d
 }
 
 template <class S>
-typename fmattn::Attention<S>::Tensor to_view(const Heads& h, std::int64_t n, int d) {
-  typename fmattn::Attention<S>::Tensor t("t", h.size(), n, d);
+typename TestAttention<S>::Tensor to_view(const Heads& h, std::int64_t n, int d) {
+  typename TestAttention<S>::Tensor t("t", h.size(), n, d);
   auto host = Kokkos::create_mirror_view(t);
   for (std::size_t a = 0; a < h.size(); ++a)
     for (std::int64_t i = 0; i < n * d; ++i) host(a, i / d, i % d) = S(h[a][i]);
@@ -46,7 +56,7 @@ typename fmattn::Attention<S>::Tensor to_view(const Heads& h, std::int64_t n, in
 }
 
 template <class S>
-Heads from_view(const typename fmattn::Attention<S>::Tensor& t) {
+Heads from_view(const typename TestAttention<S>::Tensor& t) {
   auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), t);
   const std::int64_t n = t.extent(1), d = t.extent(2);
   Heads h(t.extent(0), std::vector<double>(n * d));
@@ -71,9 +81,9 @@ Heads run_kernel(const ref::Params& P, const Heads& q, const Heads& k, const Hea
                  const fmattn::DownsamplingWeights* w = nullptr) {
   const auto g =
       fmattn::make_geometry(P.n, P.m, P.p, P.causal ? fmattn::Variant::causal : fmattn::Variant::bidirectional);
-  fmattn::Attention<S> att(g, options_of(P), P.d, std::int64_t(q.size()));
+  TestAttention<S> att(g, options_of(P), P.d, std::int64_t(q.size()));
   if (w) att.set_weights(*w);
-  typename fmattn::Attention<S>::Tensor out("out", q.size(), P.n, P.d);
+  typename TestAttention<S>::Tensor out("out", q.size(), P.n, P.d);
   att.forward(to_view<S>(q, P.n, P.d), to_view<S>(k, P.n, P.d), to_view<S>(v, P.n, P.d), out);
   return from_view<S>(out);
 }

@@ -181,8 +181,8 @@ TEST(Identities, LargeScoresStayFinite) {
 
 TEST(AttentionApi, RejectsMismatchedShapes) {
   const auto g = fmattn::make_geometry(100, 8, 2, fmattn::Variant::causal);
-  fmattn::Attention<double> att(g, {}, 4, 2);
-  fmattn::Attention<double>::Tensor good("good", 2, 100, 4), bad("bad", 2, 99, 4);
+  TestAttention<double> att(g, {}, 4, 2);
+  TestAttention<double>::Tensor good("good", 2, 100, 4), bad("bad", 2, 99, 4);
   EXPECT_THROW(att.forward(good, good, bad, good), fmattn::InputError);
 }
 

@@ -26,9 +26,9 @@ fmattn::Geometry geometry_of(const ref::Params& P) {
 template <class S>
 Grads run_backward(const ref::Params& P, const Heads& q, const Heads& k, const Heads& v, const Heads& dout,
                    const fmattn::DownsamplingWeights* w) {
-  fmattn::Attention<S> att(geometry_of(P), options_of(P), P.d, std::int64_t(q.size()));
+  TestAttention<S> att(geometry_of(P), options_of(P), P.d, std::int64_t(q.size()));
   if (w) att.set_weights(*w);
-  using T = typename fmattn::Attention<S>::Tensor;
+  using T = typename TestAttention<S>::Tensor;
   T dq("dq", q.size(), P.n, P.d), dk("dk", q.size(), P.n, P.d), dv("dv", q.size(), P.n, P.d);
   fmattn::DownsamplingWeights dw;
   att.backward(to_view<S>(q, P.n, P.d), to_view<S>(k, P.n, P.d), to_view<S>(v, P.n, P.d), to_view<S>(dout, P.n, P.d),
@@ -259,7 +259,7 @@ TEST(Backward, FromTheForwardsOutputAndLse) {
       if (P.learned) random_weights(rng, geometry_of(P), P.d, w, rw);
       const Grads own = run_backward<double>(P, q, k, v, dout, P.learned ? &w : nullptr);
 
-      using A = fmattn::Attention<double>;
+      using A = TestAttention<double>;
       A att(geometry_of(P), options_of(P), P.d, H);
       if (P.learned) att.set_weights(w);
       const auto qv = to_view<double>(q, P.n, P.d), kv = to_view<double>(k, P.n, P.d),
@@ -344,20 +344,20 @@ TEST(Backward, DigestIsTheSameForAnyThreadCount) {
 TEST(Backward, RejectsWhatItCannotDifferentiate) {
   ref::Params P = problem({64, 8, 2, 4});
   const auto g = geometry_of(P);
-  using T = fmattn::Attention<double>::Tensor;
+  using T = TestAttention<double>::Tensor;
   T x("x", 1, P.n, P.d), wrong("wrong", 1, P.n + 1, P.d), none;
   fmattn::DownsamplingWeights dw;
-  fmattn::Attention<double> average(g, options_of(P), P.d, 1);
+  TestAttention<double> average(g, options_of(P), P.d, 1);
   EXPECT_THROW(average.backward(x, x, x, x, x, x, x, &dw), fmattn::InputError);  // no weights to learn
   EXPECT_THROW(average.backward(x, x, x, wrong, x, x, x), fmattn::InputError);
   EXPECT_THROW(average.backward(x, x, x, x, none, x, none), fmattn::InputError);  // dk without dv
-  using Rows = fmattn::Attention<double>::RowValues;
+  using Rows = TestAttention<double>::RowValues;
   const Rows lse("lse", 1, P.n), short_lse("short", 1, P.n - 1);
   EXPECT_THROW(average.forward(x, x, x, x, short_lse), fmattn::InputError);
   EXPECT_THROW(average.backward(x, x, x, x, short_lse, x, x, x, x), fmattn::InputError);
   EXPECT_THROW(average.backward(x, x, x, wrong, lse, x, x, x, x), fmattn::InputError);  // out of another shape
   P.coarse_queries = true;
-  fmattn::Attention<double> linear(g, options_of(P), P.d, 1);
+  TestAttention<double> linear(g, options_of(P), P.d, 1);
   EXPECT_THROW(linear.backward(x, x, x, x, x, x, x), fmattn::InputError);
   EXPECT_THROW(linear.forward(x, x, x, x, lse), fmattn::InputError);  // no backward, so no lse
 }

@@ -25,6 +25,19 @@ mkdir -p "$work"
 step install cmake --install "$build" --prefix "$work/prefix"
 [[ -f $work/prefix/lib/cmake/fmattn/fmattnConfig.cmake || -f $work/prefix/lib64/cmake/fmattn/fmattnConfig.cmake ]] ||
   { echo "FAILED: no fmattnConfig.cmake installed under $work/prefix" >&2; exit 1; }
+# Everything inside the prefix (an empty install directory variable once put the headers at /).
+if outside=$(grep -v "^$work/prefix/" "$build/install_manifest.txt"); then
+  echo "FAILED: installed outside the prefix:" >&2
+  echo "$outside" >&2
+  exit 1
+fi
+# Public headers under include/fmattn/<layer>/, the kernels' internal ones nowhere.
+[[ -f $work/prefix/include/fmattn/core/attention.hpp && -f $work/prefix/include/fmattn/version.hpp ]] ||
+  { echo "FAILED: no include/fmattn/core/attention.hpp or include/fmattn/version.hpp under $work/prefix" >&2; exit 1; }
+if find "$work/prefix" -name 'attention_tiles.hpp' | grep -q .; then
+  echo "FAILED: internal kernel headers were installed" >&2
+  exit 1
+fi
 # The installed command runs (finds its shared libraries) and so does the analysis tool.
 step installed_info "$work/prefix/bin/fmattn" info
 step installed_analyze "$work/prefix/bin/fmattn-analyze" --help

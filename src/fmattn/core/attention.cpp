@@ -256,17 +256,16 @@ void reference_rows(Variant variant, double scale,
                                detail::ReferenceRows<ExecSpace, Scalar>{q, k, v, rows, ref, variant, scale});
 }
 
-#define FMATTN_INSTANTIATE(S)                                                                                      \
-  template class Attention<S, Kokkos::DefaultExecutionSpace>;                                                      \
-  template void reference_rows<S, Kokkos::DefaultExecutionSpace>(                                                  \
-      Variant, double, Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>, \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                  \
-      Kokkos::View<const S***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                  \
-      Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,        \
-      Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::DefaultExecutionSpace::memory_space>,                   \
-      const Kokkos::DefaultExecutionSpace&);
-FMATTN_INSTANTIATE(float)
-FMATTN_INSTANTIATE(double)
+#define FMATTN_INSTANTIATE(S, E)                                                                                      \
+  template class Attention<S, E>;                                                                                     \
+  template void reference_rows<S, E>(Variant, double, Kokkos::View<const S***, Kokkos::LayoutRight, E::memory_space>, \
+                                     Kokkos::View<const S***, Kokkos::LayoutRight, E::memory_space>,                  \
+                                     Kokkos::View<const S***, Kokkos::LayoutRight, E::memory_space>,                  \
+                                     Kokkos::View<const std::int64_t**, Kokkos::LayoutRight, E::memory_space>,        \
+                                     Kokkos::View<double***, Kokkos::LayoutRight, E::memory_space>, const E&);
+#define FMATTN_INSTANTIATE_BACKEND(E) FMATTN_INSTANTIATE(float, E) FMATTN_INSTANTIATE(double, E)
+FMATTN_FOR_EACH_BACKEND(FMATTN_INSTANTIATE_BACKEND)
+#undef FMATTN_INSTANTIATE_BACKEND
 #undef FMATTN_INSTANTIATE
 
 }  // namespace fmattn

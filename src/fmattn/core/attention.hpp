@@ -3,6 +3,7 @@
 // level, one View each, with Geometry's level offsets) and the learned weights on the device.
 #pragma once
 
+#include <fmattn/core/backends.hpp>
 #include <fmattn/core/geometry.hpp>
 #include <fmattn/core/options.hpp>
 #include <fmattn/core/shard.hpp>
@@ -16,6 +17,9 @@
 
 namespace fmattn {
 
+// Compiled for float and double on every execution space of the Kokkos build
+// (FMATTN_FOR_EACH_BACKEND in <fmattn/core/backends.hpp>): Attention<float, Kokkos::Serial>
+// works next to the default space's.
 template <class Scalar, class ExecSpace = Kokkos::DefaultExecutionSpace>
 class Attention {
  public:
