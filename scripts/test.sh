@@ -7,7 +7,6 @@ bash "$root/scripts/build.sh"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"
 
-
 # The unit tests once more under AddressSanitizer and UndefinedBehaviorSanitizer (in their own
 # build folder; FMATTN_SANITIZE_TESTS=0 skips this, as do extra ctest arguments).
 if [[ ${FMATTN_SANITIZE_TESTS:-1} != 0 && $# == 0 ]]; then
