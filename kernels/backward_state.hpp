@@ -78,7 +78,7 @@ struct AttentionBackward {
 
   // The far pass and the reduction of its windows (backward_far_field.hpp).
   KOKKOS_INLINE_FUNCTION void operator()(FarTag, const Member& team) const;
-  KOKKOS_INLINE_FUNCTION void operator()(ReduceTag, const std::int64_t bh, const std::int64_t flat) const;
+  KOKKOS_INLINE_FUNCTION void operator()(ReduceTag, std::int64_t bh, std::int64_t flat) const;
 
   // Pairs of fine tiles, one diagonal per launch (backward_pairs.hpp).
   KOKKOS_INLINE_FUNCTION void add_coarse_share(std::int64_t h, std::int64_t j, Scalar* dkr, Scalar* dvr) const;
@@ -98,7 +98,7 @@ struct AttentionBackward {
   // Weight and bias gradients (backward_weights.hpp).
   KOKKOS_INLINE_FUNCTION bool zero_row(const Scalar* x) const;
   KOKKOS_INLINE_FUNCTION void operator()(WeightTag, std::int64_t f) const;
-  KOKKOS_INLINE_FUNCTION void operator()(BiasTag, const std::int64_t f) const;
+  KOKKOS_INLINE_FUNCTION void operator()(BiasTag, std::int64_t f) const;
 };
 
 }  // namespace fmattn::detail
