@@ -24,19 +24,24 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_PROC_BIND=f
 
 # The scratch source: the tracked files as they are now, in a git repository of its own, so
 # that each mutation is applied and taken back with git. Only files whose content changed are
-# copied (with a new time stamp), so that the kept build rebuilds exactly what changed.
+# copied (with a new time stamp), so that the kept build rebuilds exactly what changed; files
+# the tree no longer has are removed (globs in the CMake files would pick them up).
 mkdir -p "$src" "$build"
 [[ -d $src/.git ]] || git -C "$src" init -q
 git -C "$src" checkout -q -- . 2>/dev/null || true
 git -C "$root" ls-files -z | while IFS= read -r -d '' f; do
   cmp -s "$root/$f" "$src/$f" || install -D -m "$(stat -c %a "$root/$f")" "$root/$f" "$src/$f"
 done
+comm -23 <(git -C "$src" ls-files | sort) <(git -C "$root" ls-files | sort) | while IFS= read -r f; do
+  rm -f "$src/$f"
+done
 git -C "$src" add -A
 git -C "$src" -c user.name=mutation -c user.email=mutation@localhost commit -qm baseline --allow-empty
 
 kokkos_line=$(bash "$root/scripts/setup.sh" | tail -n 1)
 kokkos_root=${kokkos_line#FMATTN_KOKKOS_ROOT=}
-cmake_args=(-S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFMATTN_ENABLE_BENCH=OFF)
+cmake_args=(-S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFMATTN_ENABLE_BENCH=OFF -DFMATTN_CHECK_HEADERS=OFF
+  -DFMATTN_TEST_OTHER_BACKENDS=OFF)
 [[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root")
 cmake "${cmake_args[@]}" >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; exit 1; }
 echo "[mutation] building the unmutated tree in $build"
