@@ -18,12 +18,27 @@ if(NOT _fmattn_inc_ok)
   message(STATUS "fmattn: fixed Kokkos::kokkos include directory -> ${FMATTN_KOKKOS_INCLUDE_DIR}")
 endif()
 
-# Kokkos Kernels (the benchmark's GEMM ceiling; the library itself does not need it): the
-# standalone package exports Kokkos::kokkoskernels; Debian's exports only trilinos_kokkoskernels
+# Kokkos Kernels (required: the language model's dense products are its GEMM): the standalone package exports Kokkos::kokkoskernels; Debian's exports only trilinos_kokkoskernels
 # and has no version file. Only a Kokkos Kernels built for the Kokkos in use is accepted: with a
 # Kokkos 4 prefix and Debian's Kokkos Kernels (built for 3.4) still installed, a library search
 # alone would pair the two, and its headers do not compile against Kokkos 4.
+# A Kokkos Kernels installed next to the Kokkos in use is looked for first: Debian's (built into
+# its own Trilinos Kokkos) would otherwise be found on the default paths and load a second
+# Kokkos core into the process.
+get_filename_component(_fmattn_kokkos_prefix "${Kokkos_DIR}/../../.." ABSOLUTE)
+if(NOT DEFINED KokkosKernels_DIR AND NOT DEFINED KokkosKernels_ROOT AND NOT DEFINED ENV{KokkosKernels_ROOT})
+  find_package(KokkosKernels QUIET PATHS "${_fmattn_kokkos_prefix}" NO_DEFAULT_PATH)
+endif()
 find_package(KokkosKernels QUIET)
+if(KokkosKernels_DIR MATCHES "/cmake/KokkosKernels$" AND TARGET trilinos_kokkoskernels)
+  get_filename_component(_fmattn_kk_cmake "${KokkosKernels_DIR}" DIRECTORY)
+  get_filename_component(_fmattn_kokkos_cmake "${Kokkos_DIR}" DIRECTORY)
+  if(NOT _fmattn_kk_cmake STREQUAL _fmattn_kokkos_cmake)
+    message(FATAL_ERROR "fmattn: the Kokkos Kernels found (${KokkosKernels_DIR}) is Debian's, built for Debian's "
+      "Kokkos, but Kokkos comes from ${Kokkos_DIR}: both Kokkos cores would be loaded. Set KokkosKernels_ROOT to a "
+      "Kokkos Kernels built for this Kokkos (scripts/setup.sh builds a matching pair).")
+  endif()
+endif()
 if(NOT TARGET Kokkos::kokkoskernels)
   if(TARGET trilinos_kokkoskernels)
     add_library(Kokkos::kokkoskernels INTERFACE IMPORTED)
@@ -57,10 +72,11 @@ int main() {
   unset(CMAKE_REQUIRED_QUIET)
   if(${_fmattn_kk_check})
     set(FMATTN_HAS_KOKKOSKERNELS TRUE)
-  else()
-    message(WARNING "fmattn: the Kokkos Kernels found (${_fmattn_kk_links}) does not build against Kokkos "
-      "${Kokkos_VERSION}: ignored (set KokkosKernels_ROOT to one built for this Kokkos)")
   endif()
+endif()
+if(NOT FMATTN_HAS_KOKKOSKERNELS)
+  message(FATAL_ERROR "fmattn: no Kokkos Kernels that builds against Kokkos ${Kokkos_VERSION} was found "
+    "(set KokkosKernels_ROOT to one built for this Kokkos; scripts/setup.sh builds a matching pair)")
 endif()
 
 find_package(MPI REQUIRED COMPONENTS C)

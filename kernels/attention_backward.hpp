@@ -58,9 +58,9 @@ std::int64_t plan_backward(K& f) {
     rows += f.window_cells[l] * g.p;
   }
   f.window_rows = rows;
-  const bool fma = f.opt.method == Method::fma;
-  f.tile_rows = fma && g.m < K::Tq ? g.m : K::Tq;
-  f.tiles_per_head = fma ? present_blocks(g) * (g.m / f.tile_rows) : (g.n + f.tile_rows - 1) / f.tile_rows;
+  const bool blocks = has_near_blocks(f.opt.method);
+  f.tile_rows = blocks && g.m < K::Tq ? g.m : K::Tq;
+  f.tiles_per_head = blocks ? present_blocks(g) * (g.m / f.tile_rows) : (g.n + f.tile_rows - 1) / f.tile_rows;
   return rows * f.teams_per_head;
 }
 
@@ -75,10 +75,10 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   const std::int64_t H = std::int64_t(f.q.extent(0));
   if (H == 0) return;
   plan_backward(f);
-  const bool fma = f.opt.method == Method::fma;
+  const bool far = has_far_field(f.opt.method), by_blocks = has_near_blocks(f.opt.method);
   f.want_dq = f.dq.extent(0) != 0;
   f.want_dkv = f.dk.extent(0) != 0;
-  f.want_coarse = fma && f.g.L > 0 && (f.want_dkv || f.dkw.extent(0));
+  f.want_coarse = far && f.g.L > 0 && (f.want_dkv || f.dkw.extent(0));
   const std::size_t scratch = K::Tiles::scratch_bytes(f.d, true);
   f.tiles.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
   auto launch = [&](const char* name, auto tag, std::int64_t teams) {
@@ -86,7 +86,7 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
     Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Tag> policy(space, int(teams), Kokkos::AUTO);
     Kokkos::parallel_for(name, policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch)), f);
   };
-  f.far_done = fma && f.g.L > 0 && (f.want_dq || f.want_coarse);
+  f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);
   if (f.want_coarse)
     Kokkos::parallel_for("fmattn::backward::coarse_reduce",
@@ -95,10 +95,10 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
                          f);
   if (f.want_dq || f.want_dkv) {
     // Diagonals 0, 1, -1, 2, -2, ... of the pairs that can see each other: those of the near
-    // field (FMA) or all (exact); causal attention has no negative ones.
-    const std::int64_t per_block = fma ? f.g.m / f.tile_rows : f.tiles_per_head;
-    const std::int64_t reach = fma ? 2 * per_block - 1 : f.tiles_per_head - 1;
-    const std::int64_t back = f.g.variant == Variant::causal ? 0 : fma ? 2 * per_block - 1 : f.tiles_per_head - 1;
+    // field (FMA, local) or all (exact); causal attention has no negative ones.
+    const std::int64_t per_block = by_blocks ? f.g.m / f.tile_rows : f.tiles_per_head;
+    const std::int64_t reach = by_blocks ? 2 * per_block - 1 : f.tiles_per_head - 1;
+    const std::int64_t back = f.g.variant == Variant::causal ? 0 : by_blocks ? 2 * per_block - 1 : f.tiles_per_head - 1;
     for (std::int64_t w = 0; w <= (reach > back ? reach : back); ++w)
       for (const int sign : {1, -1}) {
         if ((sign < 0 && w == 0) || (sign > 0 && w > reach) || (sign < 0 && w > back)) continue;

@@ -43,12 +43,12 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::fine_tile(const M
 
   const bool causal = g.variant == Variant::causal;
   std::int64_t lo = 0, hi = g.n;
-  if (opt.method == Method::fma) g.near_range(B, lo, hi);
+  if (has_near_blocks(opt.method)) g.near_range(B, lo, hi);
   if (causal && hi > t.i0 + t.rows) hi = t.i0 + t.rows;
   const auto softmax = [&](const Chunk& ch) { process_chunk(team, t, ch); };
   fine_range(team, t, bh, lo, hi, causal, softmax);
 
-  if (opt.method == Method::fma) {
+  if (has_far_field(opt.method)) {
     double sink = (B == 0 && opt.boundary == Boundary::zero_sink) ? double(g.m) : 0.0;  // block left of the start
     if (opt.coarse_queries) {
       team.team_barrier();
@@ -114,9 +114,9 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::operator()(const 
 
 // out = attention(q, k, v) for all batch·heads: FMA when opt.method is fma (kc, vc hold the
 // coarse levels; with opt.coarse_queries also qc, the coarse queries, and `part` the partial
-// sums workspace), exact attention otherwise. With `progress`, the fine tiles run in up to
-// `progress_steps` launches and progress(fraction done) is called after each. A non-empty `lse`
-// receives each row's log-sum-exp (log of the softmax denominator), which the backward needs.
+// sums workspace), its near field alone for local, exact attention otherwise. With `progress`, the fine tiles run in up
+// to `progress_steps` launches and progress(fraction done) is called after each. A non-empty `lse` receives each row's
+// log-sum-exp (log of the softmax denominator), which the backward needs.
 inline constexpr int progress_steps = 100;
 
 template <class ExecSpace, class Scalar>

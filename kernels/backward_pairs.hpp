@@ -50,7 +50,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_sha
 // Tile a's positions [a·tile_rows, ...) inside its block, and its row count (0: no tile).
 template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION int AttentionBackward<ExecSpace, Scalar>::tile_extent(std::int64_t a, std::int64_t& i0) const {
-  const std::int64_t per_block = opt.method == Method::fma ? g.m / tile_rows : 0;
+  const std::int64_t per_block = has_near_blocks(opt.method) ? g.m / tile_rows : 0;
   i0 = a * tile_rows;
   std::int64_t end = i0 + tile_rows;
   if (per_block > 0) {
@@ -79,7 +79,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
   t.lanes = (t.rows + CB - 1) / CB * CB;
   const bool causal = g.variant == Variant::causal, first = diagonal == 0;
   std::int64_t lo = 0, hi = g.n;
-  if (opt.method == Method::fma) g.near_range(t.i0 / g.m, lo, hi);
+  if (has_near_blocks(opt.method)) g.near_range(t.i0 / g.m, lo, hi);
   if (causal && hi > t.i0 + t.rows) hi = t.i0 + t.rows;
   if (j0 < lo || j0 >= hi) return;  // not a pair of the near field (diagonal 0 always is)
   const std::int64_t j_end = j0 + keys < hi ? j0 + keys : hi;
@@ -93,7 +93,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
       rk[x] = first ? terms_k[x] : rk[x] + terms_k[x];
       rv[x] = first ? terms_v[x] : rv[x] + terms_v[x];
     });
-    if (first && opt.method == Method::fma)
+    if (first && has_far_field(opt.method))
       Kokkos::single(Kokkos::PerThread(team), [&]() { add_coarse_share(bh, j, rk, rv); });
   };
   if (live) {

@@ -9,7 +9,7 @@ build=${FMATTN_BUILD_DIR:-$root/build}
 kokkos_line=$(bash "$root/scripts/setup.sh" | tail -n 1)
 kokkos_root=${kokkos_line#FMATTN_KOKKOS_ROOT=}
 cmake_args=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release)
-[[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root")
+[[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root" -DKokkosKernels_ROOT="$kokkos_root")
 # A build folder stays with the Kokkos it was configured with (CMake caches where it found it).
 if [[ -f $build/CMakeCache.txt ]]; then
   cached=$(sed -n 's/^Kokkos_DIR:PATH=//p' "$build/CMakeCache.txt")

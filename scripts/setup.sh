@@ -32,6 +32,7 @@ packages=(
   libopenblas-dev
   python3-numpy python3-h5py python3-matplotlib python3-yaml
   libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev
+  fortunes
 )
 
 if [[ ${FMATTN_SKIP_APT:-0} != 1 ]]; then

@@ -67,7 +67,7 @@ Heads from_view(const typename TestAttention<S>::Tensor& t) {
 
 inline fmattn::AttentionOptions options_of(const ref::Params& P) {
   fmattn::AttentionOptions o;
-  o.method = P.exact ? fmattn::Method::exact : fmattn::Method::fma;
+  o.method = P.exact ? fmattn::Method::exact : P.local ? fmattn::Method::local : fmattn::Method::fma;
   o.downsampling = P.learned ? fmattn::Downsampling::learned : fmattn::Downsampling::average;
   o.count_weighting = P.count_weighting;
   o.boundary = P.zero_sink ? fmattn::Boundary::zero_sink : fmattn::Boundary::masked;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The tree's two rules (docs/architecture.md): each layer of src/fmattn includes only itself
-# and the layers before it (util, core, parallel, io, app), and every Kokkos launch is in
+# and the layers before it (util, core, parallel, model, io, app), and every Kokkos launch is in
 # kernels/. Usage: layout_rules.sh SOURCE_DIR
 set -euo pipefail
 root=$1
-layers=(util core parallel io app)
+layers=(util core parallel model io app)
 status=0
 for i in "${!layers[@]}"; do
   layer=${layers[$i]}

@@ -15,6 +15,7 @@ struct Params {
   int m = 1, p = 1, d = 1;
   bool causal = true;
   bool exact = false;
+  bool local = false;  // FMA's near field alone (spec §3 near-field blocks, no coarse levels)
   bool learned = false;
   bool count_weighting = true;
   bool zero_sink = false;
@@ -51,7 +52,7 @@ template <class T>
 std::vector<T> attention(const Params& P, const std::vector<T>& q, const std::vector<T>& k, const std::vector<T>& v,
                          const Weights* w = nullptr) {
   const std::int64_t n = P.n, N = padded(n, P.m);
-  const int d = P.d, L = P.exact ? 0 : levels(n, P.m);
+  const int d = P.d, L = (P.exact || P.local) ? 0 : levels(n, P.m);
   auto dot = [&](std::int64_t i, const T* kr) {
     T s = 0;
     for (int c = 0; c < d; ++c) s += q[i * d + c] * kr[c];

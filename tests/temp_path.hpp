@@ -15,8 +15,12 @@ namespace testing_files {
 inline std::string unique_name(const std::string& stem) {
   static int counter = 0;
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return std::string(info ? info->test_suite_name() : "test") + "-" + (info ? info->name() : "x") + "-" +
-         std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + stem;
+  std::string name = std::string(info ? info->test_suite_name() : "test") + "-" + (info ? info->name() : "x") + "-" +
+                     std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + stem;
+  // Parameterised tests are named Prefix/Suite.Test/N: keep the file in the working directory.
+  for (char& c : name)
+    if (c == '/') c = '_';
+  return name;
 }
 
 // A path in the working directory (a file written with `text` when given), removed with

@@ -61,6 +61,17 @@ TEST(AttentionDouble, ExactMatchesDenseSoftmax) {
   }
 }
 
+// Local attention: FMA's near field alone, on ragged lengths and both variants.
+TEST(AttentionDouble, LocalMatchesReference) {
+  for (bool causal : {true, false}) {
+    ref::Params P;
+    P.causal = causal;
+    P.local = true;
+    P.scale = 0.5;
+    expect_kernel_matches_reference(P, {{1, 4, 2, 3}, {9, 4, 2, 3}, {64, 8, 2, 5}, {203, 16, 4, 5}});
+  }
+}
+
 // FlashAttention's rule: the float32 kernel's error against float64 is at most a small multiple
 // of the error of a plain float32 implementation of the same function.
 TEST(AttentionFloat, WithinPlainFloat32Error) {

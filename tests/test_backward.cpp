@@ -153,6 +153,14 @@ TEST(BackwardDifferences, ZeroSinkBoundary) {
     }
 }
 
+TEST(BackwardDifferences, LocalAttention) {
+  for (bool causal : {true, false}) {
+    ref::Params P;
+    P.local = true;
+    expect_gradients_match_differences(with_shape(with_options(P, causal, false, true), {37, 4, 2, 3}));
+  }
+}
+
 TEST(BackwardDifferences, ExactAttention) {
   for (bool causal : {true, false}) {
     ref::Params P;

@@ -2,7 +2,7 @@
 # Runs a job script of jobs/ under plain bash (Slurm variables removed) on a tiny problem and
 # checks what it leaves behind.
 #
-#   check_jobs.sh run-cpu|run-gpu|scaling|fit WORK_DIR
+#   check_jobs.sh run-cpu|run-gpu|scaling|fit|train WORK_DIR
 #
 # WORK_DIR is emptied first. Environment (set by ctest): FMATTN_SOURCE_DIR (the checkout) and
 # FMATTN_BINARY (the fmattn binary).
@@ -13,6 +13,8 @@
 #   scaling   two lengths, a folder per length, summary.csv and its plot.
 #   fit       a tiny `fmattn fit`: checkpoint in the job folder; a second run (more steps)
 #             picks it up and continues; `fmattn run` then uses the fitted weights.
+#   train     a tiny `fmattn train` on the fortunes corpus (FMATTN_FORTUNES_DIR): checkpoint and
+#             eval.h5 in the job folder; a requeued run (more steps) continues from it.
 set -u
 mode=${1:?usage: check_jobs.sh MODE WORK_DIR}
 work=${2:?usage: check_jobs.sh MODE WORK_DIR}
@@ -141,6 +143,26 @@ case $mode in
       --set weights.file="$work/results/checkpoint.h5"
     expect_rc 0
     need "$work/run/fit.h5"
+    ;;
+  train)
+    corpus=${FMATTN_FORTUNES_DIR:?FMATTN_FORTUNES_DIR not set}
+    train=(--set data.train="$corpus/fortunes-train.bin" --set data.val="$corpus/fortunes-val.bin"
+           --set model.context=64 --set model.width=32 --set train.batch=2 --set train.eval_windows=2
+           --set train.eval_every=2 --set train.checkpoint_every=2)
+    FMATTN_RESULTS=$work/results job train.sbatch "$src/inputs/train-quick.yaml" "${train[@]}" --set train.steps=3
+    expect_rc 0
+    expect_output 'step +3/3  loss [0-9.]+ bpb'
+    expect_output 'done: [0-9.]+ bits per byte on 2 windows of 64 bytes'
+    records "$work/results"
+    need "$work/results/checkpoint.h5"
+    need "$work/results/eval.h5"
+    is_hdf5 "$work/results/checkpoint.h5"
+    grep -q 'restart_from' "$work/results/command.txt" && fail "first run must not restart"
+    FMATTN_RESULTS=$work/results job train.sbatch "$src/inputs/train-quick.yaml" "${train[@]}" --set train.steps=5
+    expect_rc 0
+    expect_output 'continuing from checkpoint'
+    expect_output 'restart +from .*checkpoint.h5 at step 3 of 5'
+    expect_output 'step +5/5'
     ;;
   *)
     echo "check_jobs.sh: unknown mode '$mode'" >&2

@@ -42,7 +42,7 @@ kokkos_line=$(bash "$root/scripts/setup.sh" | tail -n 1)
 kokkos_root=${kokkos_line#FMATTN_KOKKOS_ROOT=}
 cmake_args=(-S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DFMATTN_ENABLE_BENCH=OFF -DFMATTN_CHECK_HEADERS=OFF
   -DFMATTN_TEST_OTHER_BACKENDS=OFF)
-[[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root")
+[[ -n $kokkos_root ]] && cmake_args+=(-DKokkos_ROOT="$kokkos_root" -DKokkosKernels_ROOT="$kokkos_root")
 cmake "${cmake_args[@]}" >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; exit 1; }
 echo "[mutation] building the unmutated tree in $build"
 cmake --build "$build" -j "$(nproc)" >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }

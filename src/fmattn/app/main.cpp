@@ -1,7 +1,8 @@
-// The fmattn command line: run / validate / info / fit. MPI first, then Kokkos; only rank 0
+// The fmattn command line: run / validate / info / fit / train / eval. MPI first, then Kokkos; only rank 0
 // prints. Exit codes: 0 success, 2 bad input, 1 any other failure.
 #include <fmattn/app/fit.hpp>
 #include <fmattn/app/run.hpp>
+#include <fmattn/app/train.hpp>
 #include <fmattn/io/deck.hpp>
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/interrupt.hpp>
@@ -35,13 +36,16 @@ commands:
   validate DECK.yaml [--set section.key=value ...]  check a deck and print it fully resolved
   info                                              version, build and runtime configuration
   fit DECK.yaml [--set section.key=value ...]       learn the downsampling weights of a deck (fit: section)
+  train DECK.yaml [--set section.key=value ...]     train a byte-level language model (model, data, train)
+  eval DECK.yaml [--set section.key=value ...]      bits per byte of eval.checkpoint on data.val
 
 options:
   --set section.key=value   override a deck key (repeatable), e.g. --set problem.length=4096
   --kokkos-...              passed to Kokkos, e.g. --kokkos-num-threads=2
   -h, --help                this text
   --version                 the version
-Exit codes: 0 success, 2 bad input (deck, file, option), 1 other failure.
+Exit codes: 0 success, 2 bad input (deck, file, option), 3 stopped by a signal after a
+checkpoint (fit, train: restart to continue), 1 other failure.
 )";
 
 struct Cli {
@@ -225,7 +229,8 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return 0;
   }
-  const bool needs_deck = cli.command == "run" || cli.command == "validate" || cli.command == "fit";
+  const bool needs_deck = cli.command == "run" || cli.command == "validate" || cli.command == "fit" ||
+                          cli.command == "train" || cli.command == "eval";
   if (!needs_deck && cli.command != "info") return fail(2, "unknown command '" + cli.command + "' (see fmattn --help)");
   if (needs_deck && cli.deck.empty())
     return fail(2, cli.command + " needs a deck: fmattn " + cli.command + " DECK.yaml");
@@ -238,7 +243,7 @@ int main(int argc, char** argv) {
   if (cli.command != "run" || rank != 0) cli.kokkos_args.push_back(quiet);
   int kargc = int(cli.kokkos_args.size());
   Kokkos::initialize(kargc, cli.kokkos_args.data());
-  if (cli.command == "run" || cli.command == "fit") say(oversubscription_warning());
+  if (cli.command != "info" && cli.command != "validate") say(oversubscription_warning());
   int code = 0;
   try {
     if (cli.command == "info") {
@@ -252,6 +257,30 @@ int main(int argc, char** argv) {
             " per rank for q, k, v, output and coarse levels (this node has " + fmattn::format_bytes(needs.node_bytes) +
             "); " + std::to_string(needs.levels) + " coarse levels; output dataset " +
             fmattn::format_bytes(needs.output_bytes) + "\n" + fmattn::to_yaml(deck));
+      } else if (cli.command == "train") {
+        say("[fmattn] train '" + deck.run.name + "': " + std::to_string(deck.train.steps) + " steps of " +
+            std::to_string(deck.train.batch) + " windows, " + std::to_string(ranks) + " rank(s) x " +
+            std::to_string(Kokkos::DefaultExecutionSpace().concurrency()) + " threads\n");
+        const auto s = fmattn::train_deck(deck, [&](const std::string& line) { say("[fmattn] " + line + "\n"); });
+        char buf[512];
+        if (s.first_step <= s.last_step)
+          std::snprintf(buf, sizeof buf,
+                        "[fmattn] done: steps %lld-%lld, loss %.4f -> %.4f bpb, validation %.4f bpb, %.0f tok/s, "
+                        "peak RSS %s, %.1f s -> %s\n",
+                        static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.first_loss,
+                        s.last_loss, s.val_loss, s.tokens_per_second,
+                        fmattn::format_bytes(double(fmattn::peak_rss_bytes())).c_str(), s.seconds,
+                        s.checkpoint.c_str());
+        else
+          std::snprintf(buf, sizeof buf, "[fmattn] done: no steps left, validation %.4f bpb, %.1f s\n", s.val_loss,
+                        s.seconds);
+        say(buf);
+      } else if (cli.command == "eval") {
+        const auto s = fmattn::eval_deck(deck, [&](const std::string& line) { say("[fmattn] " + line + "\n"); });
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "[fmattn] done: %.4f bits per byte on %lld windows of %lld bytes, %.1f s\n",
+                      s.bits_per_byte, static_cast<long long>(s.windows), static_cast<long long>(s.context), s.seconds);
+        say(buf);
       } else if (cli.command == "fit") {
         say("[fmattn] fit '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
             std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) +

@@ -31,7 +31,7 @@ AttentionCost attention_cost(const Geometry& g, const AttentionOptions& opt, int
       const double rows = double(last - first);
       // causal: query i sees lo..i, so the block sums (i - lo + 1) over its rows
       c.slots += causal ? rows * double(first - lo + 1) + rows * (rows - 1) / 2 : rows * double(hi - lo);
-      if (!opt.coarse_queries) c.slots += rows * far_slots(g, opt, 1, g.L, B);
+      if (!opt.coarse_queries && has_far_field(opt.method)) c.slots += rows * far_slots(g, opt, 1, g.L, B);
     }
     if (opt.coarse_queries) {
       // Each present coarse query evaluates its level's far field; each fine query merges one
@@ -45,7 +45,7 @@ AttentionCost attention_cost(const Geometry& g, const AttentionOptions& opt, int
       c.slots += 0.5 * n * g.L;
     }
     const double tensors = opt.coarse_queries ? 3.0 : 2.0;  // (Q,) K and V
-    for (int l = 1; l <= g.L; ++l)
+    for (int l = 1; has_far_field(opt.method) && l <= g.L; ++l)
       c.downsample_flops += opt.downsampling == Downsampling::average ? n * d : 2.0 * g.p * n * d;
     c.downsample_flops *= tensors * double(heads);
   }

@@ -6,7 +6,12 @@ namespace fmattn {
 enum class Variant : int { causal = 0, bidirectional = 1 };
 enum class Downsampling : int { average = 0, learned = 1 };
 enum class Boundary : int { masked = 0, zero_sink = 1 };
-enum class Method : int { fma = 0, exact = 1 };
+// local: FMA's near field alone (no coarse levels), the ablation that shows what the far field buys.
+enum class Method : int { fma = 0, exact = 1, local = 2 };
+// FMA and local attention see the keys block by block (the near field); FMA alone adds the far
+// field of coarse levels.
+constexpr bool has_near_blocks(Method m) { return m != Method::exact; }
+constexpr bool has_far_field(Method m) { return m == Method::fma; }
 
 struct AttentionOptions {
   Method method = Method::fma;

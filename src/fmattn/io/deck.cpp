@@ -113,6 +113,24 @@ std::int64_t power_of_two(const Reader& r, const YAML::Node& n, const std::strin
   return v;
 }
 
+double positive_real(const Reader& r, const YAML::Node& n, const std::string& p) {
+  const double v = r.real(n, p, "a positive number");
+  if (!(v > 0)) r.fail(n, p, "expected a positive number, got " + n.Scalar());
+  return v;
+}
+
+double non_negative_real(const Reader& r, const YAML::Node& n, const std::string& p) {
+  const double v = r.real(n, p, "a number >= 0");
+  if (!(v >= 0)) r.fail(n, p, "expected a number >= 0, got " + n.Scalar());
+  return v;
+}
+
+double unit_interval(const Reader& r, const YAML::Node& n, const std::string& p) {
+  const double v = r.real(n, p, "a number in [0, 1)");
+  if (!(v >= 0 && v < 1)) r.fail(n, p, "expected a number in [0, 1), got " + n.Scalar());
+  return v;
+}
+
 const std::map<std::string, Section>& schema() {
   static const std::map<std::string, Section> s = {
       {"run",
@@ -148,7 +166,7 @@ const std::map<std::string, Section>& schema() {
       {"attention",
        {{"method",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.attention.method = r.choice<Method>(n, p, {{"fma", Method::fma}, {"exact", Method::exact}});
+           d.attention.method = r.choice<Method>(n, p, {{"fma", Method::fma}, {"exact", Method::exact}, {"local", Method::local}});
          }},
         {"variant",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
@@ -247,6 +265,36 @@ const std::map<std::string, Section>& schema() {
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.checkpoint_file = r.string(n, p); }},
         {"restart_from",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.restart_from = r.string(n, p); }}}},
+      {"model",
+       {{"layers", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.layers = r.integer(n, p, 1, 1024, "an integer between 1 and 1024"); }},
+        {"width", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.width = r.integer(n, p, 1, 65536, "an integer between 1 and 65536"); }},
+        {"heads", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.heads = r.integer(n, p, 1, 65536, "an integer between 1 and 65536"); }},
+        {"context", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.context = r.integer(n, p, 1, std::int64_t(1) << 30, "an integer between 1 and 2^30"); }},
+        {"dtype",
+         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
+           d.model.dtype = r.choice<Dtype>(n, p, {{"float32", Dtype::float32}, {"float64", Dtype::float64}});
+         }}}},
+      {"data",
+       {{"train", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.train = r.string(n, p); }},
+        {"val", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.val = r.string(n, p); }}}},
+      {"train",
+       {{"steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.steps = positive(r, n, p); }},
+        {"batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.batch = positive(r, n, p); }},
+        {"learning_rate", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.learning_rate = positive_real(r, n, p); }},
+        {"min_learning_rate", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.min_learning_rate = non_negative_real(r, n, p); }},
+        {"warmup_steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.warmup_steps = r.integer(n, p, 0, int_max, "an integer >= 0"); }},
+        {"weight_decay", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.weight_decay = non_negative_real(r, n, p); }},
+        {"beta1", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.beta1 = unit_interval(r, n, p); }},
+        {"beta2", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.beta2 = unit_interval(r, n, p); }},
+        {"clip_norm", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.clip_norm = positive_real(r, n, p); }},
+        {"eval_every", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_every = positive(r, n, p); }},
+        {"eval_windows", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_windows = positive(r, n, p); }},
+        {"checkpoint_every", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_every = positive(r, n, p); }},
+        {"checkpoint_file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_file = r.string(n, p); }},
+        {"restart_from", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.restart_from = r.string(n, p); }}}},
+      {"eval",
+       {{"checkpoint", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.checkpoint = r.string(n, p); }},
+        {"output", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.output = r.string(n, p); }}}},
   };
   return s;
 }
@@ -332,6 +380,12 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
     std::ifstream f(d.weights.file);
     if (!f) fail("weights.file", "cannot open '" + d.weights.file + "'" + relative_to_cwd(d.weights.file));
   }
+  if (d.model.width % d.model.heads != 0)
+    fail("model.heads", "expected a divisor of model.width (" + std::to_string(d.model.width) + "), got " +
+                            std::to_string(d.model.heads));
+  if (d.train.min_learning_rate > d.train.learning_rate)
+    fail("train.min_learning_rate",
+         "expected at most train.learning_rate (" + std::to_string(d.train.learning_rate) + ")");
   // Sizes whose element counts overflow 64 bits are impossible on any machine.
   const long double elems = (long double)d.problem.batch * d.problem.heads * d.problem.length * d.problem.head_dim;
   if (elems > (long double)(std::int64_t(1) << 60))
@@ -469,7 +523,7 @@ std::string Deck::resolved_output_file() const {
 }
 
 const char* name_of(Dtype v) { return v == Dtype::float32 ? "float32" : "float64"; }
-const char* name_of(Method v) { return v == Method::fma ? "fma" : "exact"; }
+const char* name_of(Method v) { return v == Method::fma ? "fma" : v == Method::exact ? "exact" : "local"; }
 const char* name_of(Variant v) { return v == Variant::causal ? "causal" : "bidirectional"; }
 const char* name_of(Downsampling v) { return v == Downsampling::average ? "average" : "learned"; }
 const char* name_of(Boundary v) { return v == Boundary::masked ? "masked" : "zero_sink"; }
@@ -540,6 +594,26 @@ std::string to_yaml(const Deck& d) {
     << YAML::Value << d.fit.sample_queries << YAML::Key << "checkpoint_every" << YAML::Value << d.fit.checkpoint_every
     << YAML::Key << "checkpoint_file" << YAML::Value << YAML::DoubleQuoted << d.fit.checkpoint_file << YAML::Key
     << "restart_from" << YAML::Value << YAML::DoubleQuoted << d.fit.restart_from << YAML::EndMap;
+  const auto& m = d.model;
+  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "layers" << YAML::Value << m.layers
+    << YAML::Key << "width" << YAML::Value << m.width << YAML::Key << "heads" << YAML::Value << m.heads << YAML::Key
+    << "context" << YAML::Value << m.context << YAML::Key << "dtype" << YAML::Value << name_of(m.dtype) << YAML::EndMap;
+  e << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "train" << YAML::Value << YAML::DoubleQuoted
+    << d.data.train << YAML::Key << "val" << YAML::Value << YAML::DoubleQuoted << d.data.val << YAML::EndMap;
+  const auto& t = d.train;
+  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap << YAML::Key << "steps" << YAML::Value << t.steps
+    << YAML::Key << "batch" << YAML::Value << t.batch << YAML::Key << "learning_rate" << YAML::Value
+    << num(t.learning_rate) << YAML::Key << "min_learning_rate" << YAML::Value << num(t.min_learning_rate) << YAML::Key
+    << "warmup_steps" << YAML::Value << t.warmup_steps << YAML::Key << "weight_decay" << YAML::Value
+    << num(t.weight_decay) << YAML::Key << "beta1" << YAML::Value << num(t.beta1) << YAML::Key << "beta2" << YAML::Value
+    << num(t.beta2) << YAML::Key << "clip_norm" << YAML::Value << num(t.clip_norm) << YAML::Key << "eval_every"
+    << YAML::Value << t.eval_every << YAML::Key << "eval_windows" << YAML::Value << t.eval_windows << YAML::Key
+    << "checkpoint_every" << YAML::Value << t.checkpoint_every << YAML::Key << "checkpoint_file" << YAML::Value
+    << YAML::DoubleQuoted << t.checkpoint_file << YAML::Key << "restart_from" << YAML::Value << YAML::DoubleQuoted
+    << t.restart_from << YAML::EndMap;
+  e << YAML::Key << "eval" << YAML::Value << YAML::BeginMap << YAML::Key << "checkpoint" << YAML::Value
+    << YAML::DoubleQuoted << d.eval.checkpoint << YAML::Key << "output" << YAML::Value << YAML::DoubleQuoted
+    << d.eval.output << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

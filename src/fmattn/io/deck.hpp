@@ -73,6 +73,39 @@ struct Deck {
     std::string restart_from;
   } fit;
 
+  // Language models (fmattn train / eval).
+  struct Model {
+    std::int64_t layers = 4;
+    std::int64_t width = 256;
+    std::int64_t heads = 4;
+    std::int64_t context = 2048;
+    Dtype dtype = Dtype::float32;
+  } model;
+  struct Data {
+    std::string train = "data/fortunes-train.bin";
+    std::string val = "data/fortunes-val.bin";
+  } data;
+  struct Train {
+    std::int64_t steps = 2000;
+    std::int64_t batch = 8;
+    double learning_rate = 6e-4;
+    double min_learning_rate = 6e-5;
+    std::int64_t warmup_steps = 100;
+    double weight_decay = 0.1;
+    double beta1 = 0.9;
+    double beta2 = 0.95;
+    double clip_norm = 1.0;
+    std::int64_t eval_every = 200;
+    std::int64_t eval_windows = 64;
+    std::int64_t checkpoint_every = 200;
+    std::string checkpoint_file = "results/model.h5";
+    std::string restart_from;
+  } train;
+  struct Eval {
+    std::string checkpoint;
+    std::string output;
+  } eval;
+
   double resolved_scale() const;
   Decomposition resolved_decomposition() const;
   std::string resolved_output_file() const;

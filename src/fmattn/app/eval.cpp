@@ -1,0 +1,87 @@
+#include <fmattn/app/lm_common.hpp>
+#include <fmattn/app/train.hpp>
+#include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/model_file.hpp>
+#include <fmattn/io/output_file.hpp>
+#include <fmattn/io/provenance.hpp>
+#include <fmattn/util/errors.hpp>
+#include <fmattn/util/profiling.hpp>
+
+#include <cmath>
+#include <cstdio>
+
+namespace fmattn {
+
+namespace {
+
+inline constexpr const char* eval_schema = "fmattn-eval/1";
+
+template <class S>
+EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink& log, MPI_Comm comm) {
+  Stopwatch watch;
+  int ranks = 1;
+  MPI_Comm_size(comm, &ranks);
+  const ModelConfig& c = state.config;
+  const std::int64_t T = c.context, windows = deck.train.eval_windows;
+  const Corpus val(deck.data.val, "data.val", T + 1);
+  LanguageModel<S> model(c, state.seed);
+  {
+    auto h = Kokkos::create_mirror_view(model.parameters());
+    for (std::size_t i = 0; i < state.params.size(); ++i) h(i) = S(state.params[i]);
+    Kokkos::deep_copy(model.parameters(), h);
+    model.parameters_changed();
+  }
+  const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm);
+  EvalSummary s;
+  s.step = state.step;
+  s.windows = windows;
+  s.context = T;
+  double sum = 0;
+  std::vector<double> bpb(losses.size());
+  std::vector<std::int64_t> offsets(losses.size());
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    sum += losses[i];
+    bpb[i] = losses[i] / std::log(2.0);
+    offsets[i] = validation_offset(deck.run.seed, std::int64_t(i), val.size(), T + 1);
+  }
+  s.bits_per_byte = sum / double(losses.size()) / std::log(2.0);
+  if (!deck.eval.output.empty()) {
+    const std::string yaml = to_yaml(deck);
+    const std::string problem = failure_on_root(comm, [&] {
+      h5::NewFile file(deck.eval.output);
+      write_provenance(file.id(), eval_schema, yaml, ranks);
+      h5::write_attr(file.id(), "checkpoint", deck.eval.checkpoint);
+      h5::write_attr(file.id(), "step", state.step);
+      h5::write_attr(file.id(), "context", T);
+      h5::write_attr(file.id(), "data", deck.data.val);
+      h5::write_attr(file.id(), "bits_per_byte", s.bits_per_byte);
+      h5::write_dataset(file.id(), "window_bits_per_byte", {windows}, bpb.data());
+      h5::write_dataset(file.id(), "window_offset", {windows}, offsets.data());
+      file.commit();
+    });
+    if (!problem.empty()) throw std::runtime_error("writing " + deck.eval.output + ": " + problem);
+    log("wrote      " + deck.eval.output);
+  }
+  s.seconds = watch.seconds();
+  MPI_Allreduce(MPI_IN_PLACE, &s.seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
+  return s;
+}
+
+}  // namespace
+
+EvalSummary eval_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
+  ScopedRegion region("fmattn::eval");
+  if (deck.eval.checkpoint.empty()) throw InputError("eval.checkpoint: no model checkpoint given");
+  if (!deck.eval.output.empty()) check_writable(deck.eval.output, "eval.output", comm);
+  const ModelState state = load_model(deck.eval.checkpoint);
+  char line[200];
+  std::snprintf(
+      line, sizeof line, "model      %s: step %lld, %d layers, width %d, %d heads, context %d, %s, %s attention",
+      deck.eval.checkpoint.c_str(), static_cast<long long>(state.step), state.config.layers, state.config.width,
+      state.config.heads, state.config.context, name_of(state.dtype), name_of(state.config.attention.method));
+  log(line);
+  return state.dtype == Dtype::float32 ? eval_typed<float>(deck, state, log, comm)
+                                       : eval_typed<double>(deck, state, log, comm);
+}
+
+}  // namespace fmattn

@@ -1,0 +1,35 @@
+// What `fmattn train` and `fmattn eval` share: the model a deck describes, the windows each
+// rank takes, and the validation losses.
+#pragma once
+
+#include <fmattn/io/deck.hpp>
+#include <fmattn/model/config.hpp>
+#include <fmattn/model/corpus.hpp>
+#include <fmattn/model/language_model.hpp>
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace fmattn {
+
+// The model of the deck's model and attention sections; InputError naming the key for what a
+// language model cannot use (bidirectional or coarse-query attention, a zero_sink context that
+// is not block_size · 2^k).
+ModelConfig model_config(const Deck& deck);
+
+// Windows [first, last) of `count` that rank `rank` of `ranks` takes: contiguous shares, the
+// same windows in the same order whatever the number of ranks.
+void window_share(std::int64_t count, int rank, int ranks, std::int64_t& first, std::int64_t& last);
+
+// Each window's mean loss (nats per byte) over validation windows 0 .. windows-1 of `corpus`,
+// computed by the ranks of `comm` in shares and returned to every rank in window order.
+template <class Scalar>
+std::vector<double> validation_losses(LanguageModel<Scalar>& model, const Corpus& corpus, std::uint64_t seed,
+                                      std::int64_t windows, MPI_Comm comm);
+
+// Concatenates every rank's values (rank order) on every rank.
+std::vector<double> all_gather(const std::vector<double>& mine, MPI_Comm comm);
+
+}  // namespace fmattn

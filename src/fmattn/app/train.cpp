@@ -1,0 +1,254 @@
+#include <fmattn/app/train.hpp>
+
+#include <fmattn/app/lm_common.hpp>
+#include <fmattn/io/model_file.hpp>
+#include <fmattn/io/output_file.hpp>
+#include <fmattn/model/optimizer.hpp>
+#include <fmattn/util/errors.hpp>
+#include <fmattn/util/interrupt.hpp>
+#include <fmattn/util/profiling.hpp>
+
+#include <cmath>
+#include <cstdio>
+
+namespace fmattn {
+
+namespace {
+
+template <class S>
+MPI_Datatype mpi_type() {
+  return sizeof(S) == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+// Sums every rank's gradient into every rank's, rank 0's first, then 1, 2, ...: the same
+// additions in the same order whatever the network does.
+template <class V>
+void sum_in_rank_order(const V& grads, MPI_Comm comm) {
+  using S = typename V::non_const_value_type;
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  if (ranks == 1) return;
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), grads);
+  const std::int64_t n = std::int64_t(host.extent(0));
+  // Messages of at most 2^30 elements (MPI counts are int).
+  constexpr std::int64_t piece = std::int64_t(1) << 30;
+  if (rank == 0) {
+    std::vector<S> other(std::size_t(std::min(n, piece)));
+    for (int r = 1; r < ranks; ++r)
+      for (std::int64_t at = 0; at < n; at += piece) {
+        const int count = int(std::min(piece, n - at));
+        MPI_Recv(other.data(), count, mpi_type<S>(), r, 0, comm, MPI_STATUS_IGNORE);
+        for (int i = 0; i < count; ++i) host(at + i) += other[std::size_t(i)];
+      }
+  } else {
+    for (std::int64_t at = 0; at < n; at += piece)
+      MPI_Send(host.data() + at, int(std::min(piece, n - at)), mpi_type<S>(), 0, 0, comm);
+  }
+  for (std::int64_t at = 0; at < n; at += piece)
+    MPI_Bcast(host.data() + at, int(std::min(piece, n - at)), mpi_type<S>(), 0, comm);
+  Kokkos::deep_copy(grads, host);
+}
+
+template <class V>
+std::vector<double> to_host(const V& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  return std::vector<double>(h.data(), h.data() + h.extent(0));
+}
+
+template <class V>
+void from_host(const std::vector<double>& x, const V& v) {
+  auto h = Kokkos::create_mirror_view(v);
+  for (std::size_t i = 0; i < x.size(); ++i) h(i) = typename V::non_const_value_type(x[i]);
+  Kokkos::deep_copy(v, h);
+}
+
+std::string duration(double s) {
+  char b[32];
+  if (s < 60)
+    std::snprintf(b, sizeof b, "%.0fs", s);
+  else if (s < 3600)
+    std::snprintf(b, sizeof b, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else
+    std::snprintf(b, sizeof b, "%dh%02dm", int(s) / 3600, int(s) / 60 % 60);
+  return b;
+}
+
+OptimizerConfig optimizer_config(const Deck& deck) {
+  const auto& t = deck.train;
+  OptimizerConfig c;
+  c.steps = t.steps;
+  c.learning_rate = t.learning_rate;
+  c.min_learning_rate = t.min_learning_rate;
+  c.warmup_steps = t.warmup_steps;
+  c.weight_decay = t.weight_decay;
+  c.beta1 = t.beta1;
+  c.beta2 = t.beta2;
+  c.clip_norm = t.clip_norm;
+  return c;
+}
+
+template <class S>
+TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
+  ScopedRegion region("fmattn::train");
+  Stopwatch total;
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  const ModelConfig config = model_config(deck);
+  const std::int64_t B = deck.train.batch, T = config.context, steps = deck.train.steps;
+  if (ranks > B)
+    throw InputError("train.batch: " + std::to_string(B) + " windows per step cannot be shared by " +
+                     std::to_string(ranks) + " ranks (run at most " + std::to_string(B) +
+                     " ranks, or raise train.batch)");
+  const Corpus train_data(deck.data.train, "data.train", T + 1);
+  const Corpus val_data(deck.data.val, "data.val", T + 1);
+  const std::string& path = deck.train.checkpoint_file;
+  if (path.empty()) throw InputError("train.checkpoint_file: no file given");
+  check_writable(path, "train.checkpoint_file", comm);
+
+  ModelState state;
+  state.config = config;
+  state.dtype = deck.model.dtype;
+  state.seed = deck.run.seed;
+  const std::string& from = deck.train.restart_from;
+  if (!from.empty()) {
+    state = load_model(from, &state);
+    if (state.seed != deck.run.seed)
+      throw InputError("train.restart_from: " + from + " was made with run.seed = " + std::to_string(state.seed) +
+                       ", the deck has " + std::to_string(deck.run.seed) +
+                       " (a restart continues the same sequence of windows)");
+    if (state.step > steps)
+      throw InputError("train.steps = " + std::to_string(steps) + " is below the step of train.restart_from " + from +
+                       " (" + std::to_string(state.step) + ")");
+    log("restart    from " + from + " at step " + std::to_string(state.step) + " of " + std::to_string(steps));
+  }
+  LanguageModel<S> model(config, deck.run.seed);
+  AdamW<S> adamw(optimizer_config(deck), model.slots());
+  if (!from.empty()) {
+    from_host(state.params, model.parameters());
+    from_host(state.moment1, adamw.moment1());
+    from_host(state.moment2, adamw.moment2());
+    model.parameters_changed();
+  }
+  {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "model      %d layers, width %d, %d heads, context %lld, %s, %s attention, %lld parameters, %s "
+                  "activations per window",
+                  config.layers, config.width, config.heads, static_cast<long long>(T), name_of(deck.model.dtype),
+                  name_of(config.attention.method), static_cast<long long>(parameter_count(model.slots())),
+                  format_bytes(double(model.workspace_bytes())).c_str());
+    log(line);
+    log("data       " + train_data.path() + " (" + format_bytes(double(train_data.size())) + "), validation " +
+        val_data.path() + " (" + format_bytes(double(val_data.size())) + ")");
+  }
+
+  const std::string yaml = to_yaml(deck);
+  auto save = [&]() {
+    state.params = to_host(model.parameters());
+    state.moment1 = to_host(adamw.moment1());
+    state.moment2 = to_host(adamw.moment2());
+    const std::string problem = failure_on_root(comm, [&] { save_model(path, state, yaml, ranks); });
+    if (!problem.empty()) throw std::runtime_error("writing checkpoint " + path + ": " + problem);
+  };
+  auto validate = [&]() {
+    const std::vector<double> losses = validation_losses(model, val_data, deck.run.seed, deck.train.eval_windows, comm);
+    double sum = 0;
+    for (double l : losses) sum += l;
+    const double bpb = sum / double(losses.size()) / std::log(2.0);
+    state.history.val_loss.push_back(bpb);
+    state.history.val_step.push_back(state.step);
+    char line[160];
+    std::snprintf(line, sizeof line, "validation step %lld: %.4f bits per byte (%lld windows)",
+                  static_cast<long long>(state.step), bpb, static_cast<long long>(losses.size()));
+    log(line);
+    return bpb;
+  };
+
+  TrainSummary summary;
+  summary.first_step = state.step + 1;
+  summary.last_step = steps;
+  summary.checkpoint = path;
+  std::int64_t first = 0, last = 0;
+  window_share(B, rank, ranks, first, last);
+  const double grad_scale = 1.0 / double(T * B);
+  std::int64_t saved = from.empty() ? 0 : state.step;
+  double stepping = 0, last_progress = 0;
+  Stopwatch since_start;
+  const interrupt::Deferred finish_the_step;
+  for (std::int64_t t = state.step + 1; t <= steps; ++t) {
+    Stopwatch watch;
+    model.zero_gradients();
+    std::vector<double> mine;
+    for (std::int64_t i = first; i < last; ++i) {
+      const std::int64_t at = train_offset(state.seed, t, i, train_data.size(), T + 1);
+      mine.push_back(model.window(train_data.at(at), grad_scale));
+    }
+    double loss = 0;
+    for (double l : all_gather(mine, comm)) loss += l;
+    loss /= double(T * B) * std::log(2.0);
+    sum_in_rank_order(model.gradients(), comm);
+    const double gnorm = adamw.step(t, model.parameters(), model.gradients());
+    model.parameters_changed();
+    if (!std::isfinite(loss) || !std::isfinite(gnorm) || !std::isfinite(adamw.norm(model.parameters())))
+      throw std::runtime_error("train: step " + std::to_string(t) +
+                               " gave a non-finite loss, gradient or parameter (diverged: lower "
+                               "train.learning_rate or train.clip_norm); stopped without saving it" +
+                               (saved > 0 ? "; " + path + " keeps step " + std::to_string(saved) : std::string()));
+    double seconds = watch.seconds();
+    MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
+    stepping += seconds;
+    state.step = t;
+    state.history.loss.push_back(loss);
+    state.history.learning_rate.push_back(learning_rate_at(optimizer_config(deck), t));
+    state.history.grad_norm.push_back(gnorm);
+    state.history.tokens_per_second.push_back(double(T * B) / seconds);
+    if (t == summary.first_step) summary.first_loss = loss;
+    summary.last_loss = loss;
+    char line[200];
+    std::snprintf(line, sizeof line, "step %6lld/%lld  loss %.4f bpb  lr %.3e  |g| %.3e  %9.0f tok/s",
+                  static_cast<long long>(t), static_cast<long long>(steps), loss, state.history.learning_rate.back(),
+                  gnorm, state.history.tokens_per_second.back());
+    log(line);
+    const double taken = double(t - summary.first_step + 1);
+    if (deck.run.progress_seconds > 0 && since_start.seconds() - last_progress >= deck.run.progress_seconds &&
+        t < steps) {
+      last_progress = since_start.seconds();
+      std::snprintf(line, sizeof line, "progress   step %lld of %lld (%.1f%%), %s elapsed, about %s left",
+                    static_cast<long long>(t), static_cast<long long>(steps), 100.0 * double(t) / double(steps),
+                    duration(since_start.seconds()).c_str(), duration(stepping / taken * double(steps - t)).c_str());
+      log(line);
+    }
+    if (t % deck.train.eval_every == 0 || t == steps) summary.val_loss = validate();
+    int stop = interrupt::requested();
+    MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm);
+    if (t % deck.train.checkpoint_every == 0 || t == steps || stop) {
+      save();
+      saved = t;
+      log("checkpoint step " + std::to_string(t) + " -> " + path);
+    }
+    if (stop && t < steps)
+      throw Interrupted("train stopped by " + std::string(interrupt::signal_name(stop)) + " after step " +
+                        std::to_string(t) + " of " + std::to_string(steps) + "; " + path +
+                        " holds it: run again with train.restart_from=" + path + " to continue");
+  }
+  if (summary.first_step > steps) {
+    log("nothing to do: the checkpoint is at step " + std::to_string(steps));
+    summary.val_loss = state.history.val_loss.empty() ? validate() : state.history.val_loss.back();
+  }
+  const double taken = double(std::max<std::int64_t>(0, steps - summary.first_step + 1));
+  summary.tokens_per_second = taken > 0 ? taken * double(T * B) / stepping : 0;
+  summary.seconds = total.seconds();
+  MPI_Allreduce(MPI_IN_PLACE, &summary.seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
+  return summary;
+}
+
+}  // namespace
+
+TrainSummary train_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
+  return deck.model.dtype == Dtype::float32 ? train_typed<float>(deck, log, comm)
+                                            : train_typed<double>(deck, log, comm);
+}
+
+}  // namespace fmattn

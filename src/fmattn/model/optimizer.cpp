@@ -1,0 +1,59 @@
+#include <fmattn/model/optimizer.hpp>
+
+#include "kernels/adamw.hpp"
+
+#include <cmath>
+
+namespace fmattn {
+
+double learning_rate_at(const OptimizerConfig& c, std::int64_t step) {
+  if (step <= c.warmup_steps) return c.learning_rate * double(step) / double(c.warmup_steps);
+  if (step >= c.steps) return c.min_learning_rate;
+  const double progress = double(step - c.warmup_steps) / double(c.steps - c.warmup_steps);
+  return c.min_learning_rate + 0.5 * (c.learning_rate - c.min_learning_rate) * (1.0 + std::cos(M_PI * progress));
+}
+
+template <class S>
+AdamW<S>::AdamW(const OptimizerConfig& c, std::vector<ParameterSlot> slots) : c_(c), slots_(std::move(slots)) {
+  const std::int64_t n = parameter_count(slots_);
+  m1_ = Vector("fmattn::adamw::moment1", n);
+  m2_ = Vector("fmattn::adamw::moment2", n);
+}
+
+template <class S>
+double AdamW<S>::norm(const Vector& g) const {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  const std::int64_t chunks = (std::int64_t(g.extent(0)) + detail::norm_chunk - 1) / detail::norm_chunk;
+  Kokkos::View<double*, Exec::memory_space> partial("fmattn::adamw::partial", chunks);
+  detail::chunked_sum_of_squares(Exec(), g, partial);
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), partial);
+  double sum = 0;
+  for (std::int64_t j = 0; j < chunks; ++j) sum += host(j);
+  return std::sqrt(sum);
+}
+
+template <class S>
+double AdamW<S>::step(std::int64_t t, const Vector& x, const Vector& g) {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  const double gnorm = norm(g);
+  detail::AdamWStep s;
+  s.beta1 = c_.beta1;
+  s.beta2 = c_.beta2;
+  s.epsilon = c_.epsilon;
+  s.grad_scale = gnorm > c_.clip_norm ? c_.clip_norm / gnorm : 1.0;
+  s.correction1 = 1.0 - std::pow(c_.beta1, double(t));
+  s.correction2 = 1.0 - std::pow(c_.beta2, double(t));
+  const double lr = learning_rate_at(c_, t);
+  for (const ParameterSlot& slot : slots_) {
+    s.lr = lr * slot.lr_scale;
+    s.decay = slot.decay ? c_.weight_decay : 0.0;
+    detail::adamw(Exec(), slot.offset, slot.offset + slot.size, s, x, g, m1_, m2_);
+  }
+  Exec().fence();
+  return gnorm;
+}
+
+template class AdamW<float>;
+template class AdamW<double>;
+
+}  // namespace fmattn

@@ -1,0 +1,128 @@
+#include <fmattn/model/parameters.hpp>
+
+#include <fmattn/core/weights.hpp>
+#include <fmattn/util/errors.hpp>
+#include "kernels/synthetic.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+namespace fmattn {
+
+namespace {
+
+enum class Init { normal, output_normal, zero, one, basis_weight, basis_bias };
+
+struct Table {
+  std::vector<ParameterSlot> slots;
+  std::vector<Init> init;
+  std::vector<int> level;  // basis slots: their level
+  std::int64_t next = 0;
+
+  void add(const std::string& name, std::vector<std::int64_t> shape, Init how, int lvl = 0, double lr_scale = 1.0) {
+    ParameterSlot s;
+    s.name = name;
+    s.size = 1;
+    for (std::int64_t e : shape) s.size *= e;
+    s.shape = std::move(shape);
+    s.offset = next;
+    s.decay = how == Init::normal || how == Init::output_normal;
+    s.lr_scale = lr_scale;
+    next += s.size;
+    slots.push_back(std::move(s));
+    init.push_back(how);
+    level.push_back(lvl);
+  }
+};
+
+Table table(const ModelConfig& c) {
+  Table t;
+  const std::int64_t W = c.width, F = 4 * std::int64_t(c.width), d = c.head_dim();
+  t.add("embedding", {vocabulary, W}, Init::normal);
+  t.add("position", {c.context, W}, Init::normal);
+  const Geometry g = c.geometry();
+  for (int b = 0; b < c.layers; ++b) {
+    const std::string p = block_prefix(b);
+    t.add(p + "ln1_gain", {W}, Init::one);
+    t.add(p + "ln1_bias", {W}, Init::zero);
+    for (const char* m : {"q", "k", "v"}) {
+      t.add(p + "w" + m, {W, W}, Init::normal);
+      t.add(p + "b" + m, {W}, Init::zero);
+    }
+    t.add(p + "wo", {W, W}, Init::output_normal);
+    t.add(p + "bo", {W}, Init::zero);
+    t.add(p + "ln2_gain", {W}, Init::one);
+    t.add(p + "ln2_bias", {W}, Init::zero);
+    t.add(p + "w1", {W, F}, Init::normal);
+    t.add(p + "b1", {F}, Init::zero);
+    t.add(p + "w2", {F, W}, Init::output_normal);
+    t.add(p + "b2", {W}, Init::zero);
+    if (!c.learned_basis()) continue;
+    for (const char* op : {"k", "v"})
+      for (int l = 1; l <= g.L; ++l) {
+        char level[32];
+        std::snprintf(level, sizeof level, "level_%02d/", l);
+        const std::string q = p + "downsampling/" + op + "/" + level;
+        t.add(q + "weight", {g.p, g.cell_size(l), d}, Init::basis_weight, l, double(g.p) / double(g.cell_size(l)));
+        t.add(q + "bias", {g.p, d}, Init::basis_bias, l);
+      }
+  }
+  t.add("final_norm/gain", {W}, Init::one);
+  t.add("final_norm/bias", {W}, Init::zero);
+  return t;
+}
+
+}  // namespace
+
+std::string block_prefix(int block) {
+  char s[32];
+  std::snprintf(s, sizeof s, "block_%02d/", block);
+  return s;
+}
+
+std::vector<ParameterSlot> parameter_slots(const ModelConfig& c) { return table(c).slots; }
+
+std::int64_t parameter_count(const std::vector<ParameterSlot>& slots) {
+  return slots.empty() ? 0 : slots.back().offset + slots.back().size;
+}
+
+const ParameterSlot& find_slot(const std::vector<ParameterSlot>& slots, const std::string& name) {
+  for (const ParameterSlot& s : slots)
+    if (s.name == name) return s;
+  throw std::logic_error("no parameter slot " + name);
+}
+
+std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<ParameterSlot>& slots,
+                                       std::uint64_t seed) {
+  const Table t = table(c);
+  const Geometry g = c.geometry();
+  const int d = c.head_dim();
+  const DownsamplingWeights average = DownsamplingWeights::average(g, d);
+  std::vector<double> x(std::size_t(parameter_count(slots)), 0.0);
+  const double output_std = 0.02 / std::sqrt(2.0 * c.layers);
+  for (std::size_t s = 0; s < slots.size(); ++s) {
+    double* v = x.data() + slots[s].offset;
+    const std::int64_t n = slots[s].size;
+    switch (t.init[s]) {
+      case Init::normal:
+      case Init::output_normal: {
+        const double sd = t.init[s] == Init::normal ? 0.02 : output_std;
+        for (std::int64_t i = 0; i < n; ++i) v[i] = sd * detail::gaussian(detail::hash_key(seed, 0x1a7e5ull, s, i, 0));
+        break;
+      }
+      case Init::one:
+        for (std::int64_t i = 0; i < n; ++i) v[i] = 1.0;
+        break;
+      case Init::basis_weight: {
+        const double* w = average.k_weight.data() + g.weight_offset(t.level[s], d);
+        for (std::int64_t i = 0; i < n; ++i) v[i] = w[i];
+        break;
+      }
+      default:
+        break;  // zero: biases, and the average operator's biases
+    }
+  }
+  return x;
+}
+
+}  // namespace fmattn

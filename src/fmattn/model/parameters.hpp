@@ -1,0 +1,39 @@
+// The parameters of a language model as one flat vector: a table of named slots (the dataset
+// names of a checkpoint's `params` group) and their seeded initial values.
+#pragma once
+
+#include <fmattn/model/config.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fmattn {
+
+struct ParameterSlot {
+  std::string name;  // e.g. "block_00/wq", "block_01/downsampling/k/level_02/weight"
+  std::vector<std::int64_t> shape;
+  std::int64_t offset = 0;  // first element in the flat vector
+  std::int64_t size = 0;
+  bool decay = false;  // matrices, E and P take weight decay; biases, gains, basis functions not
+  // Multiplies the learning rate. Basis-function weights of level l take p / w_l: the average
+  // operator's weights are that small, and Adam moves every parameter by about the rate.
+  double lr_scale = 1.0;
+};
+
+// The slots of a model in flat order: embedding, position, the blocks (with their basis
+// functions when learned), final_norm.
+std::vector<ParameterSlot> parameter_slots(const ModelConfig& c);
+std::int64_t parameter_count(const std::vector<ParameterSlot>& slots);
+const ParameterSlot& find_slot(const std::vector<ParameterSlot>& slots, const std::string& name);
+
+// Initial values (docs/language-model.md): matrices, E and P normal(0, 0.02); the output
+// projections normal(0, 0.02 / sqrt(2·layers)); biases 0; gains 1; basis functions the average
+// operator. Each value depends on (seed, slot, element) alone.
+std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<ParameterSlot>& slots,
+                                       std::uint64_t seed);
+
+// "block_03/" for block 3.
+std::string block_prefix(int block);
+
+}  // namespace fmattn

@@ -1,0 +1,244 @@
+// The language model against the independent float64 reference of reference_lm.hpp: the loss,
+// and the gradient of every parameter class against central finite differences of the
+// reference's loss, for exact, FMA (average and learned basis functions, a ragged context) and
+// local attention; exact = FMA when the context has no coarse level; initial values as
+// documented; the learning-rate schedule.
+#include <fmattn/model/language_model.hpp>
+#include <fmattn/model/optimizer.hpp>
+#include "reference_lm.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+namespace {
+
+using fmattn::LanguageModel;
+using fmattn::ModelConfig;
+
+struct Case {
+  const char* name;
+  fmattn::Method method;
+  bool learned;
+  int context;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+ModelConfig config_of(const Case& c) {
+  ModelConfig m;
+  m.layers = 2;
+  m.width = 16;
+  m.heads = 2;
+  m.context = c.context;
+  m.block_size = 4;
+  m.rank = 2;
+  m.attention.method = c.method;
+  m.attention.downsampling = c.learned ? fmattn::Downsampling::learned : fmattn::Downsampling::average;
+  m.attention.scale = 1.0 / std::sqrt(8.0);
+  return m;
+}
+
+ref_lm::Config reference_of(const ModelConfig& m) {
+  ref_lm::Config r;
+  r.layers = m.layers;
+  r.width = m.width;
+  r.heads = m.heads;
+  r.context = m.context;
+  r.block_size = m.block_size;
+  r.rank = m.rank;
+  r.method = m.attention.method == fmattn::Method::exact ? ref_lm::Method::exact
+             : m.attention.method == fmattn::Method::fma ? ref_lm::Method::fma
+                                                         : ref_lm::Method::local;
+  r.learned = m.learned_basis();
+  r.scale = m.attention.scale;
+  return r;
+}
+
+// The flat parameters as the reference's named arrays: basis functions of all levels
+// concatenated per operator, as the reference reads them.
+ref_lm::Params named(const std::vector<fmattn::ParameterSlot>& slots, const std::vector<double>& x) {
+  ref_lm::Params p;
+  for (const auto& s : slots) {
+    const auto level = s.name.find("/level_");
+    std::string name = s.name;
+    if (level != std::string::npos) name = s.name.substr(0, level) + s.name.substr(s.name.rfind('/'));
+    auto& v = p[name];
+    v.insert(v.end(), x.begin() + s.offset, x.begin() + s.offset + s.size);
+  }
+  return p;
+}
+
+std::vector<unsigned char> window_bytes(int n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<unsigned char> w(std::size_t(n) + 1);
+  for (auto& b : w) b = static_cast<unsigned char>('a' + rng() % 8);  // repeats: tokens share embedding rows
+  return w;
+}
+
+// A model whose parameters are the initial ones plus noise, so that gains, biases and basis
+// functions are away from their special initial values.
+struct Fixture {
+  ModelConfig config;
+  LanguageModel<double> model;
+  std::vector<double> x;
+  std::vector<unsigned char> bytes;
+
+  explicit Fixture(const Case& c) : config(config_of(c)), model(config, 7), bytes(window_bytes(c.context, 11)) {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters());
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> noise(0.0, 1.0);
+    for (const auto& s : model.slots()) {
+      const bool basis = s.name.find("downsampling") != std::string::npos;
+      for (std::int64_t i = s.offset; i < s.offset + s.size; ++i)
+        h(i) += basis ? 0.2 * s.lr_scale * noise(rng) : 0.1 * noise(rng);
+    }
+    Kokkos::deep_copy(model.parameters(), h);
+    model.parameters_changed();
+    x.assign(h.data(), h.data() + h.extent(0));
+  }
+};
+
+class ModelVsReference : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ModelVsReference, LossAndEveryGradientClass) {
+  Fixture f(GetParam());
+  const ref_lm::Config rc = reference_of(f.config);
+  const int T = f.config.context;
+  const double reference = ref_lm::loss(rc, named(f.model.slots(), f.x), f.bytes);
+  f.model.zero_gradients();
+  const double loss = f.model.window(f.bytes.data(), 1.0 / T) / T;
+  EXPECT_NEAR(loss, reference, 1e-12 * reference);
+  auto g = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), f.model.gradients());
+
+  // Two elements of every slot whose name ends alike (wq of every block is one class), the
+  // largest-gradient element and a random one, against central differences of the reference.
+  std::mt19937 rng(3);
+  const double h = 1e-5;
+  int checked = 0;
+  for (const auto& s : f.model.slots()) {
+    std::int64_t largest = s.offset;
+    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i)
+      if (std::abs(g(i)) > std::abs(g(largest))) largest = i;
+    for (const std::int64_t i : {largest, s.offset + std::int64_t(rng() % std::uint64_t(s.size))}) {
+      std::vector<double> y = f.x;
+      y[std::size_t(i)] = f.x[std::size_t(i)] + h;
+      const double up = ref_lm::loss(rc, named(f.model.slots(), y), f.bytes);
+      y[std::size_t(i)] = f.x[std::size_t(i)] - h;
+      const double down = ref_lm::loss(rc, named(f.model.slots(), y), f.bytes);
+      const double fd = (up - down) / (2 * h);
+      // Central differences are exact to O(h²) ≈ 1e-10 here, with rounding ≈ 1e-16 / h.
+      EXPECT_NEAR(g(i), fd, 1e-8 + 1e-5 * std::abs(fd)) << s.name << " element " << i - s.offset;
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 2 * 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, ModelVsReference,
+                         ::testing::Values(Case{"exact", fmattn::Method::exact, false, 32},
+                                           Case{"fma_average", fmattn::Method::fma, false, 32},
+                                           Case{"fma_learned", fmattn::Method::fma, true, 32},
+                                           Case{"fma_learned_ragged", fmattn::Method::fma, true, 27},
+                                           Case{"local", fmattn::Method::local, false, 29}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Model, ExactEqualsFmaWithoutCoarseLevels) {
+  // context 8 = 2 · block_size: FMA has no coarse level and its near field is every key.
+  for (const bool learned : {false, true}) {
+    Fixture exact(Case{"exact", fmattn::Method::exact, false, 8});
+    Fixture fma(Case{"fma", fmattn::Method::fma, learned, 8});
+    ASSERT_EQ(fma.config.geometry().L, 0);
+    ASSERT_EQ(exact.x, fma.x);  // no basis functions without levels: the same parameters
+    const double a = exact.model.window(exact.bytes.data(), 0.0);
+    const double b = fma.model.window(fma.bytes.data(), 0.0);
+    EXPECT_NEAR(a, b, 1e-13 * a);
+    const auto la = exact.model.logits(), lb = fma.model.logits();
+    for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-12) << i;
+  }
+}
+
+TEST(Model, LocalDiffersFromFmaBeyondTwoBlocks) {
+  Fixture fma(Case{"fma", fmattn::Method::fma, false, 32});
+  Fixture local(Case{"local", fmattn::Method::local, false, 32});
+  EXPECT_GT(std::abs(fma.model.window(fma.bytes.data(), 0.0) - local.model.window(local.bytes.data(), 0.0)), 1e-6);
+}
+
+TEST(Model, InitialValues) {
+  ModelConfig c = config_of(Case{"fma", fmattn::Method::fma, true, 64});
+  c.width = 64;
+  c.heads = 4;
+  const auto slots = fmattn::parameter_slots(c);
+  const auto x = fmattn::initial_parameters(c, slots, 1);
+  auto stats = [&](const std::string& name, double& mean, double& sd) {
+    const auto& s = fmattn::find_slot(slots, name);
+    double a = 0, b = 0;
+    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i) a += x[std::size_t(i)];
+    mean = a / double(s.size);
+    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i) b += std::pow(x[std::size_t(i)] - mean, 2);
+    sd = std::sqrt(b / double(s.size));
+    return double(s.size);
+  };
+  double mean = 0, sd = 0;
+  for (const char* name : {"embedding", "position", "block_00/wq", "block_01/w1"}) {
+    const double n = stats(name, mean, sd);
+    EXPECT_NEAR(sd, 0.02, 4 * 0.02 / std::sqrt(2 * n)) << name;
+    EXPECT_NEAR(mean, 0.0, 4 * 0.02 / std::sqrt(n)) << name;
+  }
+  for (const char* name : {"block_00/wo", "block_01/w2"}) {
+    const double n = stats(name, mean, sd);
+    const double want = 0.02 / std::sqrt(2.0 * c.layers);
+    EXPECT_NEAR(sd, want, 4 * want / std::sqrt(2 * n)) << name;
+  }
+  EXPECT_EQ(x[std::size_t(fmattn::find_slot(slots, "block_00/ln1_gain").offset)], 1.0);
+  EXPECT_EQ(x[std::size_t(fmattn::find_slot(slots, "block_00/bq").offset)], 0.0);
+  // The basis functions start at the average operator: level 1 weights 1 / (w_1 / p).
+  const auto& w = fmattn::find_slot(slots, "block_00/downsampling/k/level_01/weight");
+  EXPECT_EQ(x[std::size_t(w.offset)], 1.0 / (c.block_size / c.rank));
+  EXPECT_FALSE(w.decay);
+  EXPECT_TRUE(fmattn::find_slot(slots, "embedding").decay);
+  EXPECT_FALSE(fmattn::find_slot(slots, "block_00/b1").decay);
+  // Another seed, other values; the same seed, the same bits.
+  EXPECT_NE(x, fmattn::initial_parameters(c, slots, 2));
+  EXPECT_EQ(x, fmattn::initial_parameters(c, slots, 1));
+}
+
+TEST(Optimizer, WarmupThenCosine) {
+  fmattn::OptimizerConfig c;
+  c.steps = 110;
+  c.warmup_steps = 10;
+  c.learning_rate = 1e-3;
+  c.min_learning_rate = 1e-4;
+  EXPECT_DOUBLE_EQ(fmattn::learning_rate_at(c, 1), 1e-4);
+  EXPECT_DOUBLE_EQ(fmattn::learning_rate_at(c, 10), 1e-3);
+  EXPECT_NEAR(fmattn::learning_rate_at(c, 60), 0.55e-3, 1e-15);
+  EXPECT_DOUBLE_EQ(fmattn::learning_rate_at(c, 110), 1e-4);
+  c.warmup_steps = 0;
+  EXPECT_NEAR(fmattn::learning_rate_at(c, 1), 1e-3, 1e-6);
+}
+
+TEST(Optimizer, ClipsToTheGlobalNormAndDecaysMatricesOnly) {
+  ModelConfig m = config_of(Case{"exact", fmattn::Method::exact, false, 8});
+  const auto slots = fmattn::parameter_slots(m);
+  fmattn::OptimizerConfig c;
+  c.steps = 10;
+  c.warmup_steps = 0;
+  c.learning_rate = c.min_learning_rate = 0.1;
+  c.weight_decay = 0.5;
+  c.clip_norm = 1.0;
+  fmattn::AdamW<double> opt(c, slots);
+  const std::int64_t n = fmattn::parameter_count(slots);
+  Kokkos::View<double*> x("x", n), g("g", n);
+  Kokkos::deep_copy(x, 1.0);
+  Kokkos::deep_copy(g, 0.0);  // zero gradient: only the decay moves x
+  EXPECT_EQ(opt.step(1, x, g), 0.0);
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+  EXPECT_DOUBLE_EQ(h(fmattn::find_slot(slots, "block_00/wq").offset), 1.0 - 0.1 * 0.5);
+  EXPECT_DOUBLE_EQ(h(fmattn::find_slot(slots, "block_00/bq").offset), 1.0);
+  Kokkos::deep_copy(g, 3.0);
+  EXPECT_NEAR(opt.norm(g), 3.0 * std::sqrt(double(n)), 1e-9 * n);
+}
+
+}  // namespace
