@@ -6,7 +6,7 @@
 # (the same validation bytes at both contexts), training tokens/s and peak memory, as a table
 # (lm-study.csv, lm-study.md) and a plot of the validation curves (lm-study.png).
 #   bash bench/lm_study.sh [OUT_DIR]      (default results/lm-study-<date>)
-# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 300),
+# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 180),
 # FMATTN_STUDY_CONTEXTS ("2048 8192"), FMATTN_STUDY_METHODS ("exact fma-average fma-learned local"),
 # OMP_NUM_THREADS (default: all cores). Needs data/linux-*.bin (scripts/make-corpus.sh linux).
 set -euo pipefail
@@ -18,7 +18,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} OMP_PROC_BIND=${OMP_PROC_BIN
 # The first Python that has the modules (Debian's packages live in /usr/bin/python3).
 py=$(for p in python3 /usr/bin/python3; do "$p" -c 'import h5py, matplotlib' 2>/dev/null && echo "$p" && break; done || true)
 [[ -n $py ]] || { echo "$(basename "$0"): needs python3 with h5py, matplotlib (Debian: python3-h5py)" >&2; exit 2; }
-steps=${FMATTN_STUDY_STEPS:-300}
+steps=${FMATTN_STUDY_STEPS:-180}
 for f in "$root/data/linux-train.bin" "$root/data/linux-val.bin"; do
   [[ -f $f ]] || { echo "lm_study.sh: $f missing: bash scripts/make-corpus.sh linux" >&2; exit 2; }
 done
@@ -30,7 +30,7 @@ for context in ${FMATTN_STUDY_CONTEXTS:-2048 8192}; do
   for method in ${FMATTN_STUDY_METHODS:-exact fma-average fma-learned local}; do
     name=$context-$method
     opts=(--set model.context="$context" --set train.batch="$batch" --set train.steps="$steps"
-      --set train.warmup_steps=$((steps / 20)) --set train.eval_every=$((steps / 5))
+      --set train.warmup_steps=$((steps / 20)) --set train.eval_every=$((steps / 4))
       --set train.checkpoint_every="$steps" --set train.eval_windows="$windows"
       --set train.checkpoint_file="$out/$name.h5" --set run.name="$name")
     case $method in

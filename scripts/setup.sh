@@ -12,8 +12,10 @@
 #   FMATTN_SKIP_APT=1       do not touch Debian packages (already installed)
 #   FMATTN_KOKKOS_SOURCE    a Kokkos source tree (a release or a git checkout, e.g. 4.6.01) to
 #                           build instead of Debian's 3.4, into a prefix of its own named by its
-#                           version and backends (no Kokkos Kernels: the benchmarks are skipped
-#                           unless one matching it is found)
+#                           version and backends
+#   FMATTN_KOKKOS_KERNELS_SOURCE  with FMATTN_KOKKOS_SOURCE: the matching Kokkos Kernels source
+#                           tree (the same release), built into the same prefix; fmattn needs
+#                           one (without it, set KokkosKernels_ROOT to an installed one)
 #   FMATTN_KOKKOS_BACKENDS  with FMATTN_KOKKOS_SOURCE: "openmp serial" (default) or "serial"
 set -euo pipefail
 
@@ -66,7 +68,15 @@ if [[ -n ${FMATTN_KOKKOS_SOURCE:-} ]]; then
   kokkos_prefix=$prefix_root/kokkos-$version-${backends// /-}
   # A git checkout is rebuilt when its commit changes; a release tree when its path does.
   revision=$(git -C "$src" rev-parse HEAD 2>/dev/null || echo "$src")
-  stamp_value="kokkos-source $version $revision $backends c++17 shared v1"
+  kk_src=""
+  if [[ -n ${FMATTN_KOKKOS_KERNELS_SOURCE:-} ]]; then
+    kk_src=$(cd "$FMATTN_KOKKOS_KERNELS_SOURCE" 2>/dev/null && pwd) ||
+      { log "error: FMATTN_KOKKOS_KERNELS_SOURCE=$FMATTN_KOKKOS_KERNELS_SOURCE is not a folder"; exit 2; }
+    [[ -f $kk_src/CMakeLists.txt && -d $kk_src/blas ]] ||
+      { log "error: $kk_src is not a Kokkos Kernels source tree (no blas/)"; exit 2; }
+    revision+=" kernels $(git -C "$kk_src" rev-parse HEAD 2>/dev/null || echo "$kk_src")"
+  fi
+  stamp_value="kokkos-source $version $revision $backends c++17 shared v2"
 fi
 
 if [[ -f $kokkos_prefix/.fmattn-stamp && $(cat "$kokkos_prefix/.fmattn-stamp") == "$stamp_value" ]]; then
@@ -85,6 +95,17 @@ if [[ -n ${FMATTN_KOKKOS_SOURCE:-} ]]; then
     { cat "$work/configure.log" >&2; exit 1; }
   cmake --build "$work/build-kokkos" -j "$(nproc)" >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; exit 1; }
   cmake --install "$work/build-kokkos" >/dev/null
+  if [[ -n $kk_src ]]; then
+    log "building Kokkos Kernels from $kk_src (BLAS from OpenBLAS, no default ETI)"
+    cmake -S "$kk_src" -B "$work/build-kk" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$kokkos_prefix" \
+      -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=ON -DKokkos_ROOT="$kokkos_prefix" \
+      -DKokkosKernels_ADD_DEFAULT_ETI=OFF -DKokkosKernels_ENABLE_TPL_BLAS=ON -DKokkosKernels_ENABLE_TESTS=OFF \
+      >"$work/configure-kk.log" 2>&1 || { cat "$work/configure-kk.log" >&2; exit 1; }
+    cmake --build "$work/build-kk" -j "$(nproc)" >"$work/build-kk.log" 2>&1 || { tail -n 40 "$work/build-kk.log" >&2; exit 1; }
+    cmake --install "$work/build-kk" >/dev/null
+  else
+    log "no FMATTN_KOKKOS_KERNELS_SOURCE: fmattn needs a Kokkos Kernels for this Kokkos (KokkosKernels_ROOT)"
+  fi
   echo "$stamp_value" >"$kokkos_prefix/.fmattn-stamp"
   log "Kokkos $version installed in $kokkos_prefix"
   echo "FMATTN_KOKKOS_ROOT=$kokkos_prefix"

@@ -1,4 +1,4 @@
-// An independent brute-force implementation of spec/fma.md §1–5 for the tests: plain loops over
+// An independent brute-force implementation of docs/fma.md §1–5 for the tests: plain loops over
 // every query and every slot, templated on the arithmetic type so that a float32 run of the
 // same function can calibrate the tolerance of the fast kernels. Shares no code with kernels/.
 #pragma once

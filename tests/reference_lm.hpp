@@ -1,4 +1,4 @@
-// An independent float64 implementation of spec/model.md §1–2 for the tests: the loss and logits of
+// An independent float64 implementation of docs/language-model.md (the model) for the tests: the loss and logits of
 // one window, plain loops, no Kokkos. Shares no code with the library; the FMA and local attention
 // go through the brute-force ref::attention of reference_fma.hpp, exact attention is written out.
 #pragma once
@@ -111,7 +111,7 @@ inline void downsampling_sizes(int T, int m, int p, int d, std::size_t& weight, 
 
 }  // namespace detail
 
-// logits [T][256] row-major of the forward of model.md §1–2 on window[0..T-1].
+// logits [T][256] row-major of the forward of docs/language-model.md on window[0..T-1].
 inline std::vector<double> logits(const Config& c, const Params& p, const std::vector<unsigned char>& window) {
   using namespace detail;
   const int W = c.width, T = c.context, H = c.heads, F = 4 * W;

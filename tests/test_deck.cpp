@@ -1,4 +1,4 @@
-// The input deck (spec/interfaces.md): defaults, every key round-tripping through to_yaml, and
+// The input deck (README, "Input decks"): defaults, every key round-tripping through to_yaml, and
 // each class of bad deck rejected with an InputError that names the key path and, for files,
 // file:line:column, so that a typo never silently falls back to a default.
 #include <fmattn/io/deck.hpp>

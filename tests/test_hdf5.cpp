@@ -1,4 +1,4 @@
-// HDF5 files (spec/interfaces.md): datasets and row slabs round-trip, files appear under their
+// HDF5 files (README, "Output files"): datasets and row slabs round-trip, files appear under their
 // final name only when complete, every bad input file is an InputError naming the file and the
 // dataset or attribute, and results files carry the documented layout (checked with the raw C
 // API, not with the library's own readers).

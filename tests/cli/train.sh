@@ -25,6 +25,7 @@ same() {  # same FILE_A FILE_B: parameters, moments and loss history identical
 }
 
 common=(--set data.train="$corpus/fortunes-train.bin" --set data.val="$corpus/fortunes-val.bin"
+  --set model.context=256 --set model.width=64 --set attention.block_size=16
   --set train.steps=30 --set train.eval_every=10 --set train.eval_windows=4 --set train.checkpoint_every=1000)
 
 # --- 1. thread counts

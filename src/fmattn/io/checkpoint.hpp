@@ -1,4 +1,4 @@
-// Fit checkpoints (spec/interfaces.md): the downsampling weights in the layout `weights.file`
+// Fit checkpoints (README, "Output files"): the downsampling weights in the layout `weights.file`
 // reads, plus what a restart needs to continue bit for bit — Adam's moments, the step, the
 // loss of every step (`fit/loss`) and the state of the row-sampling RNG.
 #pragma once

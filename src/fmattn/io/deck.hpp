@@ -1,4 +1,4 @@
-// The YAML input deck (spec/interfaces.md): every key, its default and its range. Parsing
+// The YAML input deck (README, "Input decks"): every key, its default and its range. Parsing
 // rejects unknown keys and reports file:line:column with the key path and what was expected.
 #pragma once
 

@@ -1,4 +1,4 @@
-// HDF5 results of a run (spec/interfaces.md): root provenance attributes, the `output`
+// HDF5 results of a run (README, "Output files"): root provenance attributes, the `output`
 // dataset and the `diagnostics` group.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Root attributes that every fmattn HDF5 file carries (spec/interfaces.md), so that a file
+// Root attributes that every fmattn HDF5 file carries (README, "Output files"), so that a file
 // found later says what made it.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The HDF5 layout of downsampling weights (spec/interfaces.md):
+// The HDF5 layout of downsampling weights (README, "Output files"):
 // downsampling/{q,k,v}/level_XX/{weight [p][w_l][d], bias [p][d]} with root attributes
 // block_size, rank, head_dim, length; in weights files and in fit checkpoints.
 #pragma once

@@ -250,7 +250,7 @@ void LanguageModel<S>::forward(const std::uint8_t* bytes) {
 }
 
 template <class S>
-void LanguageModel<S>::backward(double grad_scale) {
+void LanguageModel<S>::backward() {
   ScopedRegion region("fmattn::LanguageModel::backward");
   Workspace& w = *ws_;
   const auto& e = w.space;
@@ -332,7 +332,7 @@ double LanguageModel<S>::window(const std::uint8_t* bytes, double grad_scale, st
   Workspace& w = *ws_;
   forward(bytes);
   detail::lm::cross_entropy(w.space, w.logits, w.target, w.loss, w.dlogits, grad_scale);
-  if (grad_scale > 0) backward(grad_scale);
+  if (grad_scale > 0) backward();
   w.space.fence();
   auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), w.loss);
   double sum = 0;

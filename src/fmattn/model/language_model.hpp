@@ -50,7 +50,7 @@ class LanguageModel {
  private:
   struct Workspace;
   void forward(const std::uint8_t* bytes);
-  void backward(double grad_scale);
+  void backward();
 
   ModelConfig config_;
   std::vector<ParameterSlot> slots_;
