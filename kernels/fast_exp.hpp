@@ -43,7 +43,8 @@ KOKKOS_INLINE_FUNCTION float exp_nonpositive(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  return p * bit_cast<float>((n_bits + 127) << 23);
+  // Shifted as unsigned: a NaN input (a diverged model) gives a NaN, not undefined behaviour.
+  return p * bit_cast<float>(std::uint32_t(n_bits + 127) << 23);
 }
 
 KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) {
@@ -66,7 +67,7 @@ KOKKOS_INLINE_FUNCTION double exp_nonpositive(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  return p * bit_cast<double>((n_bits + 1023) << 52);
+  return p * bit_cast<double>(std::uint64_t(n_bits + 1023) << 52);
 }
 
 }  // namespace fmattn::detail
