@@ -187,27 +187,30 @@ void gelu_backward(const Exec& space, const CMatrix& u, const Matrix& dg) {
       });
 }
 
-// Between the model's rows m [T][H·d] and the attention's heads a [H][T][d]: one (head,
-// position) row of d contiguous values each way.
+// Between the model's rows m [T][H·d] and the attention's heads a [H][T][d], either way: one
+// (head, position) row of d contiguous values each.
 template <class Exec, class Matrix, class Tensor>
-void split_heads(const Exec& space, const Matrix& m, const Tensor& a) {
+void move_heads(const Exec& space, const Matrix& m, const Tensor& a, bool to_heads) {
   const std::int64_t T = a.extent(1), d = a.extent(2);
   Kokkos::parallel_for(
-      "fmattn::lm::split_heads", Range<Exec>(space, 0, std::int64_t(a.extent(0)) * T),
+      "fmattn::lm::move_heads", Range<Exec>(space, 0, std::int64_t(a.extent(0)) * T),
       KOKKOS_LAMBDA(const std::int64_t r) {
         const std::int64_t h = r / T, t = r % T;
-        for (std::int64_t c = 0; c < d; ++c) a(h, t, c) = m(t, h * d + c);
+        for (std::int64_t c = 0; c < d; ++c) {
+          if (to_heads)
+            a(h, t, c) = m(t, h * d + c);
+          else
+            m(t, h * d + c) = a(h, t, c);
+        }
       });
+}
+template <class Exec, class Matrix, class Tensor>
+void split_heads(const Exec& space, const Matrix& m, const Tensor& a) {
+  move_heads(space, m, a, true);
 }
 template <class Exec, class Tensor, class Matrix>
 void merge_heads(const Exec& space, const Tensor& a, const Matrix& m) {
-  const std::int64_t T = a.extent(1), d = a.extent(2);
-  Kokkos::parallel_for(
-      "fmattn::lm::merge_heads", Range<Exec>(space, 0, std::int64_t(a.extent(0)) * T),
-      KOKKOS_LAMBDA(const std::int64_t r) {
-        const std::int64_t h = r / T, t = r % T;
-        for (std::int64_t c = 0; c < d; ++c) m(t, h * d + c) = a(h, t, c);
-      });
+  move_heads(space, m, a, false);
 }
 
 // Cross-entropy of logits [T][V] against target(t): loss(t) = logsumexp − logit of the target,

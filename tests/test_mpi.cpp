@@ -10,6 +10,7 @@
 #include <fmattn/io/weights_file.hpp>
 #include <fmattn/parallel/shard_plan.hpp>
 #include "attention_fixture.hpp"
+#include "mpi_world.hpp"
 
 #include <mpi.h>
 #include <unistd.h>
@@ -18,16 +19,8 @@
 
 namespace {
 
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using testing_mpi::world_rank;
+using testing_mpi::world_size;
 
 std::vector<double> read_all(const std::string& path, const std::string& name, const std::vector<std::int64_t>& shape) {
   std::int64_t count = 1;

@@ -8,6 +8,8 @@
 #include "train_fixture.hpp"
 
 #include <gtest/gtest.h>
+#include "mpi_world.hpp"
+
 #include <mpi.h>
 #include <unistd.h>
 
@@ -19,16 +21,8 @@ namespace {
 
 const fmattn::LogSink quiet = [](const std::string&) {};
 
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using testing_mpi::world_rank;
+using testing_mpi::world_size;
 
 // A barrier that sleeps while it waits: the other ranks wait while rank 0 trains alone, and a
 // spinning wait would take the cores it trains on.

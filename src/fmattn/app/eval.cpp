@@ -25,12 +25,7 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
   const std::int64_t T = c.context, windows = deck.train.eval_windows;
   const Corpus val(deck.data.val, "data.val", T + 1);
   LanguageModel<S> model(c, state.seed);
-  {
-    auto h = Kokkos::create_mirror_view(model.parameters());
-    for (std::size_t i = 0; i < state.params.size(); ++i) h(i) = S(state.params[i]);
-    Kokkos::deep_copy(model.parameters(), h);
-    model.parameters_changed();
-  }
+  model.set_parameters(state.params);
   const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm);
   EvalSummary s;
   s.step = state.step;

@@ -1,5 +1,7 @@
 #include <fmattn/app/lm_common.hpp>
 
+#include <fmattn/app/run.hpp>
+
 #include <fmattn/util/errors.hpp>
 
 #include <cmath>
@@ -18,10 +20,8 @@ ModelConfig model_config(const Deck& deck) {
   c.context = int(deck.model.context);
   c.block_size = int(a.block_size);
   c.rank = int(a.rank);
-  c.attention.method = a.method;
-  c.attention.downsampling = a.downsampling;
-  c.attention.count_weighting = a.count_weighting;
-  c.attention.boundary = a.boundary;
+  c.attention = attention_options(deck);
+  // The deck's automatic scale is for problem.head_dim; the model's heads are width / heads wide.
   c.attention.scale = a.scale > 0 ? a.scale : 1.0 / std::sqrt(double(c.head_dim()));
   const std::int64_t T = c.context;
   if (a.boundary == Boundary::zero_sink && (T % a.block_size != 0 || !is_pow2(T / a.block_size)))

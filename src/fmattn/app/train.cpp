@@ -124,12 +124,12 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     log("restart    from " + from + " at step " + std::to_string(state.step) + " of " + std::to_string(steps));
   }
   LanguageModel<S> model(config, deck.run.seed);
-  AdamW<S> adamw(optimizer_config(deck), model.slots());
+  const OptimizerConfig schedule = optimizer_config(deck);
+  AdamW<S> adamw(schedule, model.slots());
   if (!from.empty()) {
-    from_host(state.params, model.parameters());
+    model.set_parameters(state.params);
     from_host(state.moment1, adamw.moment1());
     from_host(state.moment2, adamw.moment2());
-    model.parameters_changed();
   }
   {
     char line[256];
@@ -201,7 +201,7 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     stepping += seconds;
     state.step = t;
     state.history.loss.push_back(loss);
-    state.history.learning_rate.push_back(learning_rate_at(optimizer_config(deck), t));
+    state.history.learning_rate.push_back(learning_rate_at(schedule, t));
     state.history.grad_norm.push_back(gnorm);
     state.history.tokens_per_second.push_back(double(T * B) / seconds);
     if (t == summary.first_step) summary.first_loss = loss;

@@ -8,6 +8,7 @@
 #include <KokkosBlas3_gemm.hpp>
 
 #include <array>
+#include <stdexcept>
 
 namespace fmattn {
 
@@ -31,6 +32,23 @@ Vec<S> vec(const char* label, std::int64_t n) {
 template <class S>
 void gemm(const char* ta, const char* tb, const Matrix<S>& a, const Matrix<S>& b, S beta, const Matrix<S>& c) {
   KokkosBlas::gemm(ta, tb, S(1), a, b, beta, c);
+}
+
+// Calls f(slot, values) for each K and V weight and bias slot of block b's basis functions, with
+// `values` the same numbers' place in w (layout of DownsamplingWeights): the one map between
+// the flat parameters and what Attention takes.
+template <class F>
+void for_each_basis_slot(const std::vector<ParameterSlot>& slots, const Geometry& g, int d, int b,
+                         DownsamplingWeights& w, F&& f) {
+  for (const char op : {'k', 'v'}) {
+    std::vector<double>& weight = op == 'k' ? w.k_weight : w.v_weight;
+    std::vector<double>& bias = op == 'k' ? w.k_bias : w.v_bias;
+    for (int l = 1; l <= g.L; ++l) {
+      const std::string q = basis_prefix(b, op, l);
+      f(find_slot(slots, q + "weight"), weight.data() + g.weight_offset(l, d));
+      f(find_slot(slots, q + "bias"), bias.data() + std::int64_t(l - 1) * g.p * d);
+    }
+  }
 }
 
 }  // namespace
@@ -146,11 +164,16 @@ LanguageModel<S>::LanguageModel(const ModelConfig& config, std::uint64_t seed)
   const std::int64_t n = parameter_count(slots_);
   params_ = Vector("fmattn::lm::parameters", n);
   grads_ = Vector("fmattn::lm::gradients", n);
-  const std::vector<double> init = initial_parameters(config, slots_, seed);
-  auto host = Kokkos::create_mirror_view(params_);
-  for (std::int64_t i = 0; i < n; ++i) host(i) = S(init[std::size_t(i)]);
-  Kokkos::deep_copy(params_, host);
   ws_ = std::make_unique<Workspace>(config, params_, grads_, slots_);
+  set_parameters(initial_parameters(config, slots_, seed));
+}
+
+template <class S>
+void LanguageModel<S>::set_parameters(const std::vector<double>& x) {
+  if (x.size() != params_.extent(0)) throw std::invalid_argument("LanguageModel::set_parameters: wrong size");
+  auto host = Kokkos::create_mirror_view(params_);
+  for (std::size_t i = 0; i < x.size(); ++i) host(i) = S(x[i]);
+  Kokkos::deep_copy(params_, host);
   parameters_changed();
 }
 
@@ -170,21 +193,9 @@ void LanguageModel<S>::parameters_changed() {
   auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params_);
   for (int b = 0; b < config_.layers; ++b) {
     DownsamplingWeights w = DownsamplingWeights::average(g, d);
-    for (const char* op : {"k", "v"}) {
-      std::vector<double>& weight = op[0] == 'k' ? w.k_weight : w.v_weight;
-      std::vector<double>& bias = op[0] == 'k' ? w.k_bias : w.v_bias;
-      for (int l = 1; l <= g.L; ++l) {
-        char level[32];
-        std::snprintf(level, sizeof level, "level_%02d/", l);
-        const std::string q = block_prefix(b) + "downsampling/" + op + "/" + level;
-        const ParameterSlot& sw = find_slot(slots_, q + "weight");
-        const ParameterSlot& sb = find_slot(slots_, q + "bias");
-        for (std::int64_t i = 0; i < sw.size; ++i)
-          weight[std::size_t(g.weight_offset(l, d) + i)] = double(host(sw.offset + i));
-        for (std::int64_t i = 0; i < sb.size; ++i)
-          bias[std::size_t(std::int64_t(l - 1) * g.p * d + i)] = double(host(sb.offset + i));
-      }
-    }
+    for_each_basis_slot(slots_, g, d, b, w, [&](const ParameterSlot& slot, double* values) {
+      for (std::int64_t i = 0; i < slot.size; ++i) values[i] = double(host(slot.offset + i));
+    });
     ws_->attention[std::size_t(b)]->set_weights(w);
   }
 }
@@ -262,7 +273,6 @@ void LanguageModel<S>::backward() {
   Kokkos::deep_copy(e, w.dx, S(0));
   detail::lm::layer_norm_backward(e, w.da, w.x_final, w.mean_f, w.rstd_f, w.p.final_gain, w.dx, w.dp.final_gain,
                                   w.dp.final_bias);
-  auto host_grads = Kokkos::create_mirror_view(grads_);
   for (int b = config_.layers - 1; b >= 0; --b) {
     BlockActivations<S>& a = w.act[std::size_t(b)];
     const BlockViews<S>& p = w.p.blocks[std::size_t(b)];
@@ -303,25 +313,17 @@ void LanguageModel<S>::backward() {
     // dx(block input) = dh + LN1'(da).
     Kokkos::deep_copy(e, w.dx, w.dh);
     detail::lm::layer_norm_backward(e, w.da, a.x, a.mean1, a.rstd1, p.ln1_gain, w.dx, dp.ln1_gain, dp.ln1_bias);
-    if (config_.learned_basis()) {
+    if (config_.learned_basis() && geo.L > 0) {
+      // The block's basis-function slots are contiguous: only they go through the host.
+      const ParameterSlot& first = find_slot(slots_, basis_prefix(b, 'k', 1) + "weight");
+      const ParameterSlot& last = find_slot(slots_, basis_prefix(b, 'v', geo.L) + "bias");
+      const auto range = Kokkos::subview(grads_, std::make_pair(first.offset, last.offset + last.size));
       e.fence();
-      Kokkos::deep_copy(host_grads, grads_);
-      for (const char* op : {"k", "v"}) {
-        const std::vector<double>& weight = op[0] == 'k' ? dbasis.k_weight : dbasis.v_weight;
-        const std::vector<double>& bias = op[0] == 'k' ? dbasis.k_bias : dbasis.v_bias;
-        for (int l = 1; l <= geo.L; ++l) {
-          char level[32];
-          std::snprintf(level, sizeof level, "level_%02d/", l);
-          const std::string q = block_prefix(b) + "downsampling/" + op + "/" + level;
-          const ParameterSlot& sw = find_slot(slots_, q + "weight");
-          const ParameterSlot& sb = find_slot(slots_, q + "bias");
-          for (std::int64_t i = 0; i < sw.size; ++i)
-            host_grads(sw.offset + i) += S(weight[std::size_t(geo.weight_offset(l, d) + i)]);
-          for (std::int64_t i = 0; i < sb.size; ++i)
-            host_grads(sb.offset + i) += S(bias[std::size_t(std::int64_t(l - 1) * geo.p * d + i)]);
-        }
-      }
-      Kokkos::deep_copy(grads_, host_grads);
+      auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), range);
+      for_each_basis_slot(slots_, geo, d, b, dbasis, [&](const ParameterSlot& slot, const double* values) {
+        for (std::int64_t i = 0; i < slot.size; ++i) host(slot.offset - first.offset + i) += S(values[i]);
+      });
+      Kokkos::deep_copy(range, host);
     }
   }
   detail::lm::embed_backward(e, w.order, w.start, w.dx, w.dp.embedding, w.dp.position);

@@ -33,6 +33,9 @@ class LanguageModel {
   Vector parameters() const { return params_; }
   Vector gradients() const { return grads_; }
   void zero_gradients();
+  // Replaces the parameters (in parameter_slots order, e.g. a checkpoint's) and hands them on
+  // as parameters_changed() does.
+  void set_parameters(const std::vector<double>& x);
   // To be called whenever parameters() was written (an optimiser step, a loaded checkpoint):
   // hands the basis functions to the attention of every block.
   void parameters_changed();

@@ -3,6 +3,7 @@
 #include "kernels/adamw.hpp"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace fmattn {
 
@@ -18,17 +19,17 @@ AdamW<S>::AdamW(const OptimizerConfig& c, std::vector<ParameterSlot> slots) : c_
   const std::int64_t n = parameter_count(slots_);
   m1_ = Vector("fmattn::adamw::moment1", n);
   m2_ = Vector("fmattn::adamw::moment2", n);
+  partial_ = decltype(partial_)("fmattn::adamw::partial", (n + detail::norm_chunk - 1) / detail::norm_chunk);
 }
 
 template <class S>
 double AdamW<S>::norm(const Vector& g) const {
   using Exec = Kokkos::DefaultExecutionSpace;
-  const std::int64_t chunks = (std::int64_t(g.extent(0)) + detail::norm_chunk - 1) / detail::norm_chunk;
-  Kokkos::View<double*, Exec::memory_space> partial("fmattn::adamw::partial", chunks);
-  detail::chunked_sum_of_squares(Exec(), g, partial);
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), partial);
+  if (g.extent(0) != m1_.extent(0)) throw std::invalid_argument("AdamW::norm: not a vector of the parameters' size");
+  detail::chunked_sum_of_squares(Exec(), g, partial_);
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), partial_);
   double sum = 0;
-  for (std::int64_t j = 0; j < chunks; ++j) sum += host(j);
+  for (std::size_t j = 0; j < host.extent(0); ++j) sum += host(j);
   return std::sqrt(sum);
 }
 

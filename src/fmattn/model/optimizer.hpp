@@ -31,7 +31,7 @@ class AdamW {
   Vector moment1() const { return m1_; }
   Vector moment2() const { return m2_; }
 
-  // The global L2 norm of g, summed the same way at any thread count.
+  // The global L2 norm of g (as long as the parameters), summed the same way at any thread count.
   double norm(const Vector& g) const;
   // Step t on x with gradient g (clipped to clip_norm first); returns the norm before clipping.
   double step(std::int64_t t, const Vector& x, const Vector& g);
@@ -40,6 +40,7 @@ class AdamW {
   OptimizerConfig c_;
   std::vector<ParameterSlot> slots_;
   Vector m1_, m2_;
+  Kokkos::View<double*, Kokkos::DefaultExecutionSpace::memory_space> partial_;  // norm's chunk sums
 };
 
 }  // namespace fmattn

@@ -58,11 +58,9 @@ Table table(const ModelConfig& c) {
     t.add(p + "w2", {F, W}, Init::output_normal);
     t.add(p + "b2", {W}, Init::zero);
     if (!c.learned_basis()) continue;
-    for (const char* op : {"k", "v"})
+    for (const char op : {'k', 'v'})
       for (int l = 1; l <= g.L; ++l) {
-        char level[32];
-        std::snprintf(level, sizeof level, "level_%02d/", l);
-        const std::string q = p + "downsampling/" + op + "/" + level;
+        const std::string q = basis_prefix(b, op, l);
         t.add(q + "weight", {g.p, g.cell_size(l), d}, Init::basis_weight, l, double(g.p) / double(g.cell_size(l)));
         t.add(q + "bias", {g.p, d}, Init::basis_bias, l);
       }
@@ -78,6 +76,12 @@ std::string block_prefix(int block) {
   char s[32];
   std::snprintf(s, sizeof s, "block_%02d/", block);
   return s;
+}
+
+std::string basis_prefix(int block, char op, int level) {
+  char s[32];
+  std::snprintf(s, sizeof s, "level_%02d/", level);
+  return block_prefix(block) + "downsampling/" + op + "/" + s;
 }
 
 std::vector<ParameterSlot> parameter_slots(const ModelConfig& c) { return table(c).slots; }

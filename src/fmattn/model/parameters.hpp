@@ -35,5 +35,7 @@ std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<P
 
 // "block_03/" for block 3.
 std::string block_prefix(int block);
+// "block_01/downsampling/k/level_02/" for block 1's K basis functions of level 2.
+std::string basis_prefix(int block, char op, int level);
 
 }  // namespace fmattn
