@@ -32,6 +32,13 @@ double gflops(int reps, double flops, F&& f) {
 
 }  // namespace
 
+// Every row of the tile contracts over all Tk slots (a functor: the product is a host and device
+// function, and a host lambda may not be called from one).
+struct WholeChunk {
+  int len;
+  KOKKOS_INLINE_FUNCTION Kokkos::pair<int, int> operator()(int, int) const { return {0, len}; }
+};
+
 int main(int argc, char** argv) {
   Kokkos::initialize(argc, argv);
   {
@@ -69,9 +76,9 @@ int main(int argc, char** argv) {
     t.rows = Tq;
     const double value = gflops(reps, flops, [&] {
       for (int r0 = 0; r0 < Tq; r0 += Tiles::RB)
-        fmattn::detail::row_blocks<Tiles::RB, Tiles::CB>(
-            &t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ, ch.vbase, ch.vstride, d, true, r0,
-            r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq, [&](int, int) { return Kokkos::pair<int, int>(0, Tk); });
+        fmattn::detail::row_blocks<Tiles::RB, Tiles::CB>(&t.acc(0, 0), ld, &t.rescale(0), &t.st(0, 0), 1, Tiles::LQ,
+                                                         ch.vbase, ch.vstride, d, true, r0,
+                                                         r0 + Tiles::RB < Tq ? r0 + Tiles::RB : Tq, WholeChunk{Tk});
     });
 
     const Host2 A(k.data(), Tk, d), B(qt.data(), d, Tq), C(st.data(), Tk, Tq);

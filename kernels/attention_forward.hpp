@@ -121,7 +121,8 @@ inline constexpr int progress_steps = 100;
 
 template <class ExecSpace, class Scalar>
 void evaluate_attention(
-    const ExecSpace& space, const Geometry& g, const Shard& shard, const AttentionOptions& opt,
+    const ExecSpace& space, const Geometry& g, const Shard& shard,
+    const ShardLevels<typename ExecSpace::memory_space>& levels, const AttentionOptions& opt,
     typename AttentionTiles<ExecSpace, Scalar>::In q, typename AttentionTiles<ExecSpace, Scalar>::In k,
     typename AttentionTiles<ExecSpace, Scalar>::In v, typename AttentionTiles<ExecSpace, Scalar>::In qc,
     typename AttentionTiles<ExecSpace, Scalar>::In kc, typename AttentionTiles<ExecSpace, Scalar>::In vc,
@@ -131,7 +132,7 @@ void evaluate_attention(
   using K = AttentionTiles<ExecSpace, Scalar>;
   K f;
   f.g = g;
-  f.s = shard;
+  f.s = shard_view(shard, levels);
   f.opt = opt;
   f.q = q;
   f.k = k;
@@ -154,9 +155,8 @@ void evaluate_attention(
     f.coarse_pass = true;
     f.tiles_per_cell = (g.p + K::Tq - 1) / K::Tq;
     f.tiles_per_head = cells * f.tiles_per_cell;
-    typename K::Policy policy(space, int(heads * f.tiles_per_head), Kokkos::AUTO);
     Kokkos::parallel_for("fmattn::attention::coarse_queries",
-                         policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)), f);
+                         K::policy(space, heads * f.tiles_per_head, f, scratch, f.scratch_level), f);
     f.coarse_pass = false;
   }
   f.tiles_per_block = (g.m + K::Tq - 1) / K::Tq;
@@ -168,9 +168,8 @@ void evaluate_attention(
                                                                (tiles + progress_steps - 1) / progress_steps)
                                       : tiles;
   for (f.league0 = 0; f.league0 < tiles; f.league0 += piece) {
-    typename K::Policy policy(space, int(std::min(piece, tiles - f.league0)), Kokkos::AUTO);
-    Kokkos::parallel_for("fmattn::attention::tiles", policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch)),
-                         f);
+    Kokkos::parallel_for("fmattn::attention::tiles",
+                         K::policy(space, std::min(piece, tiles - f.league0), f, scratch, f.scratch_level), f);
     if (progress) {
       space.fence();
       progress(double(std::min(f.league0 + piece, tiles)) / double(tiles));

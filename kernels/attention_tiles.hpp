@@ -12,6 +12,7 @@
 #include <fmattn/core/options.hpp>
 #include <fmattn/core/shard.hpp>
 
+#include "kernels/shard_view.hpp"
 #include "kernels/tile_traits.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -53,9 +54,12 @@ struct AttentionTiles {
   // multiple of 256 bytes apart and evict each other from L1.
   static constexpr int pad = TileTraits<ExecSpace, Scalar>::scratch_pad;
   static constexpr int LQ = Tq + pad;  // row length of qt and st
+  // The device shape (tile_traits.hpp): query rows split among the team's threads, vector lanes
+  // over keys and channels; the host shape runs the register blocks above.
+  static constexpr bool split_q = TileTraits<ExecSpace, Scalar>::split_q;
 
   Geometry g;
-  Shard s;  // the queries, fine K/V rows and coarse cells held here (the whole sequence unless sharded)
+  ShardView<Mem> s;  // the queries, fine K/V rows and coarse cells held here (the whole sequence unless sharded)
   AttentionOptions opt;
   In q, k, v;  // [bh][rows][d]: q from s.token_begin, k and v from s.key_begin
   In qc;       // [bh][coarse tokens][d] coarse queries (linear variant)
@@ -99,6 +103,25 @@ struct AttentionTiles {
     bool causal;
     std::int64_t pos0;
   };
+
+  // The launch shape of `league` tiles: AUTO teams on the host shape; on the device shape the
+  // traits' team and vector sizes (the team capped at what the backend allows: a Serial or
+  // single-threaded OpenMP build runs teams of one thread).
+  template <class Functor>
+  static Policy policy(const ExecSpace& space, std::int64_t league, const Functor& f, std::size_t scratch, int level) {
+    using T = TileTraits<ExecSpace, Scalar>;
+    if constexpr (split_q) {
+      const int lanes = T::vector_length < Policy::vector_length_max() ? T::vector_length : Policy::vector_length_max();
+      Policy probe(space, 1, 1, lanes);
+      probe.set_scratch_size(level, Kokkos::PerTeam(scratch));
+      const int most = probe.team_size_max(f, Kokkos::ParallelForTag());
+      Policy p(space, int(league), T::team_size < most ? T::team_size : most, lanes);
+      return p.set_scratch_size(level, Kokkos::PerTeam(scratch));
+    } else {
+      Policy p(space, int(league), Kokkos::AUTO);
+      return p.set_scratch_size(level, Kokkos::PerTeam(scratch));
+    }
+  }
 
   KOKKOS_INLINE_FUNCTION static int padded_dim(int d) { return (d + CB - 1) / CB * CB; }
   // Row length of acc, ks and vs.
@@ -144,6 +167,8 @@ struct AttentionTiles {
   KOKKOS_INLINE_FUNCTION int visible(const Tile& t, const Chunk& ch, int r) const;
   KOKKOS_INLINE_FUNCTION int seen_by_rows_before(const Tile& t, const Chunk& ch, int r_end) const;
   KOKKOS_INLINE_FUNCTION void process_chunk(const Member& team, const Tile& t, const Chunk& ch) const;
+  KOKKOS_INLINE_FUNCTION void process_chunk_blocked(const Member& team, const Tile& t, const Chunk& ch) const;
+  KOKKOS_INLINE_FUNCTION void process_chunk_split_q(const Member& team, const Tile& t, const Chunk& ch) const;
   KOKKOS_INLINE_FUNCTION void add_sink(const Member& team, const Tile& t, double w) const;
 
   // The interaction-list walk (interaction_walk.hpp): a tile's fine keys and coarse slots,

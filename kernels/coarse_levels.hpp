@@ -17,6 +17,7 @@
 
 #include <fmattn/core/geometry.hpp>
 #include <fmattn/core/shard.hpp>
+#include "kernels/shard_view.hpp"
 #include "kernels/simd.hpp"
 
 #include <Kokkos_Core.hpp>
@@ -40,11 +41,12 @@ KOKKOS_INLINE_FUNCTION int level_of(const Geometry& g, std::int64_t& t) {
 }
 
 // Level, cell and token of stored coarse token t of a shard.
-KOKKOS_INLINE_FUNCTION int stored_level(const Shard& s, std::int64_t t, std::int64_t& cell, int& r) {
+template <class MemSpace>
+KOKKOS_INLINE_FUNCTION int stored_level(const ShardView<MemSpace>& s, std::int64_t t, std::int64_t& cell, int& r) {
   int l = 1;
-  while (t >= s.coarse_base[l + 1]) ++l;
-  t -= s.coarse_base[l];
-  cell = s.cell_begin[l] + t / s.p;
+  while (t >= s.coarse_base(l + 1)) ++l;
+  t -= s.coarse_base(l);
+  cell = s.cell_begin(l) + t / s.p;
   r = int(t % s.p);
   return l;
 }
@@ -56,7 +58,7 @@ struct LearnedLevels {
   using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
 
   Geometry g;
-  Shard s;
+  ShardView<Mem> s;
   In x;    // [bh][stored fine rows][d], row 0 at s.key_begin
   Out xc;  // [bh][stored coarse tokens][d]
   LevelWeights<Scalar, Mem> w;
@@ -94,7 +96,8 @@ struct LearnedLevels {
 // a sharded run completes level l-1 first, so every sum is formed from the same two halves
 // as on one rank (and is bitwise the same).
 template <class ExecSpace, class Scalar>
-void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds, int l,
+void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard& s,
+                         const ShardLevels<typename ExecSpace::memory_space>& levels, Downsampling ds, int l,
                          Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
                          Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
                          LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
@@ -104,12 +107,12 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
   const int d = int(x.extent(2));
   if (H == 0 || tokens == 0) return;
   const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g), first = s.coarse_base[l];
+  const std::int64_t key0 = s.key_begin, cell0 = s.cell_begin[l];
   if (ds == Downsampling::learned) {
+    const LearnedLevels<ExecSpace, Scalar> f{g, shard_view(s, levels), x, xc, w};
     Kokkos::parallel_for(
         "fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}),
-        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
-          LearnedLevels<ExecSpace, Scalar>{g, s, x, xc, w}(h, first + t);
-        });
+        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) { f(h, first + t); });
     return;
   }
   if (l == 1) {
@@ -119,11 +122,11 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
     Kokkos::parallel_for(
         "fmattn::coarse_levels::average_fine", Policy2(space, {0, 0}, {H, tokens}),
         KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
-          const std::int64_t start = s.cell_begin[1] * g.p * seg + t * seg;
+          const std::int64_t start = cell0 * g.p * seg + t * seg;
           const std::int64_t begin = start > own0 ? start : own0;
           const std::int64_t end = start + seg < own1 ? start + seg : own1;
           const std::int64_t cnt = end > begin ? end - begin : 0;
-          const Scalar* rows = cnt > 0 ? &x(h, begin - s.key_begin, 0) : nullptr;
+          const Scalar* rows = cnt > 0 ? &x(h, begin - key0, 0) : nullptr;
           Scalar* out = &xc(h, first + t, 0);
           constexpr int CB = 16;  // whole blocks of channels stay in registers over the rows
           int c0 = 0;
@@ -146,16 +149,16 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
   }
   // Each sub-segment of level l is the two level-(l-1) sub-segments 2t and 2t+1 (global flat
   // indices); those of cells this shard does not own count as zero.
-  const std::int64_t below = g.cell_size(l - 1);
+  const std::int64_t below = g.cell_size(l - 1), cell0_below = s.cell_begin[l - 1], first_below = s.coarse_base[l - 1];
   Kokkos::parallel_for(
       "fmattn::coarse_levels::average_merge", Policy3(space, {0, 0, 0}, {H, tokens, std::int64_t(d)}),
       KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t, const std::int64_t c) {
-        const std::int64_t flat = s.cell_begin[l] * g.p + t;
+        const std::int64_t flat = cell0 * g.p + t;
         Scalar sum = 0;
         for (std::int64_t child = 2 * flat; child <= 2 * flat + 1; ++child) {
           const std::int64_t cell = child / g.p;
           if (cell * below >= own0 && cell * below < own1)
-            sum += xc(h, s.coarse_index(l - 1, cell, int(child % g.p)), c);
+            sum += xc(h, first_below + (cell - cell0_below) * g.p + child % g.p, c);
         }
         xc(h, first + t, c) = sum;
       });
@@ -164,19 +167,21 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
 // Complete sums → coarse tokens: means (average) or sums plus bias (learned); absent tokens
 // (count 0) are zero, never read.
 template <class ExecSpace, class Scalar>
-void finish_coarse(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds,
+void finish_coarse(const ExecSpace& space, const Geometry& g, const Shard& s,
+                   const ShardLevels<typename ExecSpace::memory_space>& levels, Downsampling ds,
                    Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
                    LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
   using Policy2 = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
   const std::int64_t H = xc.extent(0), T = s.coarse_tokens(g);
   const int d = int(xc.extent(2));
   if (H == 0 || T == 0) return;
+  const ShardView<typename ExecSpace::memory_space> sv = shard_view(s, levels);
   Kokkos::parallel_for(
       "fmattn::coarse_levels::finish", Policy2(space, {0, 0}, {H, T}),
       KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) {
         std::int64_t cell;
         int r;
-        const int l = stored_level(s, t, cell, r);
+        const int l = stored_level(sv, t, cell, r);
         const double cnt = g.count(ds, l, cell, r);
         Scalar* out = &xc(h, t, 0);
         if (ds == Downsampling::average) {
@@ -191,12 +196,13 @@ void finish_coarse(const ExecSpace& space, const Geometry& g, const Shard& s, Do
 }
 
 template <class ExecSpace, class Scalar>
-void build_coarse_levels(const ExecSpace& space, const Geometry& g, const Shard& s, Downsampling ds,
+void build_coarse_levels(const ExecSpace& space, const Geometry& g, const Shard& s,
+                         const ShardLevels<typename ExecSpace::memory_space>& levels, Downsampling ds,
                          Kokkos::View<const Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> x,
                          Kokkos::View<Scalar***, Kokkos::LayoutRight, typename ExecSpace::memory_space> xc,
                          LevelWeights<Scalar, typename ExecSpace::memory_space> w) {
-  for (int l = 1; l <= g.L; ++l) coarse_partial_sums<ExecSpace, Scalar>(space, g, s, ds, l, x, xc, w);
-  finish_coarse<ExecSpace, Scalar>(space, g, s, ds, xc, w);
+  for (int l = 1; l <= g.L; ++l) coarse_partial_sums<ExecSpace, Scalar>(space, g, s, levels, ds, l, x, xc, w);
+  finish_coarse<ExecSpace, Scalar>(space, g, s, levels, ds, xc, w);
 }
 
 }  // namespace fmattn::detail

@@ -27,7 +27,8 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::load_queries(cons
   t.lanes = (t.rows + CB - 1) / CB * CB;
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes), [&](const int r) {
     const Scalar* row = r < t.rows ? qrow(r) : nullptr;
-    for (int x = 0; x < d; ++x) t.qt(x, r) = row ? scale * row[x] : Scalar(0);
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d),
+                         [&](const int x) { t.qt(x, r) = row ? scale * row[x] : Scalar(0); });
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, dp), [&](const int x) { t.acc(r, x) = Scalar(0); });
     Kokkos::single(Kokkos::PerThread(team), [&]() {
       t.rmax(r) = Scalar(0);
@@ -75,10 +76,77 @@ KOKKOS_INLINE_FUNCTION int AttentionTiles<ExecSpace, Scalar>::seen_by_rows_befor
   return v < 0 ? 0 : v > ch.len ? ch.len : int(v);
 }
 
-// Scores of the chunk's slots, then the online-softmax update of every row (spec §4).
+// Scores of the chunk's slots, then the online-softmax update of every row (spec §4), in the
+// tile shape of the backend.
 template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::process_chunk(const Member& team, const Tile& t,
                                                                              const Chunk& ch) const {
+  if constexpr (split_q)
+    process_chunk_split_q(team, t, ch);
+  else
+    process_chunk_blocked(team, t, ch);
+}
+
+// The device shape: each thread owns whole rows, its vector lanes run over the row's visible
+// slots (scores, max, sum) and then over channels (P·V). Every phase reads what other lanes
+// wrote only after a team barrier, so nothing depends on how a backend maps indices to lanes.
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::process_chunk_split_q(const Member& team, const Tile& t,
+                                                                                     const Chunk& ch) const {
+  team.team_barrier();
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+    const int len = visible(t, ch, r);
+    if (len == 0) {
+      Kokkos::single(Kokkos::PerThread(team), [&]() { t.rescale(r) = Scalar(1); });
+      return;
+    }
+    Scalar top;
+    Kokkos::parallel_reduce(
+        Kokkos::ThreadVectorRange(team, len),
+        [&](const int c, Scalar& m) {
+          const Scalar s = row_score(&t.qt(0, r), LQ, ch.kbase + std::int64_t(c) * ch.kstride, t.logw(c), d);
+          t.st(c, r) = s;
+          m = s > m ? s : m;
+        },
+        Kokkos::Max<Scalar>(top));
+    Kokkos::single(Kokkos::PerThread(team), [&]() {
+      const Scalar old_max = t.rmax(r);
+      const bool had = t.rsum(r) > Scalar(0);
+      if (had && old_max > top) top = old_max;
+      t.rescale(r) = had ? exp_nonpositive(Scalar(old_max - top)) : Scalar(0);
+      t.rmax(r) = top;
+    });
+  });
+  team.team_barrier();
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+    const int len = visible(t, ch, r);
+    if (len == 0) return;
+    const Scalar top = t.rmax(r);
+    Scalar sum = Scalar(0);
+    Kokkos::parallel_reduce(
+        Kokkos::ThreadVectorRange(team, len),
+        [&](const int c, Scalar& partial) {
+          const Scalar p = exp_nonpositive(Scalar(t.st(c, r) - top));
+          t.st(c, r) = p;
+          partial += p;
+        },
+        sum);
+    Kokkos::single(Kokkos::PerThread(team), [&]() { t.rsum(r) = t.rsum(r) * t.rescale(r) + sum; });
+  });
+  team.team_barrier();
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+    const int len = visible(t, ch, r);
+    if (len == 0) return;
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
+      row_accumulate(&t.acc(r, x), t.rescale(r), &t.st(0, r), LQ, ch.vbase + x, ch.vstride, len);
+    });
+  });
+}
+
+// The host shape: register blocks of query lanes, one thread per team.
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::process_chunk_blocked(const Member& team, const Tile& t,
+                                                                                     const Chunk& ch) const {
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes / CB), [&](const int lane_block) {
     const int r0 = lane_block * CB;

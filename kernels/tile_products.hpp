@@ -123,4 +123,24 @@ KOKKOS_INLINE_FUNCTION void row_blocks(Scalar* acc, std::int64_t accs, const typ
   }
   if constexpr (NR > 1) row_blocks<NR / 2, CB>(acc, accs, rescale, p, prs, pcs, v, vs, d, padded, r0, r_end, range);
 }
+
+// The two products of the device shape (split-Q), per vector lane: the score of one slot against
+// one query row (q_x at q + x·qs, the slot's key row contiguous, plus its log-weight), and one
+// output channel of one row, acc = rescale·acc + Σ_{c < len} P_c·V_c (P_c at p + c·ps, V_c at
+// v + c·vs). A tensor-core micro-kernel for CUDA or HIP replaces these two.
+template <class Scalar>
+KOKKOS_INLINE_FUNCTION Scalar row_score(const Scalar* q, std::int64_t qs, const Scalar* k, Scalar logw, int d) {
+  Scalar s = logw;
+  for (int x = 0; x < d; ++x) s += q[x * qs] * k[x];
+  return s;
+}
+
+template <class Scalar>
+KOKKOS_INLINE_FUNCTION void row_accumulate(Scalar* acc, Scalar rescale, const Scalar* p, std::int64_t ps,
+                                           const Scalar* v, std::int64_t vs, int len) {
+  Scalar a = *acc * rescale;
+  for (int c = 0; c < len; ++c) a += p[c * ps] * v[c * vs];
+  *acc = a;
+}
+
 }  // namespace fmattn::detail

@@ -1,13 +1,15 @@
 // Compile-time tile shapes per backend: a host thread wants tiles that fill its caches and give
-// long vector loops; a GPU team wants tiles whose scratch fits in shared memory.
+// long vector loops; a GPU team wants tiles whose scratch fits in shared memory, query rows
+// split among its threads and vector lanes over keys and channels.
 #pragma once
 
 #include <Kokkos_Core.hpp>
 
 namespace fmattn::detail {
 
-template <class ExecSpace, class Scalar>
-struct TileTraits {
+// The host shape: one thread per team walks the tile in register blocks.
+template <class Scalar>
+struct HostTileShape {
   static constexpr int query_rows = 64;  // queries per team
   static constexpr int key_chunk = 64;   // keys streamed through scratch at a time
   // Register blocks: 6 keys (or rows) × 64 bytes of lanes is 12 AVX2 accumulators, plus two
@@ -20,29 +22,59 @@ struct TileTraits {
   static constexpr int block_cols = int(64 / sizeof(Scalar));
   // Scratch rows padded by one cache line (see AttentionTiles::pad).
   static constexpr int scratch_pad = int(64 / sizeof(Scalar));
+  // Query rows split among threads with vector lanes over keys (the device shape's loops).
+  static constexpr bool split_q = false;
+  static constexpr int team_size = 0;  // Kokkos::AUTO
+  static constexpr int vector_length = 1;
 };
 
-#if defined(KOKKOS_ENABLE_CUDA)
-template <class Scalar>
-struct TileTraits<Kokkos::Cuda, Scalar> {
-  static constexpr int query_rows = 32;
-  static constexpr int key_chunk = 32;
+// The device shape, FlashAttention-2's split-Q: a team of `Threads` threads, each owning whole
+// query rows (no softmax reduction across threads); its `Lanes` vector lanes run over a chunk's
+// keys for the scores and the row max and sum, and over the channels for P·V. Scratch rows are
+// padded by one element, so that lanes reading a column of key rows (or of the transposed
+// scores) hit distinct shared-memory banks. Rows and chunk sizes keep a tile's scratch within
+// the per-team shared memory at d = 128 where the GPU allows (CUDA: 106 KiB in float, 139 KiB
+// in double; HIP's 64 KiB: 51 KiB in float, double at d = 128 falls back to level-1 scratch).
+template <class Scalar, int QueryRows, int KeyChunk, int Threads, int Lanes>
+struct DeviceTileShape {
+  static constexpr int query_rows = QueryRows;
+  static constexpr int key_chunk = KeyChunk;
   static constexpr int block_keys = 1;
   static constexpr int block_rows = 1;
-  static constexpr int block_cols = 8;
-  static constexpr int scratch_pad = 0;
+  static constexpr int block_cols = 1;
+  static constexpr int scratch_pad = 1;
+  static constexpr bool split_q = true;
+  static constexpr int team_size = Threads;
+  static constexpr int vector_length = Lanes;
+};
+
+// FMATTN_DEVICE_TILES_ON_HOST builds the host backends with the device shape (teams of up to 4
+// threads, one vector lane), so that its barriers and row ownership run, with real concurrency,
+// under the tests of a machine without a GPU.
+template <class ExecSpace, class Scalar>
+struct TileTraits
+#if defined(FMATTN_DEVICE_TILES_ON_HOST)
+    : DeviceTileShape<Scalar, 64, 32, 4, 1> {
+};
+#else
+    : HostTileShape<Scalar> {
 };
 #endif
-#if defined(KOKKOS_ENABLE_HIP)
+
+#if defined(KOKKOS_ENABLE_CUDA)
+// 8 warps of 32 lanes; 32 rows in double, whose scratch is twice as large.
 template <class Scalar>
-struct TileTraits<Kokkos::Experimental::HIP, Scalar> {
-  static constexpr int query_rows = 32;
-  static constexpr int key_chunk = 32;
-  static constexpr int block_keys = 1;
-  static constexpr int block_rows = 1;
-  static constexpr int block_cols = 8;
-  static constexpr int scratch_pad = 0;
-};
+struct TileTraits<Kokkos::Cuda, Scalar> : DeviceTileShape<Scalar, sizeof(Scalar) == 4 ? 64 : 32, 32, 8, 32> {};
+#endif
+#if defined(KOKKOS_ENABLE_HIP)
+// 4 wavefronts of 64 lanes; AMD GPUs have 64 KiB of shared memory per team.
+#if KOKKOS_VERSION >= 40000
+template <class Scalar>
+struct TileTraits<Kokkos::HIP, Scalar> : DeviceTileShape<Scalar, 32, 16, 4, 64> {};
+#else
+template <class Scalar>
+struct TileTraits<Kokkos::Experimental::HIP, Scalar> : DeviceTileShape<Scalar, 32, 16, 4, 64> {};
+#endif
 #endif
 
 }  // namespace fmattn::detail

@@ -19,6 +19,15 @@ if [[ ${FMATTN_SANITIZE_TESTS:-1} != 0 && $# == 0 ]]; then
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j "$(nproc)" -L unit
 fi
 
+# The kernel tests with the GPU tile shape built for the host (split-Q teams of 2 and 4 threads,
+# tests/CMakeLists.txt); FMATTN_DEVICE_TILES_TESTS=0 skips this, as do extra ctest arguments.
+if [[ ${FMATTN_DEVICE_TILES_TESTS:-1} != 0 && $# == 0 ]]; then
+  FMATTN_BUILD_DIR=$build-device-tiles bash "$root/scripts/build.sh" -DFMATTN_DEVICE_TILES_ON_HOST=ON \
+    -DFMATTN_ENABLE_BENCH=OFF -DFMATTN_TEST_OTHER_BACKENDS=OFF
+  cd "$build-device-tiles"
+  ctest --output-on-failure -j "$(nproc)"
+fi
+
 # clang-tidy with the checks of .clang-tidy (FMATTN_LINT=0 skips it, as do extra ctest arguments).
 if [[ ${FMATTN_LINT:-1} != 0 && $# == 0 ]]; then
   FMATTN_BUILD_DIR=$build bash "$root/scripts/lint.sh"

@@ -2,7 +2,9 @@
 // random inputs, ragged lengths and every option; float32 within a tolerance calibrated by a
 // plain float32 run of the same reference; and the exactness identities of spec §6.
 #include "attention_fixture.hpp"
+#include "kernels/attention_forward.hpp"
 
+#include <algorithm>
 #include <limits>
 
 namespace {
@@ -188,6 +190,24 @@ TEST(Identities, LargeScoresStayFinite) {
     for (double x : got32[0]) ASSERT_TRUE(std::isfinite(x));
     EXPECT_LT(rel_error(got64, run_reference<double>(P, q, k, v)), 1e-12);
   }
+}
+
+// The tile shape this build launches: the host's register blocks, or (FMATTN_DEVICE_TILES_ON_HOST,
+// and on GPUs) the split-Q device shape, whose teams must really hold several threads for the
+// tests above to exercise its barriers: up to 4, as many as the backend runs.
+TEST(TileShape, LaunchShapeOfTheBuild) {
+  using K = fmattn::detail::AttentionTiles<TestSpace, float>;
+  const K f{};
+  const auto policy = K::policy(TestSpace(), 8, f, K::scratch_bytes(64), 0);
+#if defined(FMATTN_DEVICE_TILES_ON_HOST)
+  EXPECT_TRUE(K::split_q);
+  EXPECT_EQ(K::CB, 1);
+  EXPECT_EQ(policy.team_size(), std::min(4, int(TestSpace().concurrency())));
+#else
+  EXPECT_FALSE(K::split_q);
+  EXPECT_GE(policy.team_size(), 1);
+#endif
+  EXPECT_EQ(policy.league_size(), 8);
 }
 
 TEST(AttentionApi, RejectsMismatchedShapes) {

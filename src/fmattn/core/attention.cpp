@@ -18,7 +18,13 @@ Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const AttentionOption
 template <class Scalar, class ExecSpace>
 Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const Shard& shard, const AttentionOptions& opt,
                                         int head_dim, std::int64_t heads, const ExecSpace& space)
-    : space_(space), g_(g), shard_(shard), opt_(opt), d_(head_dim), heads_(heads) {
+    : space_(space),
+      g_(g),
+      shard_(shard),
+      shard_levels_(detail::shard_levels<memory_space>(g, shard)),
+      opt_(opt),
+      d_(head_dim),
+      heads_(heads) {
   const Shard whole = whole_sequence(g);
   whole_ = shard.block_begin == whole.block_begin && shard.block_end == whole.block_end &&
            shard.coarse_tokens(g) == whole.coarse_tokens(g);
@@ -65,25 +71,32 @@ void Attention<Scalar, ExecSpace>::build_coarse(ConstTensor q, ConstTensor k, Co
   ScopedRegion region("fmattn::Attention::build_coarse");
   if (opt_.method != Method::fma || g_.L == 0) return;
   if (opt_.coarse_queries)
-    detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, q, qc_, {qw_, qb_});
-  detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, k, kc_, {kw_, kb_});
-  detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, v, vc_, {vw_, vb_});
+    detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, q, qc_,
+                                                   {qw_, qb_});
+  detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, k, kc_,
+                                                 {kw_, kb_});
+  detail::build_coarse_levels<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, v, vc_,
+                                                 {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::coarse_sums(int level, ConstTensor k, ConstTensor v) {
   ScopedRegion region("fmattn::Attention::coarse_sums");
   if (opt_.method != Method::fma || level < 1 || level > g_.L) return;
-  detail::coarse_partial_sums<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, level, k, kc_, {kw_, kb_});
-  detail::coarse_partial_sums<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, level, v, vc_, {vw_, vb_});
+  detail::coarse_partial_sums<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, level, k, kc_,
+                                                 {kw_, kb_});
+  detail::coarse_partial_sums<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, level, v, vc_,
+                                                 {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::finish_coarse() {
   ScopedRegion region("fmattn::Attention::finish_coarse");
   if (opt_.method != Method::fma || g_.L == 0) return;
-  fmattn::detail::finish_coarse<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, kc_, {kw_, kb_});
-  fmattn::detail::finish_coarse<ExecSpace, Scalar>(space_, g_, shard_, opt_.downsampling, vc_, {vw_, vb_});
+  fmattn::detail::finish_coarse<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, kc_,
+                                                   {kw_, kb_});
+  fmattn::detail::finish_coarse<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_.downsampling, vc_,
+                                                   {vw_, vb_});
 }
 
 template <class Scalar, class ExecSpace>
@@ -104,7 +117,7 @@ void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstT
                                             const std::function<void(double)>& progress) {
   ScopedRegion region("fmattn::Attention::evaluate");
   check_shapes(q, k, v, out);
-  detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
+  detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_, q, k, v, qc_, kc_, vc_,
                                                 {part_max_, part_den_, part_num_}, out, progress);
 }
 
@@ -124,7 +137,7 @@ void Attention<Scalar, ExecSpace>::forward(ConstTensor q, ConstTensor k, ConstTe
   if (lse.extent(0) != 0 && opt_.coarse_queries)
     throw InputError("attention: the linear variant (attention.queries: coarse) keeps no lse: it has no backward");
   build_coarse(q, k, v);
-  detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, opt_, q, k, v, qc_, kc_, vc_,
+  detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_, q, k, v, qc_, kc_, vc_,
                                                 {part_max_, part_den_, part_num_}, out, {}, lse);
 }
 
@@ -173,7 +186,7 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   }
   K f;
   f.tiles.g = g_;
-  f.tiles.s = shard_;
+  f.tiles.s = detail::shard_view(shard_, shard_levels_);
   f.tiles.opt = opt_;
   f.tiles.k = k;
   f.tiles.v = v;

@@ -97,6 +97,8 @@ class Attention {
   ExecSpace space_;
   Geometry g_;
   Shard shard_;
+  // shard_'s level tables in memory_space, captured by the kernels (detail::ShardView).
+  Kokkos::View<const std::int64_t* [3], Kokkos::LayoutRight, memory_space> shard_levels_;
   bool whole_ = true;  // shard_ is the whole sequence
   AttentionOptions opt_;
   int d_ = 0;

@@ -1,6 +1,8 @@
 // The choices that select which attention function is computed (spec §2–5).
 #pragma once
 
+#include <Kokkos_Macros.hpp>
+
 namespace fmattn {
 
 enum class Variant : int { causal = 0, bidirectional = 1 };
@@ -10,8 +12,8 @@ enum class Boundary : int { masked = 0, zero_sink = 1 };
 enum class Method : int { fma = 0, exact = 1, local = 2 };
 // FMA and local attention see the keys block by block (the near field); FMA alone adds the far
 // field of coarse levels.
-constexpr bool has_near_blocks(Method m) { return m != Method::exact; }
-constexpr bool has_far_field(Method m) { return m == Method::fma; }
+KOKKOS_INLINE_FUNCTION constexpr bool has_near_blocks(Method m) { return m != Method::exact; }
+KOKKOS_INLINE_FUNCTION constexpr bool has_far_field(Method m) { return m == Method::fma; }
 
 struct AttentionOptions {
   Method method = Method::fma;
