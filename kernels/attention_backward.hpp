@@ -88,7 +88,13 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   };
   f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);
-  if (f.want_coarse)
+  constexpr bool by_channel = TileTraits<ExecSpace, Scalar>::channels_in_parallel;
+  if (f.want_coarse && by_channel)
+    Kokkos::parallel_for("fmattn::backward::coarse_reduce",
+                         Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Idx, typename K::ReduceTag>(
+                             space, {0, 0, 0}, {H, std::int64_t(f.dkc.extent(1)), std::int64_t(f.d)}),
+                         f);
+  else if (f.want_coarse)
     Kokkos::parallel_for("fmattn::backward::coarse_reduce",
                          Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ReduceTag>(
                              space, {0, 0}, {H, std::int64_t(f.dkc.extent(1))}),
@@ -109,10 +115,23 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   if (f.dkw.extent(0)) {
     std::int64_t blocks = 0;
     for (int l = 1; l <= f.g.L; ++l) blocks += K::weight_blocks(f.g, l);
-    Kokkos::parallel_for("fmattn::backward::weights",
-                         Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks), f);
-    Kokkos::parallel_for("fmattn::backward::biases",
-                         Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, f.dkb.extent(0) / f.d), f);
+    const std::int64_t rows = f.dkb.extent(0) / f.d;
+    if constexpr (by_channel) {
+      using Channels = Kokkos::Rank<2>;
+      Kokkos::parallel_for("fmattn::backward::weights",
+                           Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::WeightTag>(
+                               space, {0, 0}, {blocks, std::int64_t(f.d)}),
+                           f);
+      Kokkos::parallel_for("fmattn::backward::biases",
+                           Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::BiasTag>(
+                               space, {0, 0}, {rows, std::int64_t(f.d)}),
+                           f);
+    } else {
+      Kokkos::parallel_for("fmattn::backward::weights",
+                           Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks), f);
+      Kokkos::parallel_for("fmattn::backward::biases",
+                           Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, rows), f);
+    }
   }
 }
 

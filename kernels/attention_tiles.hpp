@@ -106,20 +106,24 @@ struct AttentionTiles {
 
   // The launch shape of `league` tiles: AUTO teams on the host shape; on the device shape the
   // traits' team and vector sizes (the team capped at what the backend allows: a Serial or
-  // single-threaded OpenMP build runs teams of one thread).
+  // single-threaded OpenMP build runs teams of one thread). The functor (about 600 bytes, see
+  // TileShape.FunctorIsPassedAsKernelArgument) goes to the GPU as a kernel argument: without the
+  // light-weight hint, Kokkos copies a functor of 512 bytes or more to constant memory before
+  // each launch and serialises launches on that copy.
   template <class Functor>
-  static Policy policy(const ExecSpace& space, std::int64_t league, const Functor& f, std::size_t scratch, int level) {
+  static auto policy(const ExecSpace& space, std::int64_t league, const Functor& f, std::size_t scratch, int level) {
     using T = TileTraits<ExecSpace, Scalar>;
+    const auto light = Kokkos::Experimental::WorkItemProperty::HintLightWeight;
     if constexpr (split_q) {
       const int lanes = T::vector_length < Policy::vector_length_max() ? T::vector_length : Policy::vector_length_max();
       Policy probe(space, 1, 1, lanes);
       probe.set_scratch_size(level, Kokkos::PerTeam(scratch));
       const int most = probe.team_size_max(f, Kokkos::ParallelForTag());
       Policy p(space, int(league), T::team_size < most ? T::team_size : most, lanes);
-      return p.set_scratch_size(level, Kokkos::PerTeam(scratch));
+      return Kokkos::Experimental::require(p.set_scratch_size(level, Kokkos::PerTeam(scratch)), light);
     } else {
       Policy p(space, int(league), Kokkos::AUTO);
-      return p.set_scratch_size(level, Kokkos::PerTeam(scratch));
+      return Kokkos::Experimental::require(p.set_scratch_size(level, Kokkos::PerTeam(scratch)), light);
     }
   }
 

@@ -66,11 +66,13 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Far
     }
 }
 
-// Coarse token `flat` (all levels): the sum of its rows in the windows of the query teams
-// whose queries may list it (cells within 3 of it), in team order.
+// Coarse token `flat` (all levels), channels [c_begin, c_end): the sum of its rows in the
+// windows of the query teams whose queries may list it (cells within 3 of it), in team order.
 template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(ReduceTag, const std::int64_t bh,
-                                                                             const std::int64_t flat) const {
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::reduce_channels(const std::int64_t bh,
+                                                                                  const std::int64_t flat,
+                                                                                  const int c_begin,
+                                                                                  const int c_end) const {
   std::int64_t t = flat;
   const int l = level_of(g, t);
   const std::int64_t w = g.cell_size(l), cell = t / g.p, r = t % g.p;
@@ -78,7 +80,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Red
   const std::int64_t T_end = (hi + span - 1) / span < teams_per_head ? (hi + span - 1) / span : teams_per_head;
   Scalar* gk = &dkc(bh, flat, 0);
   Scalar* gv = &dvc(bh, flat, 0);
-  for (int x = 0; x < d; ++x) gk[x] = gv[x] = Scalar(0);
+  for (int x = c_begin; x < c_end; ++x) gk[x] = gv[x] = Scalar(0);
   for (std::int64_t T = lo * w / span; T < T_end; ++T) {
     const std::int64_t first = T * span / w - 3;
     if (cell < first || cell >= first + window_cells[l]) continue;
@@ -86,11 +88,24 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Red
     const Scalar* rk = &pk(bh, row, 0);
     const Scalar* rv = &pv(bh, row, 0);
     FMATTN_SIMD
-    for (int x = 0; x < d; ++x) {
+    for (int x = c_begin; x < c_end; ++x) {
       gk[x] += rk[x];
       gv[x] += rv[x];
     }
   }
+}
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(ReduceTag, const std::int64_t bh,
+                                                                             const std::int64_t flat) const {
+  reduce_channels(bh, flat, 0, d);
+}
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(ReduceTag, const std::int64_t bh,
+                                                                             const std::int64_t flat,
+                                                                             const std::int64_t c) const {
+  reduce_channels(bh, flat, int(c), int(c) + 1);
 }
 
 }  // namespace fmattn::detail

@@ -79,6 +79,8 @@ struct AttentionBackward {
   // The far pass and the reduction of its windows (backward_far_field.hpp).
   KOKKOS_INLINE_FUNCTION void operator()(FarTag, const Member& team) const;
   KOKKOS_INLINE_FUNCTION void operator()(ReduceTag, std::int64_t bh, std::int64_t flat) const;
+  KOKKOS_INLINE_FUNCTION void operator()(ReduceTag, std::int64_t bh, std::int64_t flat, std::int64_t c) const;
+  KOKKOS_INLINE_FUNCTION void reduce_channels(std::int64_t bh, std::int64_t flat, int c_begin, int c_end) const;
 
   // Pairs of fine tiles, one diagonal per launch (backward_pairs.hpp).
   KOKKOS_INLINE_FUNCTION void add_coarse_share(std::int64_t h, std::int64_t j, Scalar* dkr, Scalar* dvr) const;
@@ -97,8 +99,14 @@ struct AttentionBackward {
 
   // Weight and bias gradients (backward_weights.hpp).
   KOKKOS_INLINE_FUNCTION bool zero_row(const Scalar* x) const;
+  // One block of weight positions (bias rows) with all channels (host shape), or one channel
+  // of it (device shape, TileTraits::channels_in_parallel).
   KOKKOS_INLINE_FUNCTION void operator()(WeightTag, std::int64_t f) const;
+  KOKKOS_INLINE_FUNCTION void operator()(WeightTag, std::int64_t f, std::int64_t c) const;
   KOKKOS_INLINE_FUNCTION void operator()(BiasTag, std::int64_t f) const;
+  KOKKOS_INLINE_FUNCTION void operator()(BiasTag, std::int64_t f, std::int64_t c) const;
+  KOKKOS_INLINE_FUNCTION void weight_channels(std::int64_t f, int c_begin, int c_end) const;
+  KOKKOS_INLINE_FUNCTION void bias_channels(std::int64_t f, int c_begin, int c_end) const;
 };
 
 }  // namespace fmattn::detail

@@ -18,18 +18,22 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::zero_row(const
   return zero;
 }
 
+// Positions [pos0, pos0 + weight_block) of one level's weights (block f of all levels' blocks),
+// channels [c_begin, c_end): the sums over heads and cells, in that order.
 template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(WeightTag, std::int64_t f) const {
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::weight_channels(std::int64_t f, const int c_begin,
+                                                                                  const int c_end) const {
   int l = 1;
   while (f >= weight_blocks(g, l)) f -= weight_blocks(g, l++);
   const std::int64_t w = g.cell_size(l), pos0 = f * weight_block, off = g.weight_offset(l, d);
   const std::int64_t base = g.level_offset(l);
   const int npos = int(w - pos0 < weight_block ? w - pos0 : weight_block);
   for (int r = 0; r < g.p; ++r)
-    for (std::int64_t x = 0; x < std::int64_t(npos) * d; ++x) {
-      dkw(off + (r * w + pos0) * d + x) = 0;
-      dvw(off + (r * w + pos0) * d + x) = 0;
-    }
+    for (int j = 0; j < npos; ++j)
+      for (int c = c_begin; c < c_end; ++c) {
+        dkw(off + (r * w + pos0 + j) * d + c) = 0;
+        dvw(off + (r * w + pos0 + j) * d + c) = 0;
+      }
   for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
     for (std::int64_t cell = 0; cell * w + pos0 < g.n; ++cell) {
       const std::int64_t row0 = cell * w + pos0;
@@ -44,7 +48,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Wei
           double* sk = &dkw(off + (r * w + pos0 + j) * d);
           double* sv = &dvw(off + (r * w + pos0 + j) * d);
           FMATTN_SIMD
-          for (int c = 0; c < d; ++c) {
+          for (int c = c_begin; c < c_end; ++c) {
             sk[c] += double(gk[c]) * double(xk[c]);
             sv[c] += double(gv[c]) * double(xv[c]);
           }
@@ -53,25 +57,48 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Wei
     }
 }
 
-// Row b_l[r][:] of the K and V biases (f = (l - 1) * p + r): the sum of the coarse gradients
-// over heads and cells (absent tokens hold zero gradients).
 template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(BiasTag, const std::int64_t f) const {
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(WeightTag, const std::int64_t f) const {
+  weight_channels(f, 0, d);
+}
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(WeightTag, const std::int64_t f,
+                                                                             const std::int64_t c) const {
+  weight_channels(f, int(c), int(c) + 1);
+}
+
+// Row b_l[r][:] of the K and V biases (f = (l - 1) * p + r), channels [c_begin, c_end): the sum
+// of the coarse gradients over heads and cells (absent tokens hold zero gradients).
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::bias_channels(const std::int64_t f, const int c_begin,
+                                                                                const int c_end) const {
   const int r = int(f % g.p), l = int(f / g.p) + 1;
   const std::int64_t base = g.level_offset(l) + r;
   double* sk = &dkb(f * d);
   double* sv = &dvb(f * d);
-  for (int c = 0; c < d; ++c) sk[c] = sv[c] = 0;
+  for (int c = c_begin; c < c_end; ++c) sk[c] = sv[c] = 0;
   for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
     for (std::int64_t cell = 0; cell < g.num_cells(l); ++cell) {
       const Scalar* gk = &dkc(h, base + cell * g.p, 0);
       const Scalar* gv = &dvc(h, base + cell * g.p, 0);
       FMATTN_SIMD
-      for (int c = 0; c < d; ++c) {
+      for (int c = c_begin; c < c_end; ++c) {
         sk[c] += double(gk[c]);
         sv[c] += double(gv[c]);
       }
     }
+}
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(BiasTag, const std::int64_t f) const {
+  bias_channels(f, 0, d);
+}
+
+template <class ExecSpace, class Scalar>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(BiasTag, const std::int64_t f,
+                                                                             const std::int64_t c) const {
+  bias_channels(f, int(c), int(c) + 1);
 }
 
 }  // namespace fmattn::detail

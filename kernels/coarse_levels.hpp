@@ -19,6 +19,7 @@
 #include <fmattn/core/shard.hpp>
 #include "kernels/shard_view.hpp"
 #include "kernels/simd.hpp"
+#include "kernels/tile_traits.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -63,7 +64,16 @@ struct LearnedLevels {
   Out xc;  // [bh][stored coarse tokens][d]
   LevelWeights<Scalar, Mem> w;
 
+  // Coarse token t of head bh, all channels (host shape) or channel c (device shape).
   KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t t) const {
+    channels(bh, t, 0, int(x.extent(2)));
+  }
+  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t t, const std::int64_t c) const {
+    channels(bh, t, int(c), int(c) + 1);
+  }
+
+  KOKKOS_INLINE_FUNCTION void channels(const std::int64_t bh, const std::int64_t t, const int c_begin,
+                                       const int c_end) const {
     std::int64_t cell;
     int r;
     const int l = stored_level(s, t, cell, r);
@@ -76,8 +86,8 @@ struct LearnedLevels {
     const std::int64_t end = (cell + 1) * wl < own1 ? (cell + 1) * wl : own1;
     const Scalar* W = w.weight.data() + g.weight_offset(l, d) + std::int64_t(r) * wl * d;
     constexpr int CB = 16;  // channels accumulated in registers over the rows of the cell
-    for (int c0 = 0; c0 < d; c0 += CB) {
-      const int nc = d - c0 < CB ? d - c0 : CB;
+    for (int c0 = c_begin; c0 < c_end; c0 += CB) {
+      const int nc = c_end - c0 < CB ? c_end - c0 : CB;
       Scalar a[CB] = {};
       for (std::int64_t j = begin; j < end; ++j) {
         const Scalar* row = &x(bh, j - s.key_begin, c0);
@@ -110,9 +120,14 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
   const std::int64_t key0 = s.key_begin, cell0 = s.cell_begin[l];
   if (ds == Downsampling::learned) {
     const LearnedLevels<ExecSpace, Scalar> f{g, shard_view(s, levels), x, xc, w};
-    Kokkos::parallel_for(
-        "fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}),
-        KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) { f(h, first + t); });
+    if constexpr (TileTraits<ExecSpace, Scalar>::channels_in_parallel)
+      Kokkos::parallel_for(
+          "fmattn::coarse_levels::learned", Policy3(space, {0, 0, 0}, {H, tokens, std::int64_t(d)}),
+          KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t, const std::int64_t c) { f(h, first + t, c); });
+    else
+      Kokkos::parallel_for(
+          "fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}),
+          KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) { f(h, first + t); });
     return;
   }
   if (l == 1) {

@@ -26,6 +26,11 @@ struct HostTileShape {
   static constexpr bool split_q = false;
   static constexpr int team_size = 0;  // Kokkos::AUTO
   static constexpr int vector_length = 1;
+  // The sums over a cell's rows (learned coarse tokens, the weight and bias gradients): one
+  // thread per row of results with the channels in vector registers, or one thread per channel
+  // (consecutive threads reading consecutive channels). Each value is summed in the same order
+  // either way, so both shapes give the same bits.
+  static constexpr bool channels_in_parallel = false;
 };
 
 // The device shape, FlashAttention-2's split-Q: a team of `Threads` threads, each owning whole
@@ -46,6 +51,7 @@ struct DeviceTileShape {
   static constexpr bool split_q = true;
   static constexpr int team_size = Threads;
   static constexpr int vector_length = Lanes;
+  static constexpr bool channels_in_parallel = true;
 };
 
 // FMATTN_DEVICE_TILES_ON_HOST builds the host backends with the device shape (teams of up to 4

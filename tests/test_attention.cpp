@@ -210,6 +210,13 @@ TEST(TileShape, LaunchShapeOfTheBuild) {
   EXPECT_EQ(policy.league_size(), 8);
 }
 
+// The forward functor travels as a kernel argument (CUDA's limit is 4 KiB, with the policy):
+// it captures the shard's level tables as a View, not the 1.5 KiB host Shard.
+TEST(TileShape, FunctorIsPassedAsKernelArgument) {
+  EXPECT_LT(sizeof(fmattn::detail::AttentionTiles<TestSpace, double>), 1024u);
+  EXPECT_LT(sizeof(fmattn::detail::ShardView<TestSpace::memory_space>), 128u);
+}
+
 TEST(AttentionApi, RejectsMismatchedShapes) {
   const auto g = fmattn::make_geometry(100, 8, 2, fmattn::Variant::causal);
   TestAttention<double> att(g, {}, 4, 2);
