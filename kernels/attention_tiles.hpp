@@ -116,7 +116,8 @@ struct AttentionTiles {
     const auto light = Kokkos::Experimental::WorkItemProperty::HintLightWeight;
     if constexpr (split_q) {
       const int lanes = T::vector_length < Policy::vector_length_max() ? T::vector_length : Policy::vector_length_max();
-      Policy probe(space, 1, 1, lanes);
+      // The limit of the kernel that runs: the same policy type (launch mechanism) as below.
+      auto probe = Kokkos::Experimental::require(Policy(space, 1, 1, lanes), light);
       probe.set_scratch_size(level, Kokkos::PerTeam(scratch));
       const int most = probe.team_size_max(f, Kokkos::ParallelForTag());
       Policy p(space, int(league), T::team_size < most ? T::team_size : most, lanes);
