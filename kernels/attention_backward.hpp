@@ -42,7 +42,7 @@
 
 namespace fmattn::detail {
 
-// Sizes the far pass's windows (see AttentionBackward::window_offset) and the tiles of the
+// Sizes the far pass's windows (see AttentionBackward::windows) and the tiles of the
 // pairs; returns the window rows per head.
 template <class K>
 std::int64_t plan_backward(K& f) {
@@ -51,12 +51,16 @@ std::int64_t plan_backward(K& f) {
   f.span = f.blocks_per_team * g.m;
   f.teams_per_head = (present_blocks(g) + f.blocks_per_team - 1) / f.blocks_per_team;
   std::int64_t rows = 0;
+  Kokkos::View<std::int64_t* [2], Kokkos::LayoutRight, typename K::Mem> windows("fmattn::backward_windows", g.L + 1);
+  const auto host = Kokkos::create_mirror_view(windows);
   for (int l = 1; l <= g.L; ++l) {
     const std::int64_t w = g.cell_size(l), cells = w >= f.span ? 1 : f.span / w;
-    f.window_cells[l] = cells + (g.variant == Variant::causal ? 1 : 6);
-    f.window_offset[l] = rows;
-    rows += f.window_cells[l] * g.p;
+    host(l, 1) = cells + (g.variant == Variant::causal ? 1 : 6);
+    host(l, 0) = rows;
+    rows += host(l, 1) * g.p;
   }
+  Kokkos::deep_copy(windows, host);
+  f.windows = windows;
   f.window_rows = rows;
   const bool blocks = has_near_blocks(f.opt.method);
   f.tile_rows = blocks && g.m < K::Tq ? g.m : K::Tq;
@@ -84,7 +88,12 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   auto launch = [&](const char* name, auto tag, std::int64_t teams) {
     using Tag = decltype(tag);
     Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Tag> policy(space, int(teams), Kokkos::AUTO);
-    Kokkos::parallel_for(name, policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch)), f);
+    // The functor (about 1.6 KiB) as a kernel argument, as for the forward's tiles.
+    Kokkos::parallel_for(
+        name,
+        Kokkos::Experimental::require(policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch)),
+                                      Kokkos::Experimental::WorkItemProperty::HintLightWeight),
+        f);
   };
   f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);

@@ -32,7 +32,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Far
     std::int64_t idx = t.slot(c);
     const int l = level_of(g, idx);
     const std::int64_t w = g.cell_size(l), cell = idx / g.p;
-    return team_row0 + window_offset[l] + (cell - (first_pos / w - 3)) * g.p + idx % g.p;
+    return team_row0 + window_offset(l) + (cell - (first_pos / w - 3)) * g.p + idx % g.p;
   };
   const auto add_terms = [&](std::int64_t, int c, const Scalar* terms_k, const Scalar* terms_v) {
     const std::int64_t row = window_row(c);
@@ -83,8 +83,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::reduce_channel
   for (int x = c_begin; x < c_end; ++x) gk[x] = gv[x] = Scalar(0);
   for (std::int64_t T = lo * w / span; T < T_end; ++T) {
     const std::int64_t first = T * span / w - 3;
-    if (cell < first || cell >= first + window_cells[l]) continue;
-    const std::int64_t row = T * window_rows + window_offset[l] + (cell - first) * g.p + r;
+    if (cell < first || cell >= first + window_cells(l)) continue;
+    const std::int64_t row = T * window_rows + window_offset(l) + (cell - first) * g.p + r;
     const Scalar* rk = &pk(bh, row, 0);
     const Scalar* rv = &pv(bh, row, 0);
     FMATTN_SIMD

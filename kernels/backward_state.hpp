@@ -54,11 +54,13 @@ struct AttentionBackward {
   bool want_dq = false, want_dkv = false, want_coarse = false;
   bool far_done = false;  // the far pass wrote dQ: the pairs add to it
   // The far pass's windows: team T holds, for each level l, rows for the cells from
-  // T·span / w_l − 3 on, window_cells[l] of them, p rows each, from window_offset[l]; rows of
-  // dK̃ terms in pk and of dṼ terms in pv, [bh][teams · window_rows][d].
+  // T·span / w_l − 3 on, window_cells(l) of them, p rows each, from window_offset(l); rows of
+  // dK̃ terms in pk and of dṼ terms in pv, [bh][teams · window_rows][d]. The per-level table is
+  // a small View (row l: offset, cells), not arrays for every possible level in the functor.
   std::int64_t span = 0, blocks_per_team = 0, teams_per_head = 0, window_rows = 0;
-  std::int64_t window_offset[max_levels + 2] = {};
-  std::int64_t window_cells[max_levels + 2] = {};
+  Kokkos::View<const std::int64_t* [2], Kokkos::LayoutRight, Mem> windows;
+  KOKKOS_INLINE_FUNCTION std::int64_t window_offset(int l) const { return windows(l, 0); }
+  KOKKOS_INLINE_FUNCTION std::int64_t window_cells(int l) const { return windows(l, 1); }
   Out pk, pv;
   // The pairs: tiles of tile_rows positions (inside fine blocks for FMA); this launch's diagonal.
   std::int64_t tile_rows = 0, tiles_per_head = 0, diagonal = 0;

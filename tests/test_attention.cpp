@@ -2,6 +2,7 @@
 // random inputs, ragged lengths and every option; float32 within a tolerance calibrated by a
 // plain float32 run of the same reference; and the exactness identities of spec §6.
 #include "attention_fixture.hpp"
+#include "kernels/attention_backward.hpp"
 #include "kernels/attention_forward.hpp"
 
 #include <algorithm>
@@ -215,6 +216,8 @@ TEST(TileShape, LaunchShapeOfTheBuild) {
 TEST(TileShape, FunctorIsPassedAsKernelArgument) {
   EXPECT_LT(sizeof(fmattn::detail::AttentionTiles<TestSpace, double>), 1024u);
   EXPECT_LT(sizeof(fmattn::detail::ShardView<TestSpace::memory_space>), 128u);
+  // The backward's functor too (CUDA's kernel-argument limit is 4 KiB, policy included).
+  EXPECT_LT(sizeof(fmattn::detail::AttentionBackward<TestSpace, double>), 2048u);
 }
 
 TEST(AttentionApi, RejectsMismatchedShapes) {
