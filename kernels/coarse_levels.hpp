@@ -52,51 +52,109 @@ KOKKOS_INLINE_FUNCTION int stored_level(const ShardView<MemSpace>& s, std::int64
   return l;
 }
 
+// Learned coarse tokens: every one a weighted sum over the rows of its cell. A cell's rows are
+// summed in `segments(w_l)` fixed segments, each from zero, and the segment sums are added in
+// segment order: the same arithmetic whatever the backend, the thread count or the tile shape.
+// The host shape gives each coarse token to one thread (segments in turn, channels in vector
+// registers); the device shape gives it to a team, a segment to each thread, vector lanes over
+// channels, so that no thread sums a whole cell (N/2 rows at the top level).
 template <class ExecSpace, class Scalar>
 struct LearnedLevels {
   using Mem = typename ExecSpace::memory_space;
   using In = Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem>;
   using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
+  using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  using Partials =
+      Kokkos::View<Scalar**, Kokkos::LayoutRight, typename ExecSpace::scratch_memory_space, Kokkos::MemoryUnmanaged>;
+  static constexpr int max_segments = 32;
+  static constexpr std::int64_t min_segment_rows = 256;
+  static constexpr int CB = 16;  // host shape: channels accumulated in registers
 
   Geometry g;
   ShardView<Mem> s;
   In x;    // [bh][stored fine rows][d], row 0 at s.key_begin
   Out xc;  // [bh][stored coarse tokens][d]
   LevelWeights<Scalar, Mem> w;
+  std::int64_t first = 0, tokens = 1;  // the launch's stored coarse tokens [first, first + tokens)
 
-  // Coarse token t of head bh, all channels (host shape) or channel c (device shape).
-  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t t) const {
-    channels(bh, t, 0, int(x.extent(2)));
-  }
-  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t t, const std::int64_t c) const {
-    channels(bh, t, int(c), int(c) + 1);
+  KOKKOS_INLINE_FUNCTION static int segments(std::int64_t wl) {
+    const std::int64_t k = wl / min_segment_rows;
+    return k < 1 ? 1 : k > max_segments ? max_segments : int(k);
   }
 
-  KOKKOS_INLINE_FUNCTION void channels(const std::int64_t bh, const std::int64_t t, const int c_begin,
-                                       const int c_end) const {
-    std::int64_t cell;
+  // Coarse token t's cell, its owned rows and its weights.
+  struct Cell {
+    std::int64_t cell, wl, begin, end;
+    const Scalar* W;
+  };
+  KOKKOS_INLINE_FUNCTION Cell locate(std::int64_t t) const {
+    Cell c;
     int r;
-    const int l = stored_level(s, t, cell, r);
-    const std::int64_t wl = g.cell_size(l);
-    const int d = int(x.extent(2));
-    Scalar* out = &xc(bh, t, 0);
+    const int l = stored_level(s, t, c.cell, r);
+    c.wl = g.cell_size(l);
     // The cell's fine tokens that this shard owns.
     const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g);
-    const std::int64_t begin = cell * wl > own0 ? cell * wl : own0;
-    const std::int64_t end = (cell + 1) * wl < own1 ? (cell + 1) * wl : own1;
-    const Scalar* W = w.weight.data() + g.weight_offset(l, d) + std::int64_t(r) * wl * d;
-    constexpr int CB = 16;  // channels accumulated in registers over the rows of the cell
-    for (int c0 = c_begin; c0 < c_end; c0 += CB) {
-      const int nc = c_end - c0 < CB ? c_end - c0 : CB;
-      Scalar a[CB] = {};
-      for (std::int64_t j = begin; j < end; ++j) {
-        const Scalar* row = &x(bh, j - s.key_begin, c0);
-        const Scalar* wt = W + (j - cell * wl) * d + c0;
-        FMATTN_SIMD
-        for (int c = 0; c < nc; ++c) a[c] += wt[c] * row[c];
+    c.begin = c.cell * c.wl > own0 ? c.cell * c.wl : own0;
+    c.end = (c.cell + 1) * c.wl < own1 ? (c.cell + 1) * c.wl : own1;
+    const int d = int(x.extent(2));
+    c.W = w.weight.data() + g.weight_offset(l, d) + std::int64_t(r) * c.wl * d;
+    return c;
+  }
+
+  // The owned rows of segment k of the cell.
+  KOKKOS_INLINE_FUNCTION static void segment_rows(const Cell& c, int k, std::int64_t& lo, std::int64_t& hi) {
+    const int n = segments(c.wl);
+    const std::int64_t len = (c.wl + n - 1) / n, a = c.cell * c.wl + k * len, b = a + len;
+    lo = a > c.begin ? a : c.begin;
+    hi = b < c.end ? b : c.end;
+  }
+
+  // Host shape: coarse token first + t of head bh, all channels.
+  KOKKOS_INLINE_FUNCTION void operator()(const std::int64_t bh, const std::int64_t t) const {
+    const Cell c = locate(first + t);
+    const int d = int(x.extent(2));
+    Scalar* out = &xc(bh, first + t, 0);
+    for (int c0 = 0; c0 < d; c0 += CB) {
+      const int nc = d - c0 < CB ? d - c0 : CB;
+      Scalar total[CB] = {};
+      for (int k = 0; k < segments(c.wl); ++k) {
+        std::int64_t lo, hi;
+        segment_rows(c, k, lo, hi);
+        Scalar a[CB] = {};
+        for (std::int64_t j = lo; j < hi; ++j) {
+          const Scalar* row = &x(bh, j - s.key_begin, c0);
+          const Scalar* wt = c.W + (j - c.cell * c.wl) * d + c0;
+          FMATTN_SIMD
+          for (int cc = 0; cc < nc; ++cc) a[cc] += wt[cc] * row[cc];
+        }
+        for (int cc = 0; cc < nc; ++cc) total[cc] += a[cc];
       }
-      for (int c = 0; c < nc; ++c) out[c0 + c] = a[c];
+      for (int cc = 0; cc < nc; ++cc) out[c0 + cc] = total[cc];
     }
+  }
+
+  // Device shape: one team per (head, coarse token).
+  KOKKOS_INLINE_FUNCTION void operator()(const Member& team) const {
+    const std::int64_t bh = team.league_rank() / tokens, t = first + team.league_rank() % tokens;
+    const Cell c = locate(t);
+    const int d = int(x.extent(2)), n = segments(c.wl);
+    const Partials part(team.team_scratch(0), max_segments, d);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n), [&](const int k) {
+      std::int64_t lo, hi;
+      segment_rows(c, k, lo, hi);
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int cc) {
+        Scalar a = 0;
+        for (std::int64_t j = lo; j < hi; ++j) a += c.W[(j - c.cell * c.wl) * d + cc] * x(bh, j - s.key_begin, cc);
+        part(k, cc) = a;
+      });
+    });
+    team.team_barrier();
+    Scalar* out = &xc(bh, t, 0);
+    Kokkos::parallel_for(Kokkos::TeamVectorRange(team, d), [&](const int cc) {
+      Scalar total = 0;
+      for (int k = 0; k < n; ++k) total += part(k, cc);
+      out[cc] = total;
+    });
   }
 };
 
@@ -119,15 +177,23 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
   const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g), first = s.coarse_base[l];
   const std::int64_t key0 = s.key_begin, cell0 = s.cell_begin[l];
   if (ds == Downsampling::learned) {
-    const LearnedLevels<ExecSpace, Scalar> f{g, shard_view(s, levels), x, xc, w};
-    if constexpr (TileTraits<ExecSpace, Scalar>::channels_in_parallel)
-      Kokkos::parallel_for(
-          "fmattn::coarse_levels::learned", Policy3(space, {0, 0, 0}, {H, tokens, std::int64_t(d)}),
-          KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t, const std::int64_t c) { f(h, first + t, c); });
-    else
-      Kokkos::parallel_for(
-          "fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}),
-          KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t t) { f(h, first + t); });
+    using F = LearnedLevels<ExecSpace, Scalar>;
+    const F f{g, shard_view(s, levels), x, xc, w, first, tokens};
+    if constexpr (TileTraits<ExecSpace, Scalar>::channels_in_parallel) {
+      using T = TileTraits<ExecSpace, Scalar>;
+      using TeamPolicy = Kokkos::TeamPolicy<ExecSpace>;
+      const int lanes =
+          T::vector_length < TeamPolicy::vector_length_max() ? T::vector_length : TeamPolicy::vector_length_max();
+      const auto scratch = Kokkos::PerTeam(F::Partials::shmem_size(F::max_segments, d));
+      const int most =
+          TeamPolicy(space, 1, 1, lanes).set_scratch_size(0, scratch).team_size_max(f, Kokkos::ParallelForTag());
+      Kokkos::parallel_for("fmattn::coarse_levels::learned",
+                           TeamPolicy(space, int(H * tokens), T::team_size < most ? T::team_size : most, lanes)
+                               .set_scratch_size(0, scratch),
+                           f);
+    } else {
+      Kokkos::parallel_for("fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}), f);
+    }
     return;
   }
   if (l == 1) {

@@ -26,10 +26,11 @@ struct HostTileShape {
   static constexpr bool split_q = false;
   static constexpr int team_size = 0;  // Kokkos::AUTO
   static constexpr int vector_length = 1;
-  // The sums over a cell's rows (learned coarse tokens, the weight and bias gradients): one
-  // thread per row of results with the channels in vector registers, or one thread per channel
-  // (consecutive threads reading consecutive channels). Each value is summed in the same order
-  // either way, so both shapes give the same bits.
+  // The sums over a cell's rows (learned coarse tokens, the backward's coarse reduction, the
+  // weight and bias gradients): one thread per row of results with the channels in vector
+  // registers, or threads (teams, for learned coarse tokens) with one channel per thread or lane,
+  // so that consecutive threads read consecutive channels. Each value is summed in the same
+  // order either way, so both shapes give the same bits.
   static constexpr bool channels_in_parallel = false;
 };
 
