@@ -85,28 +85,28 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   f.want_coarse = far && f.g.L > 0 && (f.want_dkv || f.dkw.extent(0));
   const std::size_t scratch = K::Tiles::scratch_bytes(f.d, true);
   f.tiles.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
+  // Every launch passes the functor (about 1.6 KiB) as a kernel argument, as the forward's tiles
+  // do, rather than through a constant-memory copy.
+  const auto light = [](const auto& policy) {
+    return Kokkos::Experimental::require(policy, Kokkos::Experimental::WorkItemProperty::HintLightWeight);
+  };
   auto launch = [&](const char* name, auto tag, std::int64_t teams) {
     using Tag = decltype(tag);
     Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Tag> policy(space, int(teams), Kokkos::AUTO);
-    // The functor (about 1.6 KiB) as a kernel argument, as for the forward's tiles.
-    Kokkos::parallel_for(
-        name,
-        Kokkos::Experimental::require(policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch)),
-                                      Kokkos::Experimental::WorkItemProperty::HintLightWeight),
-        f);
+    Kokkos::parallel_for(name, light(policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch))), f);
   };
   f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);
   constexpr bool by_channel = TileTraits<ExecSpace, Scalar>::channels_in_parallel;
   if (f.want_coarse && by_channel)
     Kokkos::parallel_for("fmattn::backward::coarse_reduce",
-                         Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Idx, typename K::ReduceTag>(
-                             space, {0, 0, 0}, {H, std::int64_t(f.dkc.extent(1)), std::int64_t(f.d)}),
+                         light(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Idx, typename K::ReduceTag>(
+                             space, {0, 0, 0}, {H, std::int64_t(f.dkc.extent(1)), std::int64_t(f.d)})),
                          f);
   else if (f.want_coarse)
     Kokkos::parallel_for("fmattn::backward::coarse_reduce",
-                         Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ReduceTag>(
-                             space, {0, 0}, {H, std::int64_t(f.dkc.extent(1))}),
+                         light(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ReduceTag>(
+                             space, {0, 0}, {H, std::int64_t(f.dkc.extent(1))})),
                          f);
   if (f.want_dq || f.want_dkv) {
     // Diagonals 0, 1, -1, 2, -2, ... of the pairs that can see each other: those of the near
@@ -128,18 +128,18 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
     if constexpr (by_channel) {
       using Channels = Kokkos::Rank<2>;
       Kokkos::parallel_for("fmattn::backward::weights",
-                           Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::WeightTag>(
-                               space, {0, 0}, {blocks, std::int64_t(f.d)}),
+                           light(Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::WeightTag>(
+                               space, {0, 0}, {blocks, std::int64_t(f.d)})),
                            f);
       Kokkos::parallel_for("fmattn::backward::biases",
-                           Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::BiasTag>(
-                               space, {0, 0}, {rows, std::int64_t(f.d)}),
+                           light(Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::BiasTag>(
+                               space, {0, 0}, {rows, std::int64_t(f.d)})),
                            f);
     } else {
       Kokkos::parallel_for("fmattn::backward::weights",
-                           Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks), f);
+                           light(Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks)), f);
       Kokkos::parallel_for("fmattn::backward::biases",
-                           Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, rows), f);
+                           light(Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, rows)), f);
     }
   }
 }
