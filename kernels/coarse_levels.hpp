@@ -84,8 +84,8 @@ struct LearnedLevels {
 
   // Coarse token t's cell, its owned rows and its weights.
   struct Cell {
-    std::int64_t cell, wl, begin, end;
-    const Scalar* W;
+    std::int64_t cell = 0, wl = 1, begin = 0, end = 0;
+    const Scalar* W = nullptr;
   };
   KOKKOS_INLINE_FUNCTION Cell locate(std::int64_t t) const {
     Cell c;
