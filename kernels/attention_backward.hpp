@@ -50,17 +50,27 @@ std::int64_t plan_backward(K& f) {
   f.blocks_per_team = K::query_span > g.m ? K::query_span / g.m : 1;
   f.span = f.blocks_per_team * g.m;
   f.teams_per_head = (present_blocks(g) + f.blocks_per_team - 1) / f.blocks_per_team;
-  std::int64_t rows = 0;
-  Kokkos::View<std::int64_t* [2], Kokkos::LayoutRight, typename K::Mem> windows("fmattn::backward_windows", g.L + 1);
+  // The window table depends on the geometry alone: a caller that keeps f.windows with its
+  // geometry (Attention does) has it built and copied to the device once, not on every backward.
+  const bool fresh = f.windows.extent(0) != std::size_t(g.L + 1);
+  Kokkos::View<std::int64_t* [2], Kokkos::LayoutRight, typename K::Mem> windows;
+  if (fresh)
+    windows = decltype(windows)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_windows"), g.L + 1);
   const auto host = Kokkos::create_mirror_view(windows);
+  std::int64_t rows = 0;
   for (int l = 1; l <= g.L; ++l) {
-    const std::int64_t w = g.cell_size(l), cells = w >= f.span ? 1 : f.span / w;
-    host(l, 1) = cells + (g.variant == Variant::causal ? 1 : 6);
-    host(l, 0) = rows;
-    rows += host(l, 1) * g.p;
+    const std::int64_t w = g.cell_size(l),
+                       cells = (w >= f.span ? 1 : f.span / w) + (g.variant == Variant::causal ? 1 : 6);
+    if (fresh) {
+      host(l, 0) = rows;
+      host(l, 1) = cells;
+    }
+    rows += cells * g.p;
   }
-  Kokkos::deep_copy(windows, host);
-  f.windows = windows;
+  if (fresh) {
+    Kokkos::deep_copy(windows, host);
+    f.windows = windows;
+  }
   f.window_rows = rows;
   const bool blocks = has_near_blocks(f.opt.method);
   f.tile_rows = blocks && g.m < K::Tq ? g.m : K::Tq;
@@ -85,29 +95,28 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   f.want_coarse = far && f.g.L > 0 && (f.want_dkv || f.dkw.extent(0));
   const std::size_t scratch = K::Tiles::scratch_bytes(f.d, true);
   f.tiles.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
-  // Every launch passes the functor (about 1.6 KiB) as a kernel argument, as the forward's tiles
-  // do, rather than through a constant-memory copy.
-  const auto light = [](const auto& policy) {
-    return Kokkos::Experimental::require(policy, Kokkos::Experimental::WorkItemProperty::HintLightWeight);
-  };
+  // Every launch passes the functor (about 1.6 KiB) as a kernel argument, as the forward's tiles do.
   auto launch = [&](const char* name, auto tag, std::int64_t teams) {
     using Tag = decltype(tag);
     Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Tag> policy(space, int(teams), Kokkos::AUTO);
-    Kokkos::parallel_for(name, light(policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch))), f);
+    Kokkos::parallel_for(
+        name, as_kernel_argument(policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch))), f);
   };
   f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);
   constexpr bool by_channel = TileTraits<ExecSpace, Scalar>::channels_in_parallel;
   if (f.want_coarse && by_channel)
-    Kokkos::parallel_for("fmattn::backward::coarse_reduce",
-                         light(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Idx, typename K::ReduceTag>(
-                             space, {0, 0, 0}, {H, std::int64_t(f.dkc.extent(1)), std::int64_t(f.d)})),
-                         f);
+    Kokkos::parallel_for(
+        "fmattn::backward::coarse_reduce",
+        as_kernel_argument(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Idx, typename K::ReduceTag>(
+            space, {0, 0, 0}, {H, std::int64_t(f.dkc.extent(1)), std::int64_t(f.d)})),
+        f);
   else if (f.want_coarse)
-    Kokkos::parallel_for("fmattn::backward::coarse_reduce",
-                         light(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ReduceTag>(
-                             space, {0, 0}, {H, std::int64_t(f.dkc.extent(1))})),
-                         f);
+    Kokkos::parallel_for(
+        "fmattn::backward::coarse_reduce",
+        as_kernel_argument(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ReduceTag>(
+            space, {0, 0}, {H, std::int64_t(f.dkc.extent(1))})),
+        f);
   if (f.want_dq || f.want_dkv) {
     // Diagonals 0, 1, -1, 2, -2, ... of the pairs that can see each other: those of the near
     // field (FMA, local) or all (exact); causal attention has no negative ones.
@@ -128,18 +137,20 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
     if constexpr (by_channel) {
       using Channels = Kokkos::Rank<2>;
       Kokkos::parallel_for("fmattn::backward::weights",
-                           light(Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::WeightTag>(
+                           as_kernel_argument(Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::WeightTag>(
                                space, {0, 0}, {blocks, std::int64_t(f.d)})),
                            f);
       Kokkos::parallel_for("fmattn::backward::biases",
-                           light(Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::BiasTag>(
+                           as_kernel_argument(Kokkos::MDRangePolicy<ExecSpace, Channels, Idx, typename K::BiasTag>(
                                space, {0, 0}, {rows, std::int64_t(f.d)})),
                            f);
     } else {
-      Kokkos::parallel_for("fmattn::backward::weights",
-                           light(Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks)), f);
+      Kokkos::parallel_for(
+          "fmattn::backward::weights",
+          as_kernel_argument(Kokkos::RangePolicy<ExecSpace, Idx, typename K::WeightTag>(space, 0, blocks)), f);
       Kokkos::parallel_for("fmattn::backward::biases",
-                           light(Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, rows)), f);
+                           as_kernel_argument(Kokkos::RangePolicy<ExecSpace, Idx, typename K::BiasTag>(space, 0, rows)),
+                           f);
     }
   }
 }

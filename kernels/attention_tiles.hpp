@@ -104,27 +104,16 @@ struct AttentionTiles {
     std::int64_t pos0;
   };
 
-  // The launch shape of `league` tiles: AUTO teams on the host shape; on the device shape the
-  // traits' team and vector sizes (the team capped at what the backend allows: a Serial or
-  // single-threaded OpenMP build runs teams of one thread). The functor (about 600 bytes, see
-  // TileShape.FunctorIsPassedAsKernelArgument) goes to the GPU as a kernel argument: without the
-  // light-weight hint, Kokkos copies a functor of 512 bytes or more to constant memory before
-  // each launch and serialises launches on that copy.
+  // The launch shape of `league` tiles: AUTO teams on the host shape, the traits' teams on the
+  // device shape; the functor (about 600 bytes, see TileShape.FunctorIsPassedAsKernelArgument)
+  // goes to a GPU as a kernel argument.
   template <class Functor>
   static auto policy(const ExecSpace& space, std::int64_t league, const Functor& f, std::size_t scratch, int level) {
-    using T = TileTraits<ExecSpace, Scalar>;
-    const auto light = Kokkos::Experimental::WorkItemProperty::HintLightWeight;
     if constexpr (split_q) {
-      const int lanes = T::vector_length < Policy::vector_length_max() ? T::vector_length : Policy::vector_length_max();
-      // The limit of the kernel that runs: the same policy type (launch mechanism) as below.
-      auto probe = Kokkos::Experimental::require(Policy(space, 1, 1, lanes), light);
-      probe.set_scratch_size(level, Kokkos::PerTeam(scratch));
-      const int most = probe.team_size_max(f, Kokkos::ParallelForTag());
-      Policy p(space, int(league), T::team_size < most ? T::team_size : most, lanes);
-      return Kokkos::Experimental::require(p.set_scratch_size(level, Kokkos::PerTeam(scratch)), light);
+      return device_team_policy<Scalar, Policy>(space, league, f, scratch, level);
     } else {
       Policy p(space, int(league), Kokkos::AUTO);
-      return Kokkos::Experimental::require(p.set_scratch_size(level, Kokkos::PerTeam(scratch)), light);
+      return as_kernel_argument(p.set_scratch_size(level, Kokkos::PerTeam(scratch)));
     }
   }
 

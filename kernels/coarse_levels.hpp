@@ -180,16 +180,9 @@ void coarse_partial_sums(const ExecSpace& space, const Geometry& g, const Shard&
     using F = LearnedLevels<ExecSpace, Scalar>;
     const F f{g, shard_view(s, levels), x, xc, w, first, tokens};
     if constexpr (TileTraits<ExecSpace, Scalar>::channels_in_parallel) {
-      using T = TileTraits<ExecSpace, Scalar>;
-      using TeamPolicy = Kokkos::TeamPolicy<ExecSpace>;
-      const int lanes =
-          T::vector_length < TeamPolicy::vector_length_max() ? T::vector_length : TeamPolicy::vector_length_max();
-      const auto scratch = Kokkos::PerTeam(F::Partials::shmem_size(F::max_segments, d));
-      const int most =
-          TeamPolicy(space, 1, 1, lanes).set_scratch_size(0, scratch).team_size_max(f, Kokkos::ParallelForTag());
       Kokkos::parallel_for("fmattn::coarse_levels::learned",
-                           TeamPolicy(space, int(H * tokens), T::team_size < most ? T::team_size : most, lanes)
-                               .set_scratch_size(0, scratch),
+                           device_team_policy<Scalar, Kokkos::TeamPolicy<ExecSpace>>(
+                               space, H * tokens, f, F::Partials::shmem_size(F::max_segments, d), 0),
                            f);
     } else {
       Kokkos::parallel_for("fmattn::coarse_levels::learned", Policy2(space, {0, 0}, {H, tokens}), f);

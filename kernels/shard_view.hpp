@@ -21,7 +21,7 @@ using ShardLevels = Kokkos::View<const std::int64_t* [3], Kokkos::LayoutRight, M
 template <class MemSpace>
 struct ShardView {
   std::int64_t block_begin = 0, block_end = 0;  // own fine blocks
-  std::int64_t key_begin = 0, key_end = 0;      // stored fine K/V rows (global positions)
+  std::int64_t key_begin = 0;                   // first stored fine K/V row (global position)
   int p = 1;
   ShardLevels<MemSpace> levels;
 
@@ -58,7 +58,6 @@ ShardView<MemSpace> shard_view(const Shard& s, const ShardLevels<MemSpace>& leve
   v.block_begin = s.block_begin;
   v.block_end = s.block_end;
   v.key_begin = s.key_begin;
-  v.key_end = s.key_end;
   v.p = s.p;
   v.levels = levels;
   return v;

@@ -5,6 +5,9 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
+#include <cstdint>
+
 namespace fmattn::detail {
 
 // The host shape: one thread per team walks the tile in register blocks.
@@ -83,5 +86,29 @@ template <class Scalar>
 struct TileTraits<Kokkos::Experimental::HIP, Scalar> : DeviceTileShape<Scalar, 32, 16, 4, 64> {};
 #endif
 #endif
+
+// A launch policy whose functor reaches a GPU as a kernel argument (Kokkos' light-weight hint):
+// without it, Kokkos copies a functor of 512 bytes or more to constant memory before each
+// launch and serialises launches on that copy. No effect on host backends.
+template <class Policy>
+auto as_kernel_argument(const Policy& policy) {
+  return Kokkos::Experimental::require(policy, Kokkos::Experimental::WorkItemProperty::HintLightWeight);
+}
+
+// A team launch in the device shape of TileTraits<ExecSpace, Scalar>: its vector length and
+// team size, the team capped at what the backend allows for f with `scratch` bytes per team at
+// `level` (a Serial or single-threaded OpenMP build runs teams of one thread).
+template <class Scalar, class Policy, class Functor>
+auto device_team_policy(const typename Policy::execution_space& space, std::int64_t league, const Functor& f,
+                        std::size_t scratch, int level) {
+  using T = TileTraits<typename Policy::execution_space, Scalar>;
+  const int lanes = T::vector_length < Policy::vector_length_max() ? T::vector_length : Policy::vector_length_max();
+  // The limit of the kernel that runs: the same policy type (launch mechanism) as below.
+  auto probe = as_kernel_argument(Policy(space, 1, 1, lanes));
+  probe.set_scratch_size(level, Kokkos::PerTeam(scratch));
+  const int most = probe.team_size_max(f, Kokkos::ParallelForTag());
+  Policy p(space, int(league), T::team_size < most ? T::team_size : most, lanes);
+  return as_kernel_argument(p.set_scratch_size(level, Kokkos::PerTeam(scratch)));
+}
 
 }  // namespace fmattn::detail

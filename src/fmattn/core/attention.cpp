@@ -213,7 +213,9 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   f.dv = dv;
   f.dkc = dkc_;
   f.dvc = dvc_;
+  f.windows = backward_windows_;
   const std::int64_t window_rows = detail::plan_backward(f);
+  backward_windows_ = f.windows;
   if (opt_.method == Method::fma && std::int64_t(pk_.extent(1)) != window_rows) {
     pk_ = detail::allocate<Tensor>(space_, "fmattn::backward_coarse_key_terms", heads_, window_rows, d_);
     pv_ = detail::allocate<Tensor>(space_, "fmattn::backward_coarse_value_terms", heads_, window_rows, d_);

@@ -99,6 +99,8 @@ class Attention {
   Shard shard_;
   // shard_'s level tables in memory_space, captured by the kernels (detail::ShardView).
   Kokkos::View<const std::int64_t* [3], Kokkos::LayoutRight, memory_space> shard_levels_;
+  // The backward's per-level window table in memory_space, built by its first call.
+  Kokkos::View<const std::int64_t* [2], Kokkos::LayoutRight, memory_space> backward_windows_;
   bool whole_ = true;  // shard_ is the whole sequence
   AttentionOptions opt_;
   int d_ = 0;
