@@ -52,7 +52,7 @@ std::int64_t plan_backward(K& f) {
   f.teams_per_head = (present_blocks(g) + f.blocks_per_team - 1) / f.blocks_per_team;
   // The window table depends on the geometry alone: a caller that keeps f.windows with its
   // geometry (Attention does) has it built and copied to the device once, not on every backward.
-  const bool fresh = f.windows.extent(0) != std::size_t(g.L + 1);
+  const bool fresh = f.windows.extent(0) != std::size_t(g.L) + 1;
   Kokkos::View<std::int64_t* [2], Kokkos::LayoutRight, typename K::Mem> windows;
   if (fresh)
     windows = decltype(windows)(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::backward_windows"), g.L + 1);
