@@ -63,8 +63,10 @@ KOKKOS_INLINE_FUNCTION double AttentionTiles<ExecSpace, Scalar>::far_field(const
                                                                            std::int64_t b_first, const Op& op) const {
   double sink = 0;
   int filled = 0;
-  // The slots are listed (coarse index and log-weight) by one thread, then a chunk's key and
-  // value rows are gathered by the whole team at once: one barrier per chunk, not per slot.
+  // A cell's present tokens are consecutive slots of the list, so the team lists them a run at a
+  // time, each lane writing its own slots' coarse index and log-weight; a chunk's key and value
+  // rows are then gathered by the whole team at once: one barrier per chunk, not per slot, and
+  // no thread walks the slots alone.
   const auto flush = [&]() {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, filled),
@@ -81,18 +83,20 @@ KOKKOS_INLINE_FUNCTION double AttentionTiles<ExecSpace, Scalar>::far_field(const
     // Every token of a fully present cell stands for w_l/p fine tokens: one log per level.
     const Scalar full_logw = opt.count_weighting ? Scalar(compat::log(double(wl / g.p))) : Scalar(0);
     for (int j = 0; j < nc; ++j) {
-      const bool full = (cells[j] + 1) * wl <= g.n;
-      for (int r = 0; r < g.p; ++r) {
-        const double cnt = full ? double(wl / g.p) : g.count(opt.downsampling, l, cells[j], r);
-        if (cnt == 0) continue;  // absent coarse token
-        const Scalar logw = full || !opt.count_weighting ? full_logw : Scalar(compat::log(cnt));
-        const std::int64_t idx = s.coarse_index(l, cells[j], r);
+      const std::int64_t cell = cells[j];
+      const bool full = (cell + 1) * wl <= g.n;
+      const int present = g.present_tokens(opt.downsampling, l, cell);  // absent tokens get no slot
+      for (int r0 = 0; r0 < present;) {
+        const int run = present - r0 < Tk - filled ? present - r0 : Tk - filled;
         if (filled == 0) team.team_barrier();  // the previous chunk's readers are done with the list
-        const int c = filled++;
-        Kokkos::single(Kokkos::PerTeam(team), [&]() {
-          t.logw(c) = logw;
-          t.slot(c) = idx;
+        Kokkos::parallel_for(Kokkos::TeamVectorRange(team, run), [&](const int i) {
+          const int r = r0 + i;
+          t.logw(filled + i) =
+              full || !opt.count_weighting ? full_logw : Scalar(compat::log(g.count(opt.downsampling, l, cell, r)));
+          t.slot(filled + i) = s.coarse_index(l, cell, r);
         });
+        filled += run;
+        r0 += run;
         if (filled == Tk) flush();
       }
     }

@@ -84,6 +84,27 @@ TEST(Geometry, CountsOfRaggedCells) {
   EXPECT_EQ(g.count(fmattn::Downsampling::average, 1, 0, 0), 2.0);  // full cell: w/p
 }
 
+// The far-field walk lists a cell's tokens r < present_tokens and no others: that must be
+// exactly the tokens with a nonzero count, on every level of ragged lengths and both kinds of
+// downsampling.
+TEST(Geometry, PresentTokensAreThoseWithACount) {
+  for (const std::int64_t n : {1, 5, 37, 100, 129, 1000}) {
+    for (const int p : {1, 2, 4, 8}) {
+      const auto g = fmattn::make_geometry(n, 8, p, Variant::bidirectional);
+      for (const auto ds : {fmattn::Downsampling::average, fmattn::Downsampling::learned})
+        for (int l = 1; l <= g.L; ++l)
+          for (std::int64_t cell = 0; cell < g.num_cells(l); ++cell) {
+            const int present = g.present_tokens(ds, l, cell);
+            ASSERT_GE(present, 0);
+            ASSERT_LE(present, p);
+            for (int r = 0; r < p; ++r)
+              ASSERT_EQ(g.count(ds, l, cell, r) > 0, r < present)
+                  << "n " << n << " p " << p << " level " << l << " cell " << cell << " token " << r;
+          }
+    }
+  }
+}
+
 TEST(Geometry, FarCellsReportNegativeCells) {
   const auto g = fmattn::make_geometry(1024, 8, 2, Variant::causal);
   std::int64_t cells[fmattn::max_far_cells];

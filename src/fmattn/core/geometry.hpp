@@ -58,6 +58,16 @@ struct Geometry {
     return double(present(g * w, w)) / p;
   }
 
+  // Coarse tokens of cell g at level l with a nonzero count. They are always the first ones:
+  // average sub-segments fill from the left, and a learned cell's tokens are present together,
+  // so the present tokens of a cell are r = 0 .. present_tokens - 1.
+  KOKKOS_INLINE_FUNCTION int present_tokens(Downsampling ds, int l, std::int64_t g) const {
+    const std::int64_t w = cell_size(l), fine = present(g * w, w);
+    if (ds != Downsampling::average) return fine > 0 ? p : 0;
+    const std::int64_t segment = w / p;
+    return int((fine + segment - 1) / segment);
+  }
+
   // Far-field cells of cell b at level l (spec §3), in increasing order; cells outside
   // 0 .. num_cells(l)-1 are left out. `negative` receives how many listed cells were < 0 (the
   // zero_sink boundary turns those into sink slots). Returns the number of cells written.
