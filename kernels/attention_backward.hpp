@@ -74,19 +74,19 @@ std::int64_t plan_backward(K& f) {
   f.window_rows = rows;
   const bool blocks = has_near_blocks(f.opt.method);
   f.tile_rows = blocks && g.m < K::Tq ? g.m : K::Tq;
-  f.tiles_per_head = blocks ? present_blocks(g) * (g.m / f.tile_rows) : (g.n + f.tile_rows - 1) / f.tile_rows;
+  f.pair_tiles = blocks ? present_blocks(g) * (g.m / f.tile_rows) : (g.n + f.tile_rows - 1) / f.tile_rows;
   return rows * f.teams_per_head;
 }
 
 // Runs the passes in dependency order: far teams, reduce, pairs diagonal by diagonal, weights.
 // `f` carries the inputs, the workspace (pk, pv sized by plan_backward) and the output Views
-// (its tiles member the forward's geometry and coarse levels); empty dq/dk/dv or dkw skip those
+// (its AttentionTiles base the forward's geometry, inputs and coarse levels); empty dq/dk/dv or dkw skip those
 // parts.
 template <class ExecSpace, class Scalar>
 void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace, Scalar> f) {
   using K = AttentionBackward<ExecSpace, Scalar>;
   using Idx = Kokkos::IndexType<std::int64_t>;
-  const std::int64_t H = std::int64_t(f.q.extent(0));
+  const std::int64_t H = std::int64_t(f.out.extent(0));
   if (H == 0) return;
   plan_backward(f);
   const bool far = has_far_field(f.opt.method), by_blocks = has_near_blocks(f.opt.method);
@@ -94,13 +94,13 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   f.want_dkv = f.dk.extent(0) != 0;
   f.want_coarse = far && f.g.L > 0 && (f.want_dkv || f.dkw.extent(0));
   const std::size_t scratch = K::Tiles::scratch_bytes(f.d, true);
-  f.tiles.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
-  // Every launch passes the functor (about 1.6 KiB) as a kernel argument, as the forward's tiles do.
+  f.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
+  // Every launch passes the functor (about 1.2 KiB) as a kernel argument, as the forward's tiles do.
   auto launch = [&](const char* name, auto tag, std::int64_t teams) {
     using Tag = decltype(tag);
     Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Tag> policy(space, int(teams), Kokkos::AUTO);
-    Kokkos::parallel_for(
-        name, as_kernel_argument(policy.set_scratch_size(f.tiles.scratch_level, Kokkos::PerTeam(scratch))), f);
+    Kokkos::parallel_for(name, as_kernel_argument(policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch))),
+                         f);
   };
   f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);
@@ -120,14 +120,14 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   if (f.want_dq || f.want_dkv) {
     // Diagonals 0, 1, -1, 2, -2, ... of the pairs that can see each other: those of the near
     // field (FMA, local) or all (exact); causal attention has no negative ones.
-    const std::int64_t per_block = by_blocks ? f.g.m / f.tile_rows : f.tiles_per_head;
-    const std::int64_t reach = by_blocks ? 2 * per_block - 1 : f.tiles_per_head - 1;
-    const std::int64_t back = f.g.variant == Variant::causal ? 0 : by_blocks ? 2 * per_block - 1 : f.tiles_per_head - 1;
+    const std::int64_t per_block = by_blocks ? f.g.m / f.tile_rows : f.pair_tiles;
+    const std::int64_t reach = by_blocks ? 2 * per_block - 1 : f.pair_tiles - 1;
+    const std::int64_t back = f.g.variant == Variant::causal ? 0 : by_blocks ? 2 * per_block - 1 : f.pair_tiles - 1;
     for (std::int64_t w = 0; w <= (reach > back ? reach : back); ++w)
       for (const int sign : {1, -1}) {
         if ((sign < 0 && w == 0) || (sign > 0 && w > reach) || (sign < 0 && w > back)) continue;
         f.diagonal = sign * w;
-        launch("fmattn::backward::pairs", typename K::PairTag{}, H * f.tiles_per_head);
+        launch("fmattn::backward::pairs", typename K::PairTag{}, H * f.pair_tiles);
       }
   }
   if (f.dkw.extent(0)) {

@@ -39,7 +39,7 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::fine_tile(const M
   if (t.i0 >= block_end) return;
   t.rows = int(block_end - t.i0 < Tq ? block_end - t.i0 : Tq);
   const std::int64_t row0 = t.i0 - s.token_begin(g);
-  load_queries(team, t, [&](int r) { return &q(bh, row0 + r, 0); });
+  load_queries(team, t, [&](int r) { return q(bh, row0 + r); });
 
   const bool causal = g.variant == Variant::causal;
   std::int64_t lo = 0, hi = g.n;
@@ -57,8 +57,7 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::fine_tile(const M
         for (int l = 1; l <= g.L; ++l) {
           const std::int64_t w = g.cell_size(l);
           const std::int64_t idx = s.coarse_index(l, i / w, int((i % w) / (w / g.p)));
-          if (part.den(bh, idx) > Scalar(0))
-            merge(team, t, r, part.max(bh, idx), part.den(bh, idx), &part.num(bh, idx, 0));
+          if (part.den(bh, idx) > Scalar(0)) merge(team, t, r, part.max(bh, idx), part.den(bh, idx), part.num(bh, idx));
         }
       });
     } else {
@@ -69,7 +68,7 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::fine_tile(const M
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
     const Scalar inv = Scalar(1) / t.rsum(r);
-    Scalar* orow = &o(bh, row0 + r, 0);
+    Scalar* orow = o(bh, row0 + r);
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { orow[x] = t.acc(r, x) * inv; });
     if (lse.extent(0))
       Kokkos::single(Kokkos::PerThread(team),
@@ -91,11 +90,11 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::coarse_tile(const
   t.i0 = 0;
   t.rows = g.p - sub * Tq < Tq ? g.p - sub * Tq : Tq;
   const std::int64_t row0 = s.coarse_index(l, cell, sub * Tq);
-  load_queries(team, t, [&](int r) { return &qc(bh, row0 + r, 0); });
+  load_queries(team, t, [&](int r) { return qc(bh, row0 + r); });
   add_sink(team, t, far_field(team, t, bh, l, l, cell, [&](const Chunk& ch) { process_chunk(team, t, ch); }));
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
-    Scalar* nrow = &part.num(bh, row0 + r, 0);
+    Scalar* nrow = part.num(bh, row0 + r);
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) { nrow[x] = t.acc(r, x); });
     Kokkos::single(Kokkos::PerThread(team), [&]() {
       part.max(bh, row0 + r) = t.rmax(r);

@@ -14,6 +14,7 @@
 
 #include "kernels/shard_view.hpp"
 #include "kernels/tile_traits.hpp"
+#include "kernels/token_rows.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -26,7 +27,7 @@ namespace fmattn::detail {
 template <class Scalar, class MemSpace>
 struct Partials {
   Kokkos::View<Scalar**, Kokkos::LayoutRight, MemSpace> max, den;  // [bh][coarse tokens]
-  Kokkos::View<Scalar***, Kokkos::LayoutRight, MemSpace> num;      // [bh][coarse tokens][d]
+  TokenRows<Scalar> num;                                           // [bh][coarse tokens][d]
 };
 
 // The functor of the forward, one team per tile (and the backward's source of tiles and walks).
@@ -61,10 +62,11 @@ struct AttentionTiles {
   Geometry g;
   ShardView<Mem> s;  // the queries, fine K/V rows and coarse cells held here (the whole sequence unless sharded)
   AttentionOptions opt;
-  In q, k, v;  // [bh][rows][d]: q from s.token_begin, k and v from s.key_begin
-  In qc;       // [bh][coarse tokens][d] coarse queries (linear variant)
-  In kc, vc;   // [bh][coarse tokens][d]; empty for exact
-  Out o;       // [bh][own rows][d] from s.token_begin
+  // The caller's Views as token rows (token_rows.hpp), which keep the functor small.
+  TokenRows<const Scalar> q, k, v;  // [bh][rows][d]: q from s.token_begin, k and v from s.key_begin
+  TokenRows<const Scalar> qc;       // [bh][coarse tokens][d] coarse queries (linear variant)
+  TokenRows<const Scalar> kc, vc;   // [bh][coarse tokens][d]; empty for exact
+  TokenRows<Scalar> o;              // [bh][own rows][d] from s.token_begin
   Kokkos::View<Scalar**, Kokkos::LayoutRight, Mem> lse;  // [bh][own rows] log-sum-exp per row, if not empty
   Partials<Scalar, Mem> part;  // linear variant: written by the coarse pass, read by the fine pass
   bool coarse_pass = false;    // this launch evaluates coarse queries into `part`
@@ -105,7 +107,7 @@ struct AttentionTiles {
   };
 
   // The launch shape of `league` tiles: AUTO teams on the host shape, the traits' teams on the
-  // device shape; the functor (about 600 bytes, see TileShape.FunctorIsPassedAsKernelArgument)
+  // device shape; the functor (under 512 bytes, see TileShape.FunctorIsPassedAsKernelArgument)
   // goes to a GPU as a kernel argument.
   template <class Functor>
   static auto policy(const ExecSpace& space, std::int64_t league, const Functor& f, std::size_t scratch, int level) {

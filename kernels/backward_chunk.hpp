@@ -26,7 +26,7 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::load_query_til
       Kokkos::TeamThreadRange(team, t.lanes),
       [&](const int r, int& any) {
         const bool row = r < t.rows;
-        const Scalar* qi = row ? &q(bh, t.i0 + r, 0) : nullptr;
+        const Scalar* qi = row ? q(bh, t.i0 + r) : nullptr;
         const Scalar* gi = row ? &dout(bh, t.i0 + r, 0) : nullptr;
         for (int x = 0; x < d; ++x) {
           t.qt(x, r) = row ? s * qi[x] : Scalar(0);
@@ -72,7 +72,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::query_lane_sof
   int vis[CB];
   for (int cc = 0; cc < CB; ++cc) {
     const bool row = r0 + cc < t.rows;
-    l[cc] = row ? lse(bh, t.i0 + r0 + cc) : Scalar(0);
+    l[cc] = row ? forward_lse(bh, t.i0 + r0 + cc) : Scalar(0);
     dl[cc] = row ? delta(bh, t.i0 + r0 + cc) : Scalar(0);
     vis[cc] = row ? seen(r0 + cc) : 0;
   }
@@ -111,9 +111,9 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk(con
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes / CB), [&](const int lane_block) {
     const int r0 = lane_block * CB;
-    const int len = tiles.seen_by_rows_before(t, ch, r0 + CB);
+    const int len = seen_by_rows_before(t, ch, r0 + CB);
     query_lane_scores<KB>(t, r0, ch.kbase, ch.kstride, ch.vbase, ch.vstride, 0, len);
-    query_lane_softmax(t, bh, r0, len, [&](int r) { return tiles.visible(t, ch, r); });
+    query_lane_softmax(t, bh, r0, len, [&](int r) { return visible(t, ch, r); });
     // Slots these lanes do not see are read by the products over rows (blocks of RB rows
     // reach into the next lanes, the slot terms run over all lanes): zero.
     for (int c = len; c < ch.len; ++c) {
@@ -133,15 +133,14 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk(con
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (t.rows + RB - 1) / RB), [&](const int block) {
       const int r0 = block * RB;
       row_blocks<RB, CB>(&t.acc(0, 0), ld, nullptr, &t.dpt(0, 0), 1, LQ, ch.kbase, ch.kstride, d, true, r0,
-                         r0 + RB < t.rows ? r0 + RB : t.rows, [&](int, int r_end) {
-                           return Kokkos::pair<int, int>(0, tiles.seen_by_rows_before(t, ch, r_end));
-                         });
+                         r0 + RB < t.rows ? r0 + RB : t.rows,
+                         [&](int, int r_end) { return Kokkos::pair<int, int>(0, seen_by_rows_before(t, ch, r_end)); });
     });
   if (!slots) return;
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (ch.len + RB - 1) / RB), [&](const int block) {
     const int c0 = block * RB, c_end = c0 + RB < ch.len ? c0 + RB : ch.len;
     const auto rows = [&](int, int) { return Kokkos::pair<int, int>(0, t.rows); };
-    row_blocks<RB, CB>(&t.acc2(0, 0), ld, nullptr, &t.dpt(0, 0), LQ, 1, &q(bh, t.i0, 0), d, d, false, c0, c_end, rows);
+    row_blocks<RB, CB>(&t.acc2(0, 0), ld, nullptr, &t.dpt(0, 0), LQ, 1, q(bh, t.i0), d, d, false, c0, c_end, rows);
     row_blocks<RB, CB>(&t.acc3(0, 0), ld, nullptr, &t.st(0, 0), LQ, 1, &dout(bh, t.i0, 0), d, d, false, c0, c_end,
                        rows);
   });

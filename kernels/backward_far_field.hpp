@@ -20,7 +20,7 @@ template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(FarTag, const Member& team) const {
   const std::int64_t bh = team.league_rank() / teams_per_head, T = team.league_rank() % teams_per_head;
   const std::int64_t team_row0 = T * window_rows, first_pos = T * span;
-  Tile t = tiles.make_tile(team, true);
+  Tile t = make_tile(team, true);
   if (want_coarse)
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, window_rows), [&](const int r) {
       Scalar* rk = &pk(bh, team_row0 + r, 0);
@@ -53,8 +53,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Far
       const bool live = load_query_tile(team, t, bh);
       if (live) {
         if (want_dq) clear_rows(team, t.acc, t.rows);
-        tiles.far_field(team, t, bh, 1, g.L, B,
-                        [&](const Chunk& ch) { slot_chunk(team, t, bh, ch, want_coarse, add_terms); });
+        far_field(team, t, bh, 1, g.L, B,
+                  [&](const Chunk& ch) { slot_chunk(team, t, bh, ch, want_coarse, add_terms); });
       }
       if (!want_dq) continue;
       team.team_barrier();

@@ -68,10 +68,10 @@ KOKKOS_INLINE_FUNCTION int AttentionBackward<ExecSpace, Scalar>::tile_extent(std
 // every tile even when nothing is seen; the other diagonals add.
 template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(PairTag, const Member& team) const {
-  const std::int64_t bh = team.league_rank() / tiles_per_head, a = team.league_rank() % tiles_per_head;
+  const std::int64_t bh = team.league_rank() / pair_tiles, a = team.league_rank() % pair_tiles;
   const std::int64_t b = a - diagonal;
-  if (b < 0 || b >= tiles_per_head) return;
-  Tile t = tiles.make_tile(team, true);
+  if (b < 0 || b >= pair_tiles) return;
+  Tile t = make_tile(team, true);
   std::int64_t j0 = 0;
   t.rows = tile_extent(a, t.i0);
   const int keys = tile_extent(b, j0);
@@ -97,8 +97,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
       Kokkos::single(Kokkos::PerThread(team), [&]() { add_coarse_share(bh, j, rk, rv); });
   };
   if (live) {
-    tiles.fine_range(team, t, bh, j0, j_end, causal,
-                     [&](const Chunk& ch) { slot_chunk(team, t, bh, ch, want_dkv, store_terms); });
+    fine_range(team, t, bh, j0, j_end, causal,
+               [&](const Chunk& ch) { slot_chunk(team, t, bh, ch, want_dkv, store_terms); });
   } else if (first && want_dkv) {
     // No row of this tile has a nonzero dO: zero terms for the keys of diagonal 0.
     team.team_barrier();

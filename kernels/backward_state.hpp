@@ -1,5 +1,6 @@
 // The state of the backward functor (attention_backward.hpp has the passes): the forward's
-// inputs, output and log-sum-exp, the gradients it writes, the far pass's windows and the
+// tile functor it extends (geometry, options, inputs, coarse levels, key streaming), the
+// forward's output and log-sum-exp, the gradients it writes, the far pass's windows and the
 // pairs' tiling. Its member functions are defined in one file per pass.
 #pragma once
 
@@ -16,7 +17,7 @@
 namespace fmattn::detail {
 
 template <class ExecSpace, class Scalar>
-struct AttentionBackward {
+struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   using Tiles = AttentionTiles<ExecSpace, Scalar>;
   using Mem = typename ExecSpace::memory_space;
   using In = Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem>;
@@ -38,15 +39,24 @@ struct AttentionBackward {
   struct WeightTag {};
   struct BiasTag {};
 
-  // Geometry, options, coarse levels and the key streaming of the forward.
-  Tiles tiles;
-  Geometry g;
-  AttentionOptions opt;
-  int d = 0;
-  In q, k, v, out, dout;             // forward inputs and output, output gradient [bh][n][d]
-  In kc, vc;                         // coarse levels [bh][coarse tokens][d]
+  // Of the forward: geometry, options, inputs q, k, v [bh][n][d], coarse levels kc, vc, and
+  // the walks of a tile's fine keys and coarse slots.
+  using Tiles::d;
+  using Tiles::far_field;
+  using Tiles::fine_range;
+  using Tiles::g;
+  using Tiles::k;
+  using Tiles::kc;
+  using Tiles::make_tile;
+  using Tiles::opt;
+  using Tiles::q;
+  using Tiles::seen_by_rows_before;
+  using Tiles::v;
+  using Tiles::vc;
+  using Tiles::visible;
+  In out, dout;                      // forward output, output gradient [bh][n][d]
   LevelWeights<Scalar, Mem> kw, vw;  // learned downsampling of K and V
-  ConstRows lse;                     // [bh][n] from the forward
+  ConstRows forward_lse;             // [bh][n] from the forward
   Rows delta;                        // [bh][n] dO_i · O_i
   Out dq, dk, dv;                    // [bh][n][d]; an empty View is not computed
   Out dkc, dvc;                      // [bh][coarse tokens][d]
@@ -63,7 +73,7 @@ struct AttentionBackward {
   KOKKOS_INLINE_FUNCTION std::int64_t window_cells(int l) const { return windows(l, 1); }
   Out pk, pv;
   // The pairs: tiles of tile_rows positions (inside fine blocks for FMA); this launch's diagonal.
-  std::int64_t tile_rows = 0, tiles_per_head = 0, diagonal = 0;
+  std::int64_t tile_rows = 0, pair_tiles = 0, diagonal = 0;
 
   // One (query tile, chunk of slots) pair (backward_chunk.hpp).
   KOKKOS_INLINE_FUNCTION bool load_query_tile(const Member& team, const Tile& t, std::int64_t bh) const;

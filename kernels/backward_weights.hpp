@@ -34,7 +34,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::weight_channel
         dkw(off + (r * w + pos0 + j) * d + c) = 0;
         dvw(off + (r * w + pos0 + j) * d + c) = 0;
       }
-  for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
+  for (std::int64_t h = 0; h < std::int64_t(dkc.extent(0)); ++h)
     for (std::int64_t cell = 0; cell * w + pos0 < g.n; ++cell) {
       const std::int64_t row0 = cell * w + pos0;
       const int rows = int(g.n - row0 < npos ? g.n - row0 : npos);
@@ -43,8 +43,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::weight_channel
         const Scalar* gv = &dvc(h, base + cell * g.p + r, 0);
         if (zero_row(gk) && zero_row(gv)) continue;
         for (int j = 0; j < rows; ++j) {
-          const Scalar* xk = &k(h, row0 + j, 0);
-          const Scalar* xv = &v(h, row0 + j, 0);
+          const Scalar* xk = k(h, row0 + j);
+          const Scalar* xv = v(h, row0 + j);
           double* sk = &dkw(off + (r * w + pos0 + j) * d);
           double* sv = &dvw(off + (r * w + pos0 + j) * d);
           FMATTN_SIMD
@@ -78,7 +78,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::bias_channels(
   double* sk = &dkb(f * d);
   double* sv = &dvb(f * d);
   for (int c = c_begin; c < c_end; ++c) sk[c] = sv[c] = 0;
-  for (std::int64_t h = 0; h < std::int64_t(k.extent(0)); ++h)
+  for (std::int64_t h = 0; h < std::int64_t(dkc.extent(0)); ++h)
     for (std::int64_t cell = 0; cell < g.num_cells(l); ++cell) {
       const Scalar* gk = &dkc(h, base + cell * g.p, 0);
       const Scalar* gv = &dvc(h, base + cell * g.p, 0);

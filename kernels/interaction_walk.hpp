@@ -46,7 +46,7 @@ KOKKOS_INLINE_FUNCTION void AttentionTiles<ExecSpace, Scalar>::fine_range(const 
     const int len = int(hi - c0 < Tk ? hi - c0 : Tk);
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, len), [&](const int c) {
-      gather_slot(team, t, c, &k(bh, c0 + c - s.key_begin, 0), &v(bh, c0 + c - s.key_begin, 0));
+      gather_slot(team, t, c, k(bh, c0 + c - s.key_begin), v(bh, c0 + c - s.key_begin));
       Kokkos::single(Kokkos::PerThread(team), [&]() { t.logw(c) = Scalar(0); });
     });
     op(Chunk{t.ks.data(), t.vs.data(), row_length(d), row_length(d), len, causal, c0});
@@ -70,7 +70,7 @@ KOKKOS_INLINE_FUNCTION double AttentionTiles<ExecSpace, Scalar>::far_field(const
   const auto flush = [&]() {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, filled),
-                         [&](const int c) { gather_slot(team, t, c, &kc(bh, t.slot(c), 0), &vc(bh, t.slot(c), 0)); });
+                         [&](const int c) { gather_slot(team, t, c, kc(bh, t.slot(c)), vc(bh, t.slot(c))); });
     op(Chunk{t.ks.data(), t.vs.data(), row_length(d), row_length(d), filled, false, 0});
     filled = 0;
   };

@@ -214,10 +214,13 @@ TEST(TileShape, LaunchShapeOfTheBuild) {
 // The forward functor travels as a kernel argument (CUDA's limit is 4 KiB, with the policy):
 // it captures the shard's level tables as a View, not the 1.5 KiB host Shard.
 TEST(TileShape, FunctorIsPassedAsKernelArgument) {
-  EXPECT_LT(sizeof(fmattn::detail::AttentionTiles<TestSpace, double>), 1024u);
+  // Under 512 bytes CUDA passes a functor as a kernel argument whatever the launch hints say.
+  EXPECT_LT(sizeof(fmattn::detail::AttentionTiles<TestSpace, double>), 512u);
   EXPECT_LT(sizeof(fmattn::detail::ShardView<TestSpace::memory_space>), 128u);
-  // The backward's functor too (CUDA's kernel-argument limit is 4 KiB, policy included).
-  EXPECT_LT(sizeof(fmattn::detail::AttentionBackward<TestSpace, double>), 2048u);
+  EXPECT_EQ(sizeof(fmattn::detail::TokenRows<const double>), 24u);
+  // The backward's functor is larger; its launches carry the light-weight hint, under which
+  // the kernel-argument limit is 4 KiB, policy included.
+  EXPECT_LT(sizeof(fmattn::detail::AttentionBackward<TestSpace, double>), 1536u);
 }
 
 TEST(AttentionApi, RejectsMismatchedShapes) {

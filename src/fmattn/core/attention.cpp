@@ -185,28 +185,21 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
     }
   }
   K f;
-  f.tiles.g = g_;
-  f.tiles.s = detail::shard_view(shard_, shard_levels_);
-  f.tiles.opt = opt_;
-  f.tiles.k = k;
-  f.tiles.v = v;
-  f.tiles.kc = kc_;
-  f.tiles.vc = vc_;
-  f.tiles.d = d_;
-  f.tiles.dp = K::Tiles::padded_dim(d_);
   f.g = g_;
+  f.s = detail::shard_view(shard_, shard_levels_);
   f.opt = opt_;
-  f.d = d_;
   f.q = q;
   f.k = k;
   f.v = v;
-  f.out = out;
-  f.dout = dout;
   f.kc = kc_;
   f.vc = vc_;
+  f.d = d_;
+  f.dp = K::Tiles::padded_dim(d_);
+  f.out = out;
+  f.dout = dout;
   f.kw = {kw_, kb_};
   f.vw = {vw_, vb_};
-  f.lse = lse;
+  f.forward_lse = lse;
   f.delta = delta_;
   f.dq = dq;
   f.dk = dk;
