@@ -95,12 +95,11 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
   f.want_coarse = far && f.g.L > 0 && (f.want_dkv || f.dkw.extent(0));
   const std::size_t scratch = K::Tiles::scratch_bytes(f.d, true);
   f.scratch_level = scratch <= std::size_t(K::Policy::scratch_size_max(0)) ? 0 : 1;
-  // Every launch passes the functor (about 1.2 KiB) as a kernel argument, as the forward's tiles do.
+  // The team launches take the forward's tile shape; every launch passes the functor (about
+  // 1.2 KiB) as a kernel argument, as the forward's tiles do.
   auto launch = [&](const char* name, auto tag, std::int64_t teams) {
-    using Tag = decltype(tag);
-    Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, Tag> policy(space, int(teams), Kokkos::AUTO);
-    Kokkos::parallel_for(name, as_kernel_argument(policy.set_scratch_size(f.scratch_level, Kokkos::PerTeam(scratch))),
-                         f);
+    using Policy = Kokkos::TeamPolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>, decltype(tag)>;
+    Kokkos::parallel_for(name, K::template policy<Policy>(space, teams, f, scratch, f.scratch_level), f);
   };
   f.far_done = far && f.g.L > 0 && (f.want_dq || f.want_coarse);
   if (f.far_done) launch("fmattn::backward::far_field", typename K::FarTag{}, H * f.teams_per_head);

@@ -108,13 +108,13 @@ struct AttentionTiles {
 
   // The launch shape of `league` tiles: AUTO teams on the host shape, the traits' teams on the
   // device shape; the functor (under 512 bytes, see TileShape.FunctorIsPassedAsKernelArgument)
-  // goes to a GPU as a kernel argument.
-  template <class Functor>
+  // goes to a GPU as a kernel argument. P: the policy type (the backward's carry a work tag).
+  template <class P = Policy, class Functor>
   static auto policy(const ExecSpace& space, std::int64_t league, const Functor& f, std::size_t scratch, int level) {
     if constexpr (split_q) {
-      return device_team_policy<Scalar, Policy>(space, league, f, scratch, level);
+      return device_team_policy<Scalar, P>(space, league, f, scratch, level);
     } else {
-      Policy p(space, int(league), Kokkos::AUTO);
+      P p(space, int(league), Kokkos::AUTO);
       return as_kernel_argument(p.set_scratch_size(level, Kokkos::PerTeam(scratch)));
     }
   }

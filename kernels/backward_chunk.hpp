@@ -22,6 +22,33 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::load_query_til
                                                                                   std::int64_t bh) const {
   const Scalar s = Scalar(opt.scale);
   int live = 0;
+  if constexpr (Tiles::split_q) {
+    // Device shape: a thread per row, its lanes over channels (tiles hold whole rows: no padding).
+    Kokkos::parallel_reduce(
+        Kokkos::TeamThreadRange(team, t.rows),
+        [&](const int r, int& any) {
+          const Scalar* qi = q(bh, t.i0 + r);
+          const Scalar* gi = &dout(bh, t.i0 + r, 0);
+          const Scalar* o = &out(bh, t.i0 + r, 0);
+          Scalar sum = Scalar(0);
+          int nonzero = 0;
+          Kokkos::parallel_reduce(
+              Kokkos::ThreadVectorRange(team, d),
+              [&](const int x, Scalar& partial) {
+                t.qt(x, r) = s * qi[x];
+                t.vt(x, r) = gi[x];
+                partial += gi[x] * o[x];
+              },
+              sum);
+          Kokkos::parallel_reduce(
+              Kokkos::ThreadVectorRange(team, d), [&](const int x, int& nz) { nz = nz || gi[x] != Scalar(0); },
+              Kokkos::LOr<int>(nonzero));
+          Kokkos::single(Kokkos::PerThread(team), [&]() { delta(bh, t.i0 + r) = sum; });
+          any = any || nonzero;
+        },
+        Kokkos::LOr<int>(live));
+    return live != 0;
+  }
   Kokkos::parallel_reduce(
       Kokkos::TeamThreadRange(team, t.lanes),
       [&](const int r, int& any) {
@@ -100,14 +127,79 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::clear_rows(con
 // One (query tile, chunk of slots) pair: P and dS once, then dQ += dS·K into t.acc for the
 // tile's rows and, when `slots` is set, the slots' terms dS^T·Q into t.acc2 and P^T·dO into
 // t.acc3 (contracted over the tile's rows, read in place), which slot_rows(position, c,
-// terms_k, terms_v) then stores (position: the key's, for fine chunks). Causal fine chunks: a lane block scores only
-// the slots its rows see.
+// terms_k, terms_v) then stores (position: the key's, for fine chunks), in the tile shape of
+// the backend.
 template <class ExecSpace, class Scalar>
 template <class SlotRows>
 KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk(const Member& team, const Tile& t,
                                                                              std::int64_t bh, const Chunk& ch,
                                                                              bool slots,
                                                                              const SlotRows& slot_rows) const {
+  if constexpr (Tiles::split_q)
+    slot_chunk_split_q(team, t, bh, ch, slots, slot_rows);
+  else
+    slot_chunk_blocked(team, t, bh, ch, slots, slot_rows);
+}
+
+// The device shape, as the forward's (online_softmax.hpp): each thread owns whole query rows,
+// its vector lanes run over the row's slots for P and dS and then over channels for dQ; then
+// each thread owns whole slots, its lanes over channels for their dK and dV terms, summed over
+// the rows in order. Every phase reads what other lanes wrote only after a team barrier.
+template <class ExecSpace, class Scalar>
+template <class SlotRows>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk_split_q(const Member& team, const Tile& t,
+                                                                                     std::int64_t bh, const Chunk& ch,
+                                                                                     bool slots,
+                                                                                     const SlotRows& slot_rows) const {
+  const Scalar s = Scalar(opt.scale);
+  team.team_barrier();
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+    const int len = visible(t, ch, r);
+    const Scalar l = forward_lse(bh, t.i0 + r), dl = delta(bh, t.i0 + r);
+    // Slots the row does not see hold zero: the slot terms below run over all rows.
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, ch.len), [&](const int c) {
+      Scalar p = Scalar(0), ds = Scalar(0);
+      if (c < len) {
+        p = exp_nonpositive(
+            Scalar(row_score(&t.qt(0, r), LQ, ch.kbase + std::int64_t(c) * ch.kstride, t.logw(c), d) - l));
+        ds = s * p * (row_score(&t.vt(0, r), LQ, ch.vbase + std::int64_t(c) * ch.vstride, Scalar(0), d) - dl);
+      }
+      t.st(c, r) = p;
+      t.dpt(c, r) = ds;
+    });
+  });
+  team.team_barrier();
+  if (want_dq)
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
+      const int len = visible(t, ch, r);
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
+        row_accumulate(&t.acc(r, x), Scalar(1), &t.dpt(0, r), LQ, ch.kbase + x, ch.kstride, len);
+      });
+    });
+  if (!slots) return;
+  const Scalar* qrows = q(bh, t.i0);
+  const Scalar* grows = &dout(bh, t.i0, 0);
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, ch.len), [&](const int c) {
+    Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
+      t.acc2(c, x) = Scalar(0);
+      t.acc3(c, x) = Scalar(0);
+      row_accumulate(&t.acc2(c, x), Scalar(1), &t.dpt(c, 0), 1, qrows + x, d, t.rows);
+      row_accumulate(&t.acc3(c, x), Scalar(1), &t.st(c, 0), 1, grows + x, d, t.rows);
+    });
+  });
+  team.team_barrier();
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, ch.len),
+                       [&](const int c) { slot_rows(ch.pos0 + c, c, &t.acc2(c, 0), &t.acc3(c, 0)); });
+}
+
+// The host shape: register blocks of query lanes (causal fine chunks: a lane block scores only
+// the slots its rows see), one thread per team.
+template <class ExecSpace, class Scalar>
+template <class SlotRows>
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk_blocked(const Member& team, const Tile& t,
+                                                                                     std::int64_t bh, const Chunk& ch,
+                                                                                     bool slots,
+                                                                                     const SlotRows& slot_rows) const {
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.lanes / CB), [&](const int lane_block) {
     const int r0 = lane_block * CB;

@@ -87,6 +87,12 @@ struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   template <class SlotRows>
   KOKKOS_INLINE_FUNCTION void slot_chunk(const Member& team, const Tile& t, std::int64_t bh, const Chunk& ch,
                                          bool slots, const SlotRows& slot_rows) const;
+  template <class SlotRows>
+  KOKKOS_INLINE_FUNCTION void slot_chunk_blocked(const Member& team, const Tile& t, std::int64_t bh, const Chunk& ch,
+                                                 bool slots, const SlotRows& slot_rows) const;
+  template <class SlotRows>
+  KOKKOS_INLINE_FUNCTION void slot_chunk_split_q(const Member& team, const Tile& t, std::int64_t bh, const Chunk& ch,
+                                                 bool slots, const SlotRows& slot_rows) const;
 
   // The far pass and the reduction of its windows (backward_far_field.hpp).
   KOKKOS_INLINE_FUNCTION void operator()(FarTag, const Member& team) const;
