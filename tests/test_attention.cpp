@@ -195,20 +195,28 @@ TEST(Identities, LargeScoresStayFinite) {
 
 // The tile shape this build launches: the host's register blocks, or (FMATTN_DEVICE_TILES_ON_HOST,
 // and on GPUs) the split-Q device shape, whose teams must really hold several threads for the
-// tests above to exercise its barriers: up to 4, as many as the backend runs.
+// tests above to exercise its barriers: up to 4, as many as the backend runs. The backward's
+// passes (a work tag each) launch in the same shape.
 TEST(TileShape, LaunchShapeOfTheBuild) {
   using K = fmattn::detail::AttentionTiles<TestSpace, float>;
+  using B = fmattn::detail::AttentionBackward<TestSpace, float>;
+  using PairPolicy = Kokkos::TeamPolicy<TestSpace, Kokkos::Schedule<Kokkos::Dynamic>, B::PairTag>;
   const K f{};
+  const B b{};
   const auto policy = K::policy(TestSpace(), 8, f, K::scratch_bytes(64), 0);
+  const auto pairs = B::policy<PairPolicy>(TestSpace(), 8, b, K::scratch_bytes(64, true), 0);
 #if defined(FMATTN_DEVICE_TILES_ON_HOST)
   EXPECT_TRUE(K::split_q);
   EXPECT_EQ(K::CB, 1);
   EXPECT_EQ(policy.team_size(), std::min(4, int(TestSpace().concurrency())));
+  EXPECT_EQ(pairs.team_size(), std::min(4, int(TestSpace().concurrency())));
 #else
   EXPECT_FALSE(K::split_q);
   EXPECT_GE(policy.team_size(), 1);
+  EXPECT_GE(pairs.team_size(), 1);
 #endif
   EXPECT_EQ(policy.league_size(), 8);
+  EXPECT_EQ(pairs.league_size(), 8);
 }
 
 // The forward functor travels as a kernel argument (CUDA's limit is 4 KiB, with the policy):
