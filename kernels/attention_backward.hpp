@@ -79,9 +79,9 @@ std::int64_t plan_backward(K& f) {
 }
 
 // Runs the passes in dependency order: far teams, reduce, pairs diagonal by diagonal, weights.
-// `f` carries the inputs, the workspace (pk, pv sized by plan_backward) and the output Views
-// (its AttentionTiles base the forward's geometry, inputs and coarse levels); empty dq/dk/dv or dkw skip those
-// parts.
+// `f` carries the inputs (in its AttentionTiles base, with the forward's geometry and coarse
+// levels), the workspace (pk, pv sized by plan_backward) and the output Views; empty dq/dk/dv
+// or dkw skip those parts.
 template <class ExecSpace, class Scalar>
 void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace, Scalar> f) {
   using K = AttentionBackward<ExecSpace, Scalar>;

@@ -231,6 +231,15 @@ TEST(TileShape, FunctorIsPassedAsKernelArgument) {
   EXPECT_LT(sizeof(fmattn::detail::AttentionBackward<TestSpace, double>), 1536u);
 }
 
+// Kernels address the rows of their [heads][rows][d] inputs through TokenRows: the same rows as
+// the View's, on a shape where heads, rows and d all differ.
+TEST(TileShape, TokenRowsAddressTheViewsRows) {
+  Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::HostSpace> view("rows", 3, 5, 7);
+  const fmattn::detail::TokenRows<const double> rows(view);
+  for (int h = 0; h < 3; ++h)
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(rows(h, i), &view(h, i, 0));
+}
+
 TEST(AttentionApi, RejectsMismatchedShapes) {
   const auto g = fmattn::make_geometry(100, 8, 2, fmattn::Variant::causal);
   TestAttention<double> att(g, {}, 4, 2);
