@@ -6,7 +6,6 @@
 #include "kernels/backward_chunk.hpp"
 #include "kernels/backward_state.hpp"
 #include "kernels/interaction_walk.hpp"
-#include "kernels/simd.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -14,10 +13,14 @@
 
 namespace fmattn::detail {
 
-// Adds fine token j's share of the gradients of the coarse tokens made from it, every level.
+// Adds fine token j's share of the gradients of the coarse tokens made from it, every level, to
+// its gradient rows dkr, dvr. On the device shape the thread's vector lanes split the channels
+// as when they wrote those rows, so each lane adds to the channels it wrote; on the host one
+// SIMD loop runs over them, as before.
 template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_share(std::int64_t h, std::int64_t j,
-                                                                                   Scalar* dkr, Scalar* dvr) const {
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_share(const Member& team, std::int64_t h,
+                                                                                   std::int64_t j, Scalar* dkr,
+                                                                                   Scalar* dvr) const {
   for (int l = 1; l <= g.L; ++l) {
     const std::int64_t w = g.cell_size(l), cell = j / w, pos = j % w, base = g.level_offset(l) + cell * g.p;
     if (opt.downsampling == Downsampling::average) {
@@ -25,11 +28,10 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_sha
       const Scalar inv = Scalar(1.0 / g.count(Downsampling::average, l, cell, r));
       const Scalar* gk = &dkc(h, base + r, 0);
       const Scalar* gv = &dvc(h, base + r, 0);
-      FMATTN_SIMD
-      for (int c = 0; c < d; ++c) {
+      for_channels(team, [&](const int c) {
         dkr[c] += inv * gk[c];
         dvr[c] += inv * gv[c];
-      }
+      });
       continue;
     }
     const std::int64_t off = g.weight_offset(l, d);
@@ -38,11 +40,10 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_sha
       const Scalar* wv = vw.weight.data() + off + (r * w + pos) * d;
       const Scalar* gk = &dkc(h, base + r, 0);
       const Scalar* gv = &dvc(h, base + r, 0);
-      FMATTN_SIMD
-      for (int c = 0; c < d; ++c) {
+      for_channels(team, [&](const int c) {
         dkr[c] += wk[c] * gk[c];
         dvr[c] += wv[c] * gv[c];
-      }
+      });
     }
   }
 }
@@ -93,8 +94,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
       rk[x] = first ? terms_k[x] : rk[x] + terms_k[x];
       rv[x] = first ? terms_v[x] : rv[x] + terms_v[x];
     });
-    if (first && has_far_field(opt.method))
-      Kokkos::single(Kokkos::PerThread(team), [&]() { add_coarse_share(bh, j, rk, rv); });
+    if (first && has_far_field(opt.method)) add_coarse_share(team, bh, j, rk, rv);
   };
   if (live) {
     fine_range(team, t, bh, j0, j_end, causal,
