@@ -20,9 +20,9 @@ namespace fmattn::detail {
 template <class ExecSpace, class Scalar>
 struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   using Tiles = AttentionTiles<ExecSpace, Scalar>;
-  using Mem = typename ExecSpace::memory_space;
-  using In = Kokkos::View<const Scalar***, Kokkos::LayoutRight, Mem>;
-  using Out = Kokkos::View<Scalar***, Kokkos::LayoutRight, Mem>;
+  using Mem = typename Tiles::Mem;
+  using In = typename Tiles::In;
+  using Out = typename Tiles::Out;
   using Rows = Kokkos::View<Scalar**, Kokkos::LayoutRight, Mem>;
   using ConstRows = Kokkos::View<const Scalar**, Kokkos::LayoutRight, Mem>;
   using Grad = Kokkos::View<double*, Mem>;
