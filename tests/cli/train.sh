@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # train.sh FMATTN DECK CORPUS_DIR DIR: fmattn train and eval as a user and a job script run them.
-# 1. One thread and two threads (Kokkos and BLAS) train to the same bits.
+# 1. 1, 2 and 4 threads train to the same bits, under every OpenBLAS kernel set the CPU can run
+#    (OPENBLAS_CORETYPE: with BLAS in the model, Haswell and Zen gave other bits at 1 and 2 threads).
 # 2. SIGTERM between steps (Slurm's time limit, a requeue): the step finishes, a checkpoint is
 #    written, exit 3; restarting from it ends bit for bit where an uninterrupted run ends.
 # 3. eval reports the validation loss that training logged, and writes per-window losses.
@@ -28,13 +29,24 @@ common=(--set data.train="$corpus/fortunes-train.bin" --set data.val="$corpus/fo
   --set model.context=256 --set model.width=64 --set attention.block_size=16
   --set train.steps=30 --set train.eval_every=10 --set train.eval_windows=4 --set train.checkpoint_every=1000)
 
-# --- 1. thread counts
-for t in 1 2; do
-  OMP_NUM_THREADS=$t "$bin" train "$deck" "${common[@]}" --set train.steps=8 --set train.checkpoint_file="$dir/t$t.h5" \
-    --kokkos-num-threads=$t >"$dir/t$t.log" || fail "train with $t thread(s) failed: $(cat "$dir/t$t.log")"
+# --- 1. thread counts and BLAS kernel sets
+flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
+kernel_sets=(default SandyBridge)
+[[ " $flags " == *" avx2 "* && " $flags " == *" fma "* ]] && kernel_sets+=(Haswell Zen)
+[[ " $flags " == *" avx512f "* && " $flags " == *" avx512vl "* ]] && kernel_sets+=(SkylakeX)
+for set in "${kernel_sets[@]}"; do
+  for t in 1 2 4; do
+    name=$set-t$t
+    kernels=()  # default: what OpenBLAS picks here (or the environment sets)
+    [[ $set == default ]] || kernels=(OPENBLAS_CORETYPE="$set")
+    env "${kernels[@]}" OMP_NUM_THREADS=$t "$bin" train "$deck" "${common[@]}" --set train.steps=8 --set train.checkpoint_file="$dir/$name.h5" \
+      --kokkos-num-threads=$t >"$dir/$name.log" || fail "train ($name) failed: $(cat "$dir/$name.log")"
+    [[ $name == default-t1 ]] && continue
+    same "$dir/default-t1.h5" "$dir/$name.h5"
+    rm -f "$dir/$name.h5"
+  done
 done
-same "$dir/t1.h5" "$dir/t2.h5"
-echo "1 and 2 threads: the same bits after 8 steps"
+echo "1, 2 and 4 threads under OpenBLAS kernel sets ${kernel_sets[*]}: the same bits after 8 steps"
 
 # --- 2. SIGTERM and restart
 "$bin" train "$deck" "${common[@]}" --set train.checkpoint_file="$dir/whole.h5" >"$dir/whole.log"

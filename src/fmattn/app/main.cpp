@@ -1,5 +1,6 @@
 // The fmattn command line: run / validate / info / fit / train / eval. MPI first, then Kokkos; only rank 0
 // prints. Exit codes: 0 success, 2 bad input, 1 any other failure.
+#include <fmattn/app/blas_info.hpp>
 #include <fmattn/app/fit.hpp>
 #include <fmattn/app/run.hpp>
 #include <fmattn/app/train.hpp>
@@ -154,6 +155,7 @@ std::string runtime_info(int ranks) {
   s += " (parallel)";
 #endif
   s += "\nyaml-cpp " + std::string(fmattn::build_yaml_cpp) + "; Kokkos Kernels " + fmattn::build_kokkos_kernels + "\n";
+  s += fmattn::dense_products_info();
   s += "build: " + std::string(fmattn::build_type) + ", " + fmattn::build_compiler + ", flags: " + fmattn::build_flags +
        "\n";
   s += "host: " + cpu_model() + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " logical CPUs; " + os_name() +

@@ -3,9 +3,8 @@
 #include <fmattn/core/attention.hpp>
 #include <fmattn/core/weights.hpp>
 #include <fmattn/util/profiling.hpp>
+#include "kernels/dense_gemm.hpp"
 #include "kernels/lm_layers.hpp"
-
-#include <KokkosBlas3_gemm.hpp>
 
 #include <array>
 #include <stdexcept>
@@ -26,12 +25,6 @@ Matrix<S> matrix(const char* label, std::int64_t rows, std::int64_t cols) {
 template <class S>
 Vec<S> vec(const char* label, std::int64_t n) {
   return Vec<S>(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("fmattn::lm::") + label), n);
-}
-
-// C = alpha · op(A) · op(B) + beta · C.
-template <class S>
-void gemm(const char* ta, const char* tb, const Matrix<S>& a, const Matrix<S>& b, S beta, const Matrix<S>& c) {
-  KokkosBlas::gemm(ta, tb, S(1), a, b, beta, c);
 }
 
 // Calls f(slot, values) for each K and V weight and bias slot of block b's basis functions, with
@@ -233,9 +226,9 @@ void LanguageModel<S>::forward(const std::uint8_t* bytes) {
     const Matrix<S>& x_next = b + 1 < config_.layers ? w.act[std::size_t(b) + 1].x : w.x_final;
     detail::lm::layer_norm(e, a.x, p.ln1_gain, p.ln1_bias, a.a1, a.mean1, a.rstd1);
     // q, k, v through the dense products, then into heads.
-    gemm<S>("N", "N", a.a1, p.wq, S(0), w.dq);
-    gemm<S>("N", "N", a.a1, p.wk, S(0), w.dk);
-    gemm<S>("N", "N", a.a1, p.wv, S(0), w.dv);
+    detail::dense_gemm(e, 'N', 'N', a.a1, p.wq, S(0), w.dq);
+    detail::dense_gemm(e, 'N', 'N', a.a1, p.wk, S(0), w.dk);
+    detail::dense_gemm(e, 'N', 'N', a.a1, p.wv, S(0), w.dv);
     detail::lm::add_bias(e, w.dq, p.bq);
     detail::lm::add_bias(e, w.dk, p.bk);
     detail::lm::add_bias(e, w.dv, p.bv);
@@ -246,18 +239,18 @@ void LanguageModel<S>::forward(const std::uint8_t* bytes) {
     // h = x + y·Wo + bo.
     detail::lm::merge_heads(e, a.y, w.dy);
     Kokkos::deep_copy(e, a.h, a.x);
-    gemm<S>("N", "N", w.dy, p.wo, S(1), a.h);
+    detail::dense_gemm(e, 'N', 'N', w.dy, p.wo, S(1), a.h);
     detail::lm::add_bias(e, a.h, p.bo);
     // x_next = h + GELU(LN2(h)·W1 + b1)·W2 + b2.
     detail::lm::layer_norm(e, a.h, p.ln2_gain, p.ln2_bias, a.a2, a.mean2, a.rstd2);
-    gemm<S>("N", "N", a.a2, p.w1, S(0), a.u);
+    detail::dense_gemm(e, 'N', 'N', a.a2, p.w1, S(0), a.u);
     detail::lm::bias_gelu(e, a.u, p.b1, a.g);
     Kokkos::deep_copy(e, x_next, a.h);
-    gemm<S>("N", "N", a.g, p.w2, S(1), x_next);
+    detail::dense_gemm(e, 'N', 'N', a.g, p.w2, S(1), x_next);
     detail::lm::add_bias(e, x_next, p.b2);
   }
   detail::lm::layer_norm(e, w.x_final, w.p.final_gain, w.p.final_bias, w.f, w.mean_f, w.rstd_f);
-  gemm<S>("N", "T", w.f, w.p.embedding, S(0), w.logits);
+  detail::dense_gemm(e, 'N', 'T', w.f, w.p.embedding, S(0), w.logits);
 }
 
 template <class S>
@@ -268,8 +261,8 @@ void LanguageModel<S>::backward() {
   const Geometry geo = config_.geometry();
   const int d = config_.head_dim();
   // Tied output: dE += dlogitsᵀ·f; df = dlogits·E.
-  gemm<S>("T", "N", w.dlogits, w.f, S(1), w.dp.embedding);
-  gemm<S>("N", "N", w.dlogits, w.p.embedding, S(0), w.da);
+  detail::dense_gemm(e, 'T', 'N', w.dlogits, w.f, S(1), w.dp.embedding);
+  detail::dense_gemm(e, 'N', 'N', w.dlogits, w.p.embedding, S(0), w.da);
   Kokkos::deep_copy(e, w.dx, S(0));
   detail::lm::layer_norm_backward(e, w.da, w.x_final, w.mean_f, w.rstd_f, w.p.final_gain, w.dx, w.dp.final_gain,
                                   w.dp.final_bias);
@@ -278,21 +271,21 @@ void LanguageModel<S>::backward() {
     const BlockViews<S>& p = w.p.blocks[std::size_t(b)];
     const BlockViews<S>& dp = w.dp.blocks[std::size_t(b)];
     // dx is the gradient of the block's output. MLP: dW2 += gᵀ·dx, db2 += Σ dx, dg = dx·W2ᵀ.
-    gemm<S>("T", "N", a.g, w.dx, S(1), dp.w2);
+    detail::dense_gemm(e, 'T', 'N', a.g, w.dx, S(1), dp.w2);
     detail::lm::add_column_sums(e, w.dx, dp.b2);
-    gemm<S>("N", "T", w.dx, p.w2, S(0), w.dg);
+    detail::dense_gemm(e, 'N', 'T', w.dx, p.w2, S(0), w.dg);
     detail::lm::gelu_backward(e, a.u, w.dg);
-    gemm<S>("T", "N", a.a2, w.dg, S(1), dp.w1);
+    detail::dense_gemm(e, 'T', 'N', a.a2, w.dg, S(1), dp.w1);
     detail::lm::add_column_sums(e, w.dg, dp.b1);
-    gemm<S>("N", "T", w.dg, p.w1, S(0), w.da);
+    detail::dense_gemm(e, 'N', 'T', w.dg, p.w1, S(0), w.da);
     // dh = dx + LN2'(da).
     Kokkos::deep_copy(e, w.dh, w.dx);
     detail::lm::layer_norm_backward(e, w.da, a.h, a.mean2, a.rstd2, p.ln2_gain, w.dh, dp.ln2_gain, dp.ln2_bias);
     // Output projection: dWo += yᵀ·dh, dbo += Σ dh, dy = dh·Woᵀ.
     detail::lm::merge_heads(e, a.y, w.dy);
-    gemm<S>("T", "N", w.dy, w.dh, S(1), dp.wo);
+    detail::dense_gemm(e, 'T', 'N', w.dy, w.dh, S(1), dp.wo);
     detail::lm::add_column_sums(e, w.dh, dp.bo);
-    gemm<S>("N", "T", w.dh, p.wo, S(0), w.dy);
+    detail::dense_gemm(e, 'N', 'T', w.dh, p.wo, S(0), w.dy);
     detail::lm::split_heads(e, w.dy, w.dyh);
     DownsamplingWeights dbasis;
     w.attention[std::size_t(b)]->backward(a.q, a.k, a.v, a.y, a.lse, w.dyh, w.dqh, w.dkh, w.dvh,
@@ -301,15 +294,15 @@ void LanguageModel<S>::backward() {
     detail::lm::merge_heads(e, w.dkh, w.dk);
     detail::lm::merge_heads(e, w.dvh, w.dv);
     // Projections: dW += a1ᵀ·d(qkv), db += Σ d(qkv), da = Σ d(qkv)·Wᵀ.
-    gemm<S>("T", "N", a.a1, w.dq, S(1), dp.wq);
-    gemm<S>("T", "N", a.a1, w.dk, S(1), dp.wk);
-    gemm<S>("T", "N", a.a1, w.dv, S(1), dp.wv);
+    detail::dense_gemm(e, 'T', 'N', a.a1, w.dq, S(1), dp.wq);
+    detail::dense_gemm(e, 'T', 'N', a.a1, w.dk, S(1), dp.wk);
+    detail::dense_gemm(e, 'T', 'N', a.a1, w.dv, S(1), dp.wv);
     detail::lm::add_column_sums(e, w.dq, dp.bq);
     detail::lm::add_column_sums(e, w.dk, dp.bk);
     detail::lm::add_column_sums(e, w.dv, dp.bv);
-    gemm<S>("N", "T", w.dq, p.wq, S(0), w.da);
-    gemm<S>("N", "T", w.dk, p.wk, S(1), w.da);
-    gemm<S>("N", "T", w.dv, p.wv, S(1), w.da);
+    detail::dense_gemm(e, 'N', 'T', w.dq, p.wq, S(0), w.da);
+    detail::dense_gemm(e, 'N', 'T', w.dk, p.wk, S(1), w.da);
+    detail::dense_gemm(e, 'N', 'T', w.dv, p.wv, S(1), w.da);
     // dx(block input) = dh + LN1'(da).
     Kokkos::deep_copy(e, w.dx, w.dh);
     detail::lm::layer_norm_backward(e, w.da, a.x, a.mean1, a.rstd1, p.ln1_gain, w.dx, dp.ln1_gain, dp.ln1_bias);

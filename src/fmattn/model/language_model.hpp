@@ -1,7 +1,7 @@
 // The byte-level language model (docs/language-model.md) on Kokkos Views: parameters and
-// their gradients as flat vectors, the dense products through Kokkos Kernels' GEMM, attention
-// through fmattn's own forward and backward. One window of T + 1 bytes at a time; the
-// gradients of successive windows accumulate until zero_gradients().
+// their gradients as flat vectors, the dense products through fmattn's deterministic GEMM
+// (kernels/dense_gemm.hpp), attention through fmattn's own forward and backward. One window of
+// T + 1 bytes at a time; the gradients of successive windows accumulate until zero_gradients().
 #pragma once
 
 #include <fmattn/model/config.hpp>

@@ -1,0 +1,191 @@
+// The language model's dense products, C = op(A)·op(B) + beta·C, on fmattn's own register-blocked
+// GEMM for host execution spaces. Why not BLAS: an optimised BLAS picks its micro-kernels for the
+// CPU at run time and splits the work by its thread count, and both change how each element's
+// sum is rounded (OpenBLAS' Haswell and Zen kernels give other bits at 1 and 2 threads), so a
+// model would train to bits that depend on the machine; a threaded BLAS also starts a thread
+// pool of its own next to Kokkos'. Here every element is summed over k in increasing order,
+//   acc = beta·C;  acc = acc + A(i, k)·B(k, j)  for k = 0, 1, …, K − 1,
+// one multiply-add at a time in its own vector lane, whatever the thread count, the blocking,
+// the tile an element falls in or the vector width: the same bits on every CPU that runs the
+// same binary (and on AVX2 and AVX-512 builds alike, both contracting to fused multiply-adds).
+// The blocking is Goto's: a team packs a KC-deep slab of an MC × NC tile of op(A) and op(B)
+// into scratch (zero-padded to whole register blocks), and NR × CB register blocks of C are
+// summed over it with accumulate_block, the attention tiles' micro-kernel. Across slabs the
+// accumulators go through C exactly (a stored float is the float), so slabs do not change the
+// order. Device spaces take KokkosBlas::gemm (cuBLAS, rocBLAS), deterministic on one GPU model.
+#pragma once
+
+#include "kernels/tile_products.hpp"
+
+#include <KokkosBlas3_gemm.hpp>
+#include <Kokkos_Core.hpp>
+
+#include <cstdint>
+#include <stdexcept>
+#include <type_traits>
+
+namespace fmattn::detail {
+
+template <class Scalar>
+struct GemmShape {
+  // 6 rows × two vector registers of columns: 12 accumulators, two loads of B and a broadcast
+  // of A per step, 15 of AVX2's 16 registers (AVX-512: 15 of 32, with twice the columns).
+  static constexpr int rows = 6;
+#if defined(__AVX512F__)
+  static constexpr int cols = int(128 / sizeof(Scalar));
+#else
+  static constexpr int cols = int(64 / sizeof(Scalar));
+#endif
+  static constexpr int depth = 256;            // KC: a packed B block (KC × cols) stays in L1
+  static constexpr int tile_rows = 16 * rows;  // MC: a packed A slab stays in L2
+  static constexpr int max_col_blocks = 16;    // NC ≤ 16 · cols: an A slab is packed once per NC columns
+};
+
+template <class Exec, bool TransA, bool TransB, class AView, class BView, class CView>
+struct DenseGemm {
+  using S = typename CView::non_const_value_type;
+  using Shape = GemmShape<S>;
+  static constexpr int NR = Shape::rows, CB = Shape::cols, KC = Shape::depth, MC = Shape::tile_rows;
+  using Policy = Kokkos::TeamPolicy<Exec, Kokkos::Schedule<Kokkos::Dynamic>>;
+  using Scratch = Kokkos::View<S*, typename Exec::scratch_memory_space, Kokkos::MemoryUnmanaged>;
+
+  AView a;
+  BView b;
+  CView c;
+  S beta;
+  std::int64_t M, N, K;
+  int nc;  // columns of a tile, a multiple of CB
+  std::int64_t tiles_n;
+
+  // Tiles of MC rows × nc columns: as wide as the rows allow (fewer A packs), but at least
+  // about four tiles a thread where N allows (the weight gradients have only M = width rows).
+  DenseGemm(const AView& a_, const BView& b_, const CView& c_, S beta_, std::int64_t M_, std::int64_t N_,
+            std::int64_t K_, int threads)
+      : a(a_), b(b_), c(c_), beta(beta_), M(M_), N(N_), K(K_) {
+    std::int64_t blocks = (N + CB - 1) / CB;
+    blocks = blocks < Shape::max_col_blocks ? blocks : Shape::max_col_blocks;
+    const std::int64_t row_tiles = (M + MC - 1) / MC;
+    while (blocks > 1 && row_tiles * ((N + blocks * CB - 1) / (blocks * CB)) < 4 * threads) blocks = (blocks + 1) / 2;
+    nc = int(blocks) * CB;
+    tiles_n = (N + nc - 1) / nc;
+  }
+  std::int64_t tiles() const { return (M + MC - 1) / MC * tiles_n; }
+  std::size_t scratch_bytes() const { return Scratch::shmem_size(std::size_t(MC) * KC + std::size_t(KC) * nc); }
+
+  // pa[(g·kc + k)·NR + r] = op(A)(i0 + g·NR + r, k0 + k), zero past the tile's rows.
+  void pack_a(S* pa, std::int64_t i0, int rows, std::int64_t k0, int kc) const {
+    const std::int64_t s0 = std::int64_t(a.stride(0)), s1 = std::int64_t(a.stride(1));
+    const int blocks = (rows + NR - 1) / NR;
+    if (TransA) {  // op(A)(i, k) = a(k, i): a block's NR values of one k lie together
+      for (int g = 0; g < blocks; ++g) {
+        S* out = pa + std::size_t(g) * kc * NR;
+        const S* src = a.data() + k0 * s0 + (i0 + g * NR) * s1;
+        const bool whole = (g + 1) * NR <= rows && s1 == 1;
+        for (int k = 0; k < kc; ++k)
+          for (int r = 0; r < NR; ++r) out[k * NR + r] = whole || g * NR + r < rows ? src[k * s0 + r * s1] : S(0);
+      }
+    } else {  // one row at a time, read along k
+      for (int i = 0; i < blocks * NR; ++i) {
+        S* out = pa + std::size_t(i / NR) * kc * NR + i % NR;
+        const S* src = a.data() + (i0 + i) * s0 + k0 * s1;
+        for (int k = 0; k < kc; ++k) out[k * NR] = i < rows ? src[k * s1] : S(0);
+      }
+    }
+  }
+
+  // pb[(h·kc + k)·CB + x] = op(B)(k0 + k, j0 + h·CB + x), zero past the tile's columns.
+  void pack_b(S* pb, std::int64_t j0, int cols, std::int64_t k0, int kc) const {
+    const std::int64_t s0 = std::int64_t(b.stride(0)), s1 = std::int64_t(b.stride(1));
+    const int blocks = (cols + CB - 1) / CB;
+    if (!TransB) {  // op(B)(k, j) = b(k, j): the tile's part of row k, contiguous in a row-major B
+      for (int k = 0; k < kc; ++k) {
+        const S* src = b.data() + (k0 + k) * s0 + j0 * s1;
+        for (int h = 0; h < blocks; ++h) {
+          S* out = pb + (std::size_t(h) * kc + k) * CB;
+          if ((h + 1) * CB <= cols && s1 == 1) {
+            FMATTN_SIMD
+            for (int x = 0; x < CB; ++x) out[x] = src[h * CB + x];
+          } else {
+            for (int x = 0; x < CB; ++x) out[x] = h * CB + x < cols ? src[(h * CB + x) * s1] : S(0);
+          }
+        }
+      }
+    } else {  // op(B)(k, j) = b(j, k): one column at a time, read along k
+      for (int j = 0; j < blocks * CB; ++j) {
+        S* out = pb + std::size_t(j / CB) * kc * CB + j % CB;
+        const S* src = b.data() + (j0 + j) * s0 + k0 * s1;
+        for (int k = 0; k < kc; ++k) out[k * CB] = j < cols ? src[k * s1] : S(0);
+      }
+    }
+  }
+
+  void operator()(const typename Policy::member_type& member) const {
+    const std::int64_t i0 = member.league_rank() / tiles_n * MC, j0 = member.league_rank() % tiles_n * nc;
+    const int rows = int(M - i0 < MC ? M - i0 : MC), cols = int(N - j0 < nc ? N - j0 : nc);
+    const Scratch pa(member.team_scratch(1), std::size_t(MC) * KC), pb(member.team_scratch(1), std::size_t(KC) * nc);
+    const std::int64_t cs0 = std::int64_t(c.stride(0)), cs1 = std::int64_t(c.stride(1));
+    // K = 0 still passes once, to leave beta·C.
+    for (std::int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
+      const int kc = int(K - k0 < KC ? K - k0 : KC);
+      pack_a(pa.data(), i0, rows, k0, kc);
+      pack_b(pb.data(), j0, cols, k0, kc);
+      for (int h = 0; h * CB < cols; ++h) {
+        const int jn = cols - h * CB < CB ? cols - h * CB : CB;
+        for (int g = 0; g * NR < rows; ++g) {
+          const int in = rows - g * NR < NR ? rows - g * NR : NR;
+          S* out = c.data() + (i0 + g * NR) * cs0 + (j0 + h * CB) * cs1;
+          S acc[NR][CB];
+          for (int r = 0; r < NR; ++r) {
+            FMATTN_SIMD
+            for (int x = 0; x < CB; ++x) acc[r][x] = S(0);
+            if (r >= in) continue;
+            // The first slab starts from beta·C; later ones continue from C, which holds the
+            // accumulators exactly.
+            if (k0 > 0 || beta == S(1)) {
+              for (int x = 0; x < jn; ++x) acc[r][x] = out[r * cs0 + x * cs1];
+            } else if (beta != S(0)) {
+              for (int x = 0; x < jn; ++x) acc[r][x] = beta * out[r * cs0 + x * cs1];
+            }
+          }
+          accumulate_block<NR, CB>(acc, pa.data() + std::size_t(g) * kc * NR, 1, NR,
+                                   pb.data() + std::size_t(h) * kc * CB, CB, 0, kc);
+          for (int r = 0; r < in; ++r)
+            for (int x = 0; x < jn; ++x) out[r * cs0 + x * cs1] = acc[r][x];
+        }
+      }
+    }
+  }
+};
+
+// C = op(A)·op(B) + beta·C; op(X) = Xᵀ where trans_x is 'T'. Shapes must agree (checked).
+template <class Exec, class AView, class BView, class CView>
+void dense_gemm(const Exec& space, char trans_a, char trans_b, const AView& a, const BView& b,
+                typename CView::non_const_value_type beta, const CView& c) {
+  using S = typename CView::non_const_value_type;
+  const bool ta = trans_a == 'T', tb = trans_b == 'T';
+  const std::int64_t M = c.extent(0), N = c.extent(1), K = ta ? a.extent(0) : a.extent(1);
+  if ((ta ? a.extent(1) : a.extent(0)) != std::size_t(M) || (tb ? b.extent(0) : b.extent(1)) != std::size_t(N) ||
+      (tb ? b.extent(1) : b.extent(0)) != std::size_t(K))
+    throw std::invalid_argument("fmattn::dense_gemm: the shapes of A, B and C do not agree");
+  if constexpr (!Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Exec::memory_space>::accessible) {
+    const char na[2] = {trans_a, 0}, nb[2] = {trans_b, 0};
+    KokkosBlas::gemm(na, nb, S(1), a, b, beta, c);
+  } else {
+    if (M == 0 || N == 0) return;
+    auto launch = [&](auto ta_c, auto tb_c) {
+      using F = DenseGemm<Exec, decltype(ta_c)::value, decltype(tb_c)::value, AView, BView, CView>;
+      const F f(a, b, c, beta, M, N, K, space.concurrency());
+      Kokkos::parallel_for(
+          "fmattn::lm::gemm",
+          typename F::Policy(space, int(f.tiles()), 1).set_scratch_size(1, Kokkos::PerTeam(f.scratch_bytes())), f);
+    };
+    using T = std::true_type;
+    using F = std::false_type;
+    if (ta)
+      tb ? launch(T{}, T{}) : launch(T{}, F{});
+    else
+      tb ? launch(F{}, T{}) : launch(F{}, F{});
+  }
+}
+
+}  // namespace fmattn::detail
