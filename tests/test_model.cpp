@@ -3,6 +3,7 @@
 // reference's loss, for exact, FMA (average and learned basis functions, a ragged context) and
 // local attention; exact = FMA when the context has no coarse level; initial values as
 // documented; the learning-rate schedule.
+#include <fmattn/model/flops.hpp>
 #include <fmattn/model/language_model.hpp>
 #include <fmattn/model/optimizer.hpp>
 #include "reference_lm.hpp"
@@ -203,6 +204,21 @@ TEST(Model, InitialValues) {
   // Another seed, other values; the same seed, the same bits.
   EXPECT_NE(x, fmattn::initial_parameters(c, slots, 2));
   EXPECT_EQ(x, fmattn::initial_parameters(c, slots, 1));
+}
+
+// Training FLOPs per token, counted by hand for a small exact model: 6 per matrix parameter
+// (2 layers × 12·16² + the tied 256 × 16 output) plus 3.5 × the causal attention's forward
+// (T(T + 1)/2 query-key pairs per head, 4·d FLOPs each, 2 heads, 2 layers, over T tokens).
+TEST(Model, TrainingFlopsPerToken) {
+  ModelConfig m = config_of({"exact", fmattn::Method::exact, false, 8});
+  const double matrices = 6.0 * (2 * 12 * 16 * 16 + 256 * 16);
+  const double attention = 3.5 * 2 * (4.0 * 8 * (8 * 9 / 2) * 2) / 8;
+  EXPECT_DOUBLE_EQ(fmattn::training_flops_per_token(m), matrices + attention);
+  // FMA's attention grows as T log T, exact's as T²: at a long context FMA's is far smaller.
+  m.context = 4096;
+  const double exact = fmattn::training_flops_per_token(m);
+  m.attention.method = fmattn::Method::fma;
+  EXPECT_LT(fmattn::training_flops_per_token(m) - matrices, 0.1 * (exact - matrices));
 }
 
 TEST(Optimizer, WarmupThenCosine) {

@@ -115,6 +115,13 @@ TEST(Train, CheckpointLayoutAndEvalReproducesValidation) {
   EXPECT_EQ(e.bits_per_byte, s.val_loss);
   auto ef = fmattn::h5::open_read(out.path());
   EXPECT_EQ(fmattn::h5::dataset_info(ef, "window_bits_per_byte", out.path()).shape, (std::vector<std::int64_t>{4}));
+  // The loss by position: its mean over the positions is the mean over all tokens.
+  std::vector<double> by_position(64);
+  fmattn::h5::read_float_dataset(ef, "position_bits_per_byte", {64}, by_position.data(), out.path());
+  double mean = 0;
+  for (double x : by_position) mean += x / 64;
+  EXPECT_NEAR(mean, e.bits_per_byte, 1e-12 * e.bits_per_byte);
+  EXPECT_NE(by_position.front(), by_position.back());  // not one number repeated
 }
 
 // The fortunes corpus (made by the data_corpus_fortunes test, FMATTN_FORTUNES_DIR): in 40 steps

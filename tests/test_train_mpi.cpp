@@ -3,6 +3,7 @@
 // their windows' gradients before the rank-order sum, a different rounding than one rank's
 // running sum); more ranks than windows is an input error on every rank.
 #include <fmattn/app/train.hpp>
+#include <fmattn/io/hdf5_io.hpp>
 #include <fmattn/io/model_file.hpp>
 #include <fmattn/util/errors.hpp>
 #include "train_fixture.hpp"
@@ -41,7 +42,8 @@ std::string shared_name(const std::string& stem) {
 
 struct Files {
   std::string train = shared_name("train.bin"), val = shared_name("val.bin"), many = shared_name("many.h5"),
-              one = shared_name("one.h5");
+              one = shared_name("one.h5"), eval_many = shared_name("eval-many.h5"),
+              eval_one = shared_name("eval-one.h5");
   Files() {
     if (world_rank() == 0) {
       testing_train::write_corpus(train, 20000);
@@ -52,7 +54,7 @@ struct Files {
   ~Files() {
     patient_barrier();
     if (world_rank() == 0)
-      for (const auto& f : {train, val, many, one}) std::filesystem::remove(f);
+      for (const auto& f : {train, val, many, one, eval_many, eval_one}) std::filesystem::remove(f);
   }
 };
 
@@ -76,6 +78,31 @@ TEST(TrainMpi, RanksEqualOneRank) {
     EXPECT_NEAR(one.val_loss, s.val_loss, 1e-12 * one.val_loss);
     // The parameters moved away from their initial values: equal because trained alike.
     EXPECT_GT(std::abs(a.history.loss.front() - a.history.loss.back()), 0.1);
+  }
+}
+
+// eval's windows shared by the ranks: the same per-window losses and loss by position, bit for
+// bit, as one rank (each window is computed whole on one rank; the sums run in window order).
+TEST(TrainMpi, EvalOnRanksEqualsOneRank) {
+  Files f;
+  if (world_rank() == 0)
+    fmattn::train_deck(testing_train::deck(f.train, f.val, f.one, "float32", 4), quiet, MPI_COMM_SELF);
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto eval = [&](const std::string& out, MPI_Comm comm) {
+    return fmattn::eval_deck(
+        testing_train::deck(f.train, f.val, f.one, "float32", 4,
+                            {"eval.checkpoint=" + f.one, "eval.output=" + out, "train.eval_windows=5"}),
+        quiet, comm);
+  };
+  const auto many = eval(f.eval_many, MPI_COMM_WORLD);
+  if (world_rank() == 0) {
+    const auto one = eval(f.eval_one, MPI_COMM_SELF);
+    EXPECT_EQ(one.bits_per_byte, many.bits_per_byte);
+    auto a = fmattn::h5::open_read(f.eval_one), b = fmattn::h5::open_read(f.eval_many);
+    std::vector<double> pa(64), pb(64);
+    fmattn::h5::read_float_dataset(a, "position_bits_per_byte", {64}, pa.data(), f.eval_one);
+    fmattn::h5::read_float_dataset(b, "position_bits_per_byte", {64}, pb.data(), f.eval_many);
+    EXPECT_EQ(pa, pb) << world_size() << " ranks";
   }
 }
 

@@ -64,6 +64,8 @@ step=$(h5dump -a step "$dir/part.h5" | sed -n 's/^ *(0): *//p')
   >"$dir/rest.log"
 grep -q "restart    from $dir/part.h5 at step $step of 30" "$dir/rest.log" || fail "no restart line: $(cat "$dir/rest.log")"
 same "$dir/whole.h5" "$dir/part.h5"
+h5dump -d /train/model_flops_per_second "$dir/whole.h5" >/dev/null || fail "no model FLOP/s in the checkpoint"
+grep -qE "tok/s +[0-9.]+ GFLOP/s" "$dir/whole.log" || fail "no model GFLOP/s in the step lines"
 echo "stopped after step $step with a checkpoint; the restart ends bit for bit as an uninterrupted run"
 
 # --- 3. eval

@@ -26,7 +26,9 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
   const Corpus val(deck.data.val, "data.val", T + 1);
   LanguageModel<S> model(c, state.seed);
   model.set_parameters(state.params);
-  const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm);
+  std::vector<double> by_position;
+  const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm, &by_position);
+  for (double& x : by_position) x /= std::log(2.0);
   EvalSummary s;
   s.step = state.step;
   s.windows = windows;
@@ -52,6 +54,10 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
       h5::write_attr(file.id(), "bits_per_byte", s.bits_per_byte);
       h5::write_dataset(file.id(), "window_bits_per_byte", {windows}, bpb.data());
       h5::write_dataset(file.id(), "window_offset", {windows}, offsets.data());
+      h5::write_dataset(file.id(), "position_bits_per_byte", {T}, by_position.data());
+      h5::write_attr(file.id(), "method", std::string(name_of(c.attention.method)));
+      h5::write_attr(file.id(), "downsampling", std::string(name_of(c.attention.downsampling)));
+      h5::write_attr(file.id(), "block_size", std::int64_t(c.block_size));
       file.commit();
     });
     if (!problem.empty()) throw std::runtime_error("writing " + deck.eval.output + ": " + problem);

@@ -49,24 +49,34 @@ std::vector<double> all_gather(const std::vector<double>& mine, MPI_Comm comm) {
 
 template <class S>
 std::vector<double> validation_losses(LanguageModel<S>& model, const Corpus& corpus, std::uint64_t seed,
-                                      std::int64_t windows, MPI_Comm comm) {
+                                      std::int64_t windows, MPI_Comm comm, std::vector<double>* position_losses) {
   int rank = 0, ranks = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &ranks);
   std::int64_t first = 0, last = 0;
   window_share(windows, rank, ranks, first, last);
   const std::int64_t T = model.config().context;
-  std::vector<double> mine;
+  std::vector<double> mine, tokens, window_tokens;
   for (std::int64_t i = first; i < last; ++i) {
     const std::int64_t at = validation_offset(seed, i, corpus.size(), T + 1);
-    mine.push_back(model.window(corpus.at(at), 0.0) / double(T));
+    mine.push_back(model.window(corpus.at(at), 0.0, position_losses ? &window_tokens : nullptr) / double(T));
+    tokens.insert(tokens.end(), window_tokens.begin(), window_tokens.end());
+  }
+  if (position_losses) {
+    // Every window's token losses in window order, summed in that order: the same bits on any
+    // number of ranks.
+    const std::vector<double> all = all_gather(tokens, comm);
+    position_losses->assign(std::size_t(T), 0.0);
+    for (std::int64_t w = 0; w < windows; ++w)
+      for (std::int64_t t = 0; t < T; ++t) (*position_losses)[std::size_t(t)] += all[std::size_t(w * T + t)];
+    for (double& x : *position_losses) x /= double(windows);
   }
   return all_gather(mine, comm);
 }
 
 template std::vector<double> validation_losses(LanguageModel<float>&, const Corpus&, std::uint64_t, std::int64_t,
-                                               MPI_Comm);
+                                               MPI_Comm, std::vector<double>*);
 template std::vector<double> validation_losses(LanguageModel<double>&, const Corpus&, std::uint64_t, std::int64_t,
-                                               MPI_Comm);
+                                               MPI_Comm, std::vector<double>*);
 
 }  // namespace fmattn

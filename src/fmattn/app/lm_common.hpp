@@ -24,10 +24,12 @@ ModelConfig model_config(const Deck& deck);
 void window_share(std::int64_t count, int rank, int ranks, std::int64_t& first, std::int64_t& last);
 
 // Each window's mean loss (nats per byte) over validation windows 0 .. windows-1 of `corpus`,
-// computed by the ranks of `comm` in shares and returned to every rank in window order.
+// computed by the ranks of `comm` in shares and returned to every rank in window order. With
+// `position_losses`, also the mean over the windows of the loss at each position [T].
 template <class Scalar>
 std::vector<double> validation_losses(LanguageModel<Scalar>& model, const Corpus& corpus, std::uint64_t seed,
-                                      std::int64_t windows, MPI_Comm comm);
+                                      std::int64_t windows, MPI_Comm comm,
+                                      std::vector<double>* position_losses = nullptr);
 
 // Concatenates every rank's values (rank order) on every rank.
 std::vector<double> all_gather(const std::vector<double>& mine, MPI_Comm comm);

@@ -268,9 +268,9 @@ int main(int argc, char** argv) {
         if (s.first_step <= s.last_step)
           std::snprintf(buf, sizeof buf,
                         "[fmattn] done: steps %lld-%lld, loss %.4f -> %.4f bpb, validation %.4f bpb, %.0f tok/s, "
-                        "peak RSS %s, %.1f s -> %s\n",
+                        "%.1f model GFLOP/s, peak RSS %s, %.1f s -> %s\n",
                         static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.first_loss,
-                        s.last_loss, s.val_loss, s.tokens_per_second,
+                        s.last_loss, s.val_loss, s.tokens_per_second, s.model_flops_per_second * 1e-9,
                         fmattn::format_bytes(double(fmattn::peak_rss_bytes())).c_str(), s.seconds,
                         s.checkpoint.c_str());
         else

@@ -3,6 +3,7 @@
 #include <fmattn/app/lm_common.hpp>
 #include <fmattn/io/model_file.hpp>
 #include <fmattn/io/output_file.hpp>
+#include <fmattn/model/flops.hpp>
 #include <fmattn/model/optimizer.hpp>
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/interrupt.hpp>
@@ -126,6 +127,7 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   LanguageModel<S> model(config, deck.run.seed);
   const OptimizerConfig schedule = optimizer_config(deck);
   AdamW<S> adamw(schedule, model.slots());
+  const double flops_per_token = training_flops_per_token(config);
   if (!from.empty()) {
     model.set_parameters(state.params);
     from_host(state.moment1, adamw.moment1());
@@ -135,10 +137,10 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     char line[256];
     std::snprintf(line, sizeof line,
                   "model      %d layers, width %d, %d heads, context %lld, %s, %s attention, %lld parameters, %s "
-                  "activations per window",
+                  "activations per window, %.3g training FLOPs per token",
                   config.layers, config.width, config.heads, static_cast<long long>(T), name_of(deck.model.dtype),
                   name_of(config.attention.method), static_cast<long long>(parameter_count(model.slots())),
-                  format_bytes(double(model.workspace_bytes())).c_str());
+                  format_bytes(double(model.workspace_bytes())).c_str(), flops_per_token);
     log(line);
     log("data       " + train_data.path() + " (" + format_bytes(double(train_data.size())) + "), validation " +
         val_data.path() + " (" + format_bytes(double(val_data.size())) + ")");
@@ -207,9 +209,10 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     if (t == summary.first_step) summary.first_loss = loss;
     summary.last_loss = loss;
     char line[200];
-    std::snprintf(line, sizeof line, "step %6lld/%lld  loss %.4f bpb  lr %.3e  |g| %.3e  %9.0f tok/s",
+    std::snprintf(line, sizeof line, "step %6lld/%lld  loss %.4f bpb  lr %.3e  |g| %.3e  %9.0f tok/s  %7.1f GFLOP/s",
                   static_cast<long long>(t), static_cast<long long>(steps), loss, state.history.learning_rate.back(),
-                  gnorm, state.history.tokens_per_second.back());
+                  gnorm, state.history.tokens_per_second.back(),
+                  state.history.tokens_per_second.back() * flops_per_token * 1e-9);
     log(line);
     const double taken = double(t - summary.first_step + 1);
     if (deck.run.progress_seconds > 0 && since_start.seconds() - last_progress >= deck.run.progress_seconds &&
@@ -239,6 +242,7 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   }
   const double taken = double(std::max<std::int64_t>(0, steps - summary.first_step + 1));
   summary.tokens_per_second = taken > 0 ? taken * double(T * B) / stepping : 0;
+  summary.model_flops_per_second = summary.tokens_per_second * flops_per_token;
   summary.seconds = total.seconds();
   MPI_Allreduce(MPI_IN_PLACE, &summary.seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
   return summary;

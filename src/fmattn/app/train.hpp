@@ -21,6 +21,7 @@ struct TrainSummary {
   double first_loss = 0, last_loss = 0;        // bits per byte of those steps
   double val_loss = 0;                         // bits per byte at the end
   double tokens_per_second = 0;                // mean over the steps taken
+  double model_flops_per_second = 0;           // tokens/s × training_flops_per_token
   double seconds = 0;
   std::string checkpoint;
 };

@@ -2,6 +2,7 @@
 
 #include <fmattn/io/hdf5_io.hpp>
 #include <fmattn/io/provenance.hpp>
+#include <fmattn/model/flops.hpp>
 #include <fmattn/util/errors.hpp>
 
 #include <cmath>
@@ -136,6 +137,12 @@ void save_model(const std::string& path, const ModelState& s, const std::string&
   write_series(train, "learning_rate", h.learning_rate);
   write_series(train, "grad_norm", h.grad_norm);
   write_series(train, "tokens_per_second", h.tokens_per_second);
+  // Model FLOP/s: derived from tokens/s (so not read back), for the analysis of a run.
+  const double flops_per_token = training_flops_per_token(c);
+  h5::write_attr(train, "flops_per_token", flops_per_token);
+  std::vector<double> flops(h.tokens_per_second);
+  for (double& f : flops) f *= flops_per_token;
+  write_series(train, "model_flops_per_second", flops);
   write_series(train, "val_loss", h.val_loss);
   h5::write_dataset(train, "val_step", {std::int64_t(h.val_step.size())}, h.val_step.data());
   // Counter based: the windows of step t derive from (seed, t) alone.
