@@ -23,20 +23,22 @@ using Range2 = Kokkos::MDRangePolicy<Exec, Kokkos::Rank<2>, Kokkos::IndexType<st
 // each column's sum has one fixed order, and the rows are read contiguously.
 inline constexpr std::int64_t column_block = 16;
 
-// x(t, c) = E(token(t), c) + P(t, c).
+// Rows r = w·T + t of the windows of a call: x(r, c) = E(token(r), c) + P(t, c), T = P's rows.
 template <class Exec, class Tokens, class CMatrix, class Matrix>
 void embed(const Exec& space, const Tokens& token, const CMatrix& E, const CMatrix& P, const Matrix& x) {
+  const std::int64_t T = P.extent(0);
   Kokkos::parallel_for(
       "fmattn::lm::embed", Range2<Exec>(space, {0, 0}, {std::int64_t(x.extent(0)), std::int64_t(x.extent(1))}),
-      KOKKOS_LAMBDA(const std::int64_t t, const std::int64_t c) { x(t, c) = E(token(t), c) + P(t, c); });
+      KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t c) { x(r, c) = E(token(r), c) + P(r % T, c); });
 }
 
-// dE(v, ·) += dx of the positions holding byte v, in increasing position (`order` lists the
-// positions grouped by byte, group v at [start(v), start(v + 1))); dP += dx.
+// dE(v, ·) += dx of the rows holding byte v, in increasing row (`order` lists the rows grouped
+// by byte, group v at [start(v), start(v + 1))); dP(t, ·) += dx of row t of each window, in
+// window order. Both are the sums of the windows taken one at a time, in the same order.
 template <class Exec, class Index, class CMatrix, class Matrix>
 void embed_backward(const Exec& space, const Index& order, const Index& start, const CMatrix& dx, const Matrix& dE,
                     const Matrix& dP) {
-  const std::int64_t V = dE.extent(0), W = dE.extent(1), T = dx.extent(0);
+  const std::int64_t V = dE.extent(0), W = dE.extent(1), T = dP.extent(0), windows = dx.extent(0) / T;
   Kokkos::parallel_for(
       "fmattn::lm::embed_backward_tokens", Range2<Exec>(space, {0, 0}, {V, W}),
       KOKKOS_LAMBDA(const std::int64_t v, const std::int64_t c) {
@@ -46,7 +48,11 @@ void embed_backward(const Exec& space, const Index& order, const Index& start, c
       });
   Kokkos::parallel_for(
       "fmattn::lm::embed_backward_positions", Range2<Exec>(space, {0, 0}, {T, W}),
-      KOKKOS_LAMBDA(const std::int64_t t, const std::int64_t c) { dP(t, c) += dx(t, c); });
+      KOKKOS_LAMBDA(const std::int64_t t, const std::int64_t c) {
+        auto sum = dP(t, c);
+        for (std::int64_t w = 0; w < windows; ++w) sum += dx(w * T + t, c);
+        dP(t, c) = sum;
+      });
 }
 
 // y = (x − mean) · rstd · gain + bias per row, eps 1e-5, biased variance; mean and rstd kept
@@ -187,20 +193,20 @@ void gelu_backward(const Exec& space, const CMatrix& u, const Matrix& dg) {
       });
 }
 
-// Between the model's rows m [T][H·d] and the attention's heads a [H][T][d], either way: one
-// (head, position) row of d contiguous values each.
+// Between the model's rows m [windows·T][H·d] and the attention's heads a [windows·H][T][d],
+// either way: one (window·head, position) row of d contiguous values each.
 template <class Exec, class Matrix, class Tensor>
 void move_heads(const Exec& space, const Matrix& m, const Tensor& a, bool to_heads) {
-  const std::int64_t T = a.extent(1), d = a.extent(2);
+  const std::int64_t T = a.extent(1), d = a.extent(2), H = m.extent(1) / d;
   Kokkos::parallel_for(
       "fmattn::lm::move_heads", Range<Exec>(space, 0, std::int64_t(a.extent(0)) * T),
       KOKKOS_LAMBDA(const std::int64_t r) {
-        const std::int64_t h = r / T, t = r % T;
+        const std::int64_t wh = r / T, t = r % T, row = wh / H * T + t, h = wh % H;
         for (std::int64_t c = 0; c < d; ++c) {
           if (to_heads)
-            a(h, t, c) = m(t, h * d + c);
+            a(wh, t, c) = m(row, h * d + c);
           else
-            m(t, h * d + c) = a(h, t, c);
+            m(row, h * d + c) = a(wh, t, c);
         }
       });
 }

@@ -10,8 +10,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
 
 namespace {
@@ -165,6 +167,59 @@ TEST(Model, LocalDiffersFromFmaBeyondTwoBlocks) {
   Fixture fma(Case{"fma", fmattn::Method::fma, false, 32});
   Fixture local(Case{"local", fmattn::Method::local, false, 32});
   EXPECT_GT(std::abs(fma.model.window(fma.bytes.data(), 0.0) - local.model.window(local.bytes.data(), 0.0)), 1e-6);
+}
+
+// A batch of windows in one call against the same windows one call at a time: the same losses,
+// per-token losses and logits, and the same gradients — bit for bit, since every gradient sum
+// runs over the rows in window order — except two that change their order of summation
+// (rounding only): the learned basis functions' (the attention sums them over windows·heads in
+// one go) and the tied embedding's (its output and input terms come in two passes per call, so
+// a batch adds all windows' output terms before their input terms). Ragged contexts, float64
+// and float32.
+template <class S>
+void batch_equals_one_at_a_time(const Case& c) {
+  SCOPED_TRACE(std::string(c.name) + (sizeof(S) == 4 ? " float32" : " float64"));
+  const ModelConfig m = config_of(c);
+  LanguageModel<S> together(m, 7, 3), alone(m, 7, 1);
+  std::vector<std::vector<unsigned char>> bytes;
+  std::vector<const std::uint8_t*> windows;
+  for (unsigned w = 0; w < 3; ++w) bytes.push_back(window_bytes(c.context, 20 + w));
+  for (const auto& b : bytes) windows.push_back(b.data());
+  together.zero_gradients();
+  alone.zero_gradients();
+  std::vector<double> tokens_together, tokens_alone, logits_alone, one;
+  const std::vector<double> sums = together.windows(windows, 0.25, &tokens_together);
+  const std::vector<double> logits_together = together.logits();
+  for (std::size_t w = 0; w < 3; ++w) {
+    EXPECT_EQ(alone.window(windows[w], 0.25, &one), sums[w]) << "window " << w;
+    tokens_alone.insert(tokens_alone.end(), one.begin(), one.end());
+    const std::vector<double> l = alone.logits();
+    logits_alone.insert(logits_alone.end(), l.begin(), l.end());
+  }
+  EXPECT_EQ(tokens_together, tokens_alone);
+  EXPECT_EQ(logits_together, logits_alone);
+  auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), together.gradients());
+  auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), alone.gradients());
+  for (const auto& s : together.slots()) {
+    const bool reordered = s.name.find("downsampling") != std::string::npos || s.name == "embedding";
+    double scale = 0;
+    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i) scale = std::max(scale, std::abs(double(b(i))));
+    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i) {
+      if (reordered)
+        ASSERT_NEAR(a(i), b(i), 64 * std::numeric_limits<S>::epsilon() * scale) << s.name << " " << i - s.offset;
+      else
+        ASSERT_EQ(a(i), b(i)) << s.name << " " << i - s.offset;
+    }
+  }
+}
+
+TEST(Model, BatchOfWindowsEqualsWindowsOneAtATime) {
+  for (const Case& c :
+       {Case{"exact", fmattn::Method::exact, false, 27}, Case{"fma_average", fmattn::Method::fma, false, 32},
+        Case{"fma_learned", fmattn::Method::fma, true, 29}, Case{"local", fmattn::Method::local, false, 21}}) {
+    batch_equals_one_at_a_time<double>(c);
+    batch_equals_one_at_a_time<float>(c);
+  }
 }
 
 TEST(Model, InitialValues) {

@@ -7,6 +7,7 @@
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/profiling.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -24,7 +25,8 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
   const ModelConfig& c = state.config;
   const std::int64_t T = c.context, windows = deck.train.eval_windows;
   const Corpus val(deck.data.val, "data.val", T + 1);
-  LanguageModel<S> model(c, state.seed);
+  // Windows in batches of up to train.batch (what training held at once on one rank).
+  LanguageModel<S> model(c, state.seed, std::max<std::int64_t>(1, std::min(deck.train.batch, windows)));
   model.set_parameters(state.params);
   std::vector<double> by_position;
   const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm, &by_position);

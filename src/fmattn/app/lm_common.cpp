@@ -56,11 +56,14 @@ std::vector<double> validation_losses(LanguageModel<S>& model, const Corpus& cor
   std::int64_t first = 0, last = 0;
   window_share(windows, rank, ranks, first, last);
   const std::int64_t T = model.config().context;
-  std::vector<double> mine, tokens, window_tokens;
-  for (std::int64_t i = first; i < last; ++i) {
-    const std::int64_t at = validation_offset(seed, i, corpus.size(), T + 1);
-    mine.push_back(model.window(corpus.at(at), 0.0, position_losses ? &window_tokens : nullptr) / double(T));
-    tokens.insert(tokens.end(), window_tokens.begin(), window_tokens.end());
+  std::vector<double> mine, tokens, batch_tokens;
+  for (std::int64_t i = first; i < last; i += model.max_windows()) {
+    std::vector<const std::uint8_t*> batch;
+    for (std::int64_t j = i; j < last && j < i + model.max_windows(); ++j)
+      batch.push_back(corpus.at(validation_offset(seed, j, corpus.size(), T + 1)));
+    for (double sum : model.windows(batch, 0.0, position_losses ? &batch_tokens : nullptr))
+      mine.push_back(sum / double(T));
+    tokens.insert(tokens.end(), batch_tokens.begin(), batch_tokens.end());
   }
   if (position_losses) {
     // Every window's token losses in window order, summed in that order: the same bits on any

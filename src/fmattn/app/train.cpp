@@ -124,7 +124,10 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
                        " (" + std::to_string(state.step) + ")");
     log("restart    from " + from + " at step " + std::to_string(state.step) + " of " + std::to_string(steps));
   }
-  LanguageModel<S> model(config, deck.run.seed);
+  std::int64_t first = 0, last = 0;
+  window_share(B, rank, ranks, first, last);
+  // A rank's windows of a step go through the model together.
+  LanguageModel<S> model(config, deck.run.seed, last - first);
   const OptimizerConfig schedule = optimizer_config(deck);
   AdamW<S> adamw(schedule, model.slots());
   const double flops_per_token = training_flops_per_token(config);
@@ -137,10 +140,11 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     char line[256];
     std::snprintf(line, sizeof line,
                   "model      %d layers, width %d, %d heads, context %lld, %s, %s attention, %lld parameters, %s "
-                  "activations per window, %.3g training FLOPs per token",
+                  "activations for %lld window(s), %.3g training FLOPs per token",
                   config.layers, config.width, config.heads, static_cast<long long>(T), name_of(deck.model.dtype),
                   name_of(config.attention.method), static_cast<long long>(parameter_count(model.slots())),
-                  format_bytes(double(model.workspace_bytes())).c_str(), flops_per_token);
+                  format_bytes(double(model.workspace_bytes())).c_str(), static_cast<long long>(last - first),
+                  flops_per_token);
     log(line);
     log("data       " + train_data.path() + " (" + format_bytes(double(train_data.size())) + "), validation " +
         val_data.path() + " (" + format_bytes(double(val_data.size())) + ")");
@@ -172,8 +176,6 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   summary.first_step = state.step + 1;
   summary.last_step = steps;
   summary.checkpoint = path;
-  std::int64_t first = 0, last = 0;
-  window_share(B, rank, ranks, first, last);
   const double grad_scale = 1.0 / double(T * B);
   std::int64_t saved = from.empty() ? 0 : state.step;
   double stepping = 0, last_progress = 0;
@@ -182,11 +184,10 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   for (std::int64_t t = state.step + 1; t <= steps; ++t) {
     Stopwatch watch;
     model.zero_gradients();
-    std::vector<double> mine;
-    for (std::int64_t i = first; i < last; ++i) {
-      const std::int64_t at = train_offset(state.seed, t, i, train_data.size(), T + 1);
-      mine.push_back(model.window(train_data.at(at), grad_scale));
-    }
+    std::vector<const std::uint8_t*> batch;
+    for (std::int64_t i = first; i < last; ++i)
+      batch.push_back(train_data.at(train_offset(state.seed, t, i, train_data.size(), T + 1)));
+    const std::vector<double> mine = model.windows(batch, grad_scale);
     double loss = 0;
     for (double l : all_gather(mine, comm)) loss += l;
     loss /= double(T * B) * std::log(2.0);

@@ -7,7 +7,10 @@
 #include "kernels/lm_layers.hpp"
 
 #include <array>
+#include <map>
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 namespace fmattn {
 
@@ -81,83 +84,133 @@ struct ModelViews {
   }
 };
 
-// What the backward needs of one block's forward.
+// What the backward needs of one block's forward, for the windows of a call: rows [w·T + t].
 template <class S>
 struct BlockActivations {
-  Matrix<S> x;          // input [T][W]
+  Matrix<S> x;          // input [rows][W]
   Matrix<S> a1, h, a2;  // LN1(x), x + attention, LN2(h)
   Vec<S> mean1, rstd1, mean2, rstd2;
-  typename Attention<S>::Tensor q, k, v, y;  // per head [H][T][d]
+  typename Attention<S>::Tensor q, k, v, y;  // per window and head [windows·H][T][d]
   typename Attention<S>::RowValues lse;
-  Matrix<S> u, g;  // MLP pre- and post-GELU [T][4W]
+  Matrix<S> u, g;  // MLP pre- and post-GELU [rows][4W]
+};
+
+// Every activation and scratch array of a call; allocated once for the most windows a call
+// may take, and taken as the leading rows (and window·heads) for a call of fewer.
+template <class S>
+struct Activations {
+  using Tensor = typename Attention<S>::Tensor;
+  using Index = Kokkos::View<int*, typename LanguageModel<S>::memory_space>;
+  std::vector<BlockActivations<S>> act;
+  Matrix<S> x_final, f, logits, dlogits;
+  Vec<S> mean_f, rstd_f;
+  Index input, target, order;
+  Kokkos::View<double*, typename LanguageModel<S>::memory_space> loss;
+  // Backward scratch.
+  Matrix<S> dx, dh, da, dy, dq, dk, dv, dg;
+  Tensor dqh, dkh, dvh, dyh;
+
+  Activations() = default;
+  Activations(const ModelConfig& c, std::int64_t windows) {
+    const std::int64_t T = c.context, R = windows * T, W = c.width, WH = windows * c.heads, d = c.head_dim();
+    for (int b = 0; b < c.layers; ++b) {
+      BlockActivations<S> a;
+      a.x = matrix<S>("x", R, W);
+      a.a1 = matrix<S>("ln1", R, W);
+      a.h = matrix<S>("h", R, W);
+      a.a2 = matrix<S>("ln2", R, W);
+      a.mean1 = vec<S>("mean1", R);
+      a.rstd1 = vec<S>("rstd1", R);
+      a.mean2 = vec<S>("mean2", R);
+      a.rstd2 = vec<S>("rstd2", R);
+      a.q = Tensor("fmattn::lm::q", WH, T, d);
+      a.k = Tensor("fmattn::lm::k", WH, T, d);
+      a.v = Tensor("fmattn::lm::v", WH, T, d);
+      a.y = Tensor("fmattn::lm::y", WH, T, d);
+      a.lse = typename Attention<S>::RowValues("fmattn::lm::lse", WH, T);
+      a.u = matrix<S>("mlp_u", R, 4 * W);
+      a.g = matrix<S>("mlp_g", R, 4 * W);
+      act.push_back(a);
+    }
+    x_final = matrix<S>("x_final", R, W);
+    f = matrix<S>("final_norm", R, W);
+    logits = matrix<S>("logits", R, vocabulary);
+    dlogits = matrix<S>("dlogits", R, vocabulary);
+    mean_f = vec<S>("mean_f", R);
+    rstd_f = vec<S>("rstd_f", R);
+    input = Index("fmattn::lm::input", R);
+    target = Index("fmattn::lm::target", R);
+    order = Index("fmattn::lm::order", R);
+    loss = decltype(loss)("fmattn::lm::loss", R);
+    for (Matrix<S>* m : {&dx, &dh, &da, &dy, &dq, &dk, &dv}) *m = matrix<S>("grad", R, W);
+    dg = matrix<S>("grad_mlp", R, 4 * W);
+    for (Tensor* t : {&dqh, &dkh, &dvh, &dyh}) *t = Tensor("fmattn::lm::grad_heads", WH, T, d);
+  }
+
+  // The same arrays for the first `rows` rows and `heads` window·heads.
+  Activations first(std::int64_t rows, std::int64_t heads) const {
+    const auto r = std::make_pair(std::int64_t(0), rows);
+    const auto h = std::make_pair(std::int64_t(0), heads);
+    auto m = [&](const Matrix<S>& x) { return Matrix<S>(Kokkos::subview(x, r, Kokkos::ALL)); };
+    auto t = [&](const Tensor& x) { return Tensor(Kokkos::subview(x, h, Kokkos::ALL, Kokkos::ALL)); };
+    auto v = [&](const auto& x) { return std::decay_t<decltype(x)>(Kokkos::subview(x, r)); };
+    Activations out;
+    for (const BlockActivations<S>& a : act)
+      out.act.push_back({m(a.x), m(a.a1), m(a.h), m(a.a2), v(a.mean1), v(a.rstd1), v(a.mean2), v(a.rstd2), t(a.q),
+                         t(a.k), t(a.v), t(a.y),
+                         typename Attention<S>::RowValues(Kokkos::subview(a.lse, h, Kokkos::ALL)), m(a.u), m(a.g)});
+    out.x_final = m(x_final);
+    out.f = m(f);
+    out.logits = m(logits);
+    out.dlogits = m(dlogits);
+    out.mean_f = v(mean_f);
+    out.rstd_f = v(rstd_f);
+    out.input = v(input);
+    out.target = v(target);
+    out.order = v(order);
+    out.loss = v(loss);
+    for (auto [to, from] : {std::pair{&out.dx, &dx},
+                            {&out.dh, &dh},
+                            {&out.da, &da},
+                            {&out.dy, &dy},
+                            {&out.dq, &dq},
+                            {&out.dk, &dk},
+                            {&out.dv, &dv},
+                            {&out.dg, &dg}})
+      *to = m(*from);
+    for (auto [to, from] : {std::pair{&out.dqh, &dqh}, {&out.dkh, &dkh}, {&out.dvh, &dvh}, {&out.dyh, &dyh}})
+      *to = t(*from);
+    return out;
+  }
 };
 
 template <class S>
 struct LanguageModel<S>::Workspace {
   using Exec = execution_space;
-  using Tensor = typename Attention<S>::Tensor;
   Exec space;
   ModelViews<S> p, dp;
-  std::vector<std::unique_ptr<Attention<S>>> attention;
-  std::vector<BlockActivations<S>> act;
-  Matrix<S> x_final, f, logits, dlogits;
-  Vec<S> mean_f, rstd_f;
-  Kokkos::View<int*, memory_space> input, target, order, start;
-  Kokkos::View<double*, memory_space> loss;
-  // Backward scratch.
-  Matrix<S> dx, dh, da, dy, dq, dk, dv, dg;
-  Tensor dqh, dkh, dvh, dyh;
-  std::vector<S> host_params;  // basis functions staged for set_weights
+  Activations<S> full, now;                // now: the leading part of full that the current call uses
+  Kokkos::View<int*, memory_space> start;  // per byte value, where its rows start in `order`
+  // Attention of every block, per number of windows a call has taken (its heads are
+  // windows·H); made on first use.
+  std::map<std::int64_t, std::vector<std::unique_ptr<Attention<S>>>> attention;
 
-  Workspace(const ModelConfig& c, const Vec<S>& params, const Vec<S>& grads, const std::vector<ParameterSlot>& slots)
-      : p(params, slots, c.layers), dp(grads, slots, c.layers) {
-    const std::int64_t T = c.context, W = c.width, H = c.heads, d = c.head_dim();
-    const Geometry geo = c.geometry();
-    for (int b = 0; b < c.layers; ++b) {
-      attention.push_back(std::make_unique<Attention<S>>(geo, c.attention, int(d), H, space));
-      BlockActivations<S> a;
-      a.x = matrix<S>("x", T, W);
-      a.a1 = matrix<S>("ln1", T, W);
-      a.h = matrix<S>("h", T, W);
-      a.a2 = matrix<S>("ln2", T, W);
-      a.mean1 = vec<S>("mean1", T);
-      a.rstd1 = vec<S>("rstd1", T);
-      a.mean2 = vec<S>("mean2", T);
-      a.rstd2 = vec<S>("rstd2", T);
-      a.q = Tensor("fmattn::lm::q", H, T, d);
-      a.k = Tensor("fmattn::lm::k", H, T, d);
-      a.v = Tensor("fmattn::lm::v", H, T, d);
-      a.y = Tensor("fmattn::lm::y", H, T, d);
-      a.lse = typename Attention<S>::RowValues("fmattn::lm::lse", H, T);
-      a.u = matrix<S>("mlp_u", T, 4 * W);
-      a.g = matrix<S>("mlp_g", T, 4 * W);
-      act.push_back(a);
-    }
-    x_final = matrix<S>("x_final", T, W);
-    f = matrix<S>("final_norm", T, W);
-    logits = matrix<S>("logits", T, vocabulary);
-    dlogits = matrix<S>("dlogits", T, vocabulary);
-    mean_f = vec<S>("mean_f", T);
-    rstd_f = vec<S>("rstd_f", T);
-    input = decltype(input)("fmattn::lm::input", T);
-    target = decltype(target)("fmattn::lm::target", T);
-    order = decltype(order)("fmattn::lm::order", T);
+  Workspace(const ModelConfig& c, std::int64_t windows, const Vec<S>& params, const Vec<S>& grads,
+            const std::vector<ParameterSlot>& slots)
+      : p(params, slots, c.layers), dp(grads, slots, c.layers), full(c, windows) {
     start = decltype(start)("fmattn::lm::start", vocabulary + 1);
-    loss = decltype(loss)("fmattn::lm::loss", T);
-    for (Matrix<S>* m : {&dx, &dh, &da, &dy, &dq, &dk, &dv}) *m = matrix<S>("grad", T, W);
-    dg = matrix<S>("grad_mlp", T, 4 * W);
-    for (Tensor* t : {&dqh, &dkh, &dvh, &dyh}) *t = Tensor("fmattn::lm::grad_heads", H, T, d);
   }
 };
 
 template <class S>
-LanguageModel<S>::LanguageModel(const ModelConfig& config, std::uint64_t seed)
-    : config_(config), slots_(parameter_slots(config)) {
+LanguageModel<S>::LanguageModel(const ModelConfig& config, std::uint64_t seed, std::int64_t max_windows)
+    : config_(config), slots_(parameter_slots(config)), max_windows_(max_windows) {
   if (config.width % config.heads != 0) throw std::invalid_argument("model width must be a multiple of heads");
+  if (max_windows < 1) throw std::invalid_argument("LanguageModel: max_windows must be at least 1");
   const std::int64_t n = parameter_count(slots_);
   params_ = Vector("fmattn::lm::parameters", n);
   grads_ = Vector("fmattn::lm::gradients", n);
-  ws_ = std::make_unique<Workspace>(config, params_, grads_, slots_);
+  ws_ = std::make_unique<Workspace>(config, max_windows, params_, grads_, slots_);
   set_parameters(initial_parameters(config, slots_, seed));
 }
 
@@ -179,67 +232,91 @@ void LanguageModel<S>::zero_gradients() {
 }
 
 template <class S>
-void LanguageModel<S>::parameters_changed() {
-  if (!config_.learned_basis()) return;
+DownsamplingWeights LanguageModel<S>::basis(int b) const {
   const Geometry g = config_.geometry();
   const int d = config_.head_dim();
+  DownsamplingWeights w = DownsamplingWeights::average(g, d);
+  if (!config_.learned_basis()) return w;
   auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params_);
+  for_each_basis_slot(slots_, g, d, b, w, [&](const ParameterSlot& slot, double* values) {
+    for (std::int64_t i = 0; i < slot.size; ++i) values[i] = double(host(slot.offset + i));
+  });
+  return w;
+}
+
+template <class S>
+void LanguageModel<S>::parameters_changed() {
+  if (!config_.learned_basis()) return;
   for (int b = 0; b < config_.layers; ++b) {
-    DownsamplingWeights w = DownsamplingWeights::average(g, d);
-    for_each_basis_slot(slots_, g, d, b, w, [&](const ParameterSlot& slot, double* values) {
-      for (std::int64_t i = 0; i < slot.size; ++i) values[i] = double(host(slot.offset + i));
-    });
-    ws_->attention[std::size_t(b)]->set_weights(w);
+    const DownsamplingWeights w = basis(b);
+    for (auto& [windows, blocks] : ws_->attention) blocks[std::size_t(b)]->set_weights(w);
   }
 }
 
 template <class S>
-void LanguageModel<S>::forward(const std::uint8_t* bytes) {
+Attention<S>& LanguageModel<S>::attention(int block, std::int64_t windows) {
+  auto& blocks = ws_->attention[windows];
+  if (blocks.empty())
+    for (int b = 0; b < config_.layers; ++b) {
+      blocks.push_back(std::make_unique<Attention<S>>(config_.geometry(), config_.attention, config_.head_dim(),
+                                                      windows * config_.heads, ws_->space));
+      if (config_.learned_basis()) blocks.back()->set_weights(basis(b));
+    }
+  return *blocks[std::size_t(block)];
+}
+
+template <class S>
+void LanguageModel<S>::forward(const std::vector<const std::uint8_t*>& windows) {
   ScopedRegion region("fmattn::LanguageModel::forward");
   Workspace& w = *ws_;
   const auto& e = w.space;
-  const std::int64_t T = config_.context;
+  const std::int64_t T = config_.context, nw = std::int64_t(windows.size()), R = nw * T;
+  w.now = w.full.first(R, nw * config_.heads);
+  Activations<S>& n = w.now;
   {
-    auto in = Kokkos::create_mirror_view(w.input);
-    auto tg = Kokkos::create_mirror_view(w.target);
-    auto order = Kokkos::create_mirror_view(w.order);
+    // Inputs and targets by row; `order` lists the rows grouped by byte value, in increasing
+    // row order within a group (the embedding gradient's fixed order of summation).
+    auto in = Kokkos::create_mirror_view(n.input);
+    auto tg = Kokkos::create_mirror_view(n.target);
+    auto order = Kokkos::create_mirror_view(n.order);
     auto start = Kokkos::create_mirror_view(w.start);
     std::array<int, vocabulary + 1> count{};
-    for (std::int64_t t = 0; t < T; ++t) {
-      in(t) = bytes[t];
-      tg(t) = bytes[t + 1];
-      ++count[std::size_t(bytes[t]) + 1];
+    for (std::int64_t r = 0; r < R; ++r) {
+      const std::uint8_t* bytes = windows[std::size_t(r / T)];
+      in(r) = bytes[r % T];
+      tg(r) = bytes[r % T + 1];
+      ++count[std::size_t(in(r)) + 1];
     }
     for (int v = 0; v < vocabulary; ++v) count[std::size_t(v) + 1] += count[std::size_t(v)];
     for (int v = 0; v <= vocabulary; ++v) start(v) = count[std::size_t(v)];
-    for (std::int64_t t = 0; t < T; ++t) order(count[bytes[t]]++) = int(t);
-    Kokkos::deep_copy(e, w.input, in);
-    Kokkos::deep_copy(e, w.target, tg);
-    Kokkos::deep_copy(e, w.order, order);
+    for (std::int64_t r = 0; r < R; ++r) order(count[std::size_t(in(r))]++) = int(r);
+    Kokkos::deep_copy(e, n.input, in);
+    Kokkos::deep_copy(e, n.target, tg);
+    Kokkos::deep_copy(e, n.order, order);
     Kokkos::deep_copy(e, w.start, start);
     e.fence();  // the host mirrors go out of scope
   }
-  detail::lm::embed(e, w.input, w.p.embedding, w.p.position, w.act[0].x);
+  detail::lm::embed(e, n.input, w.p.embedding, w.p.position, n.act[0].x);
   for (int b = 0; b < config_.layers; ++b) {
-    BlockActivations<S>& a = w.act[std::size_t(b)];
+    BlockActivations<S>& a = n.act[std::size_t(b)];
     const BlockViews<S>& p = w.p.blocks[std::size_t(b)];
-    const Matrix<S>& x_next = b + 1 < config_.layers ? w.act[std::size_t(b) + 1].x : w.x_final;
+    const Matrix<S>& x_next = b + 1 < config_.layers ? n.act[std::size_t(b) + 1].x : n.x_final;
     detail::lm::layer_norm(e, a.x, p.ln1_gain, p.ln1_bias, a.a1, a.mean1, a.rstd1);
     // q, k, v through the dense products, then into heads.
-    detail::dense_gemm(e, 'N', 'N', a.a1, p.wq, S(0), w.dq);
-    detail::dense_gemm(e, 'N', 'N', a.a1, p.wk, S(0), w.dk);
-    detail::dense_gemm(e, 'N', 'N', a.a1, p.wv, S(0), w.dv);
-    detail::lm::add_bias(e, w.dq, p.bq);
-    detail::lm::add_bias(e, w.dk, p.bk);
-    detail::lm::add_bias(e, w.dv, p.bv);
-    detail::lm::split_heads(e, w.dq, a.q);
-    detail::lm::split_heads(e, w.dk, a.k);
-    detail::lm::split_heads(e, w.dv, a.v);
-    w.attention[std::size_t(b)]->forward(a.q, a.k, a.v, a.y, a.lse);
+    detail::dense_gemm(e, 'N', 'N', a.a1, p.wq, S(0), n.dq);
+    detail::dense_gemm(e, 'N', 'N', a.a1, p.wk, S(0), n.dk);
+    detail::dense_gemm(e, 'N', 'N', a.a1, p.wv, S(0), n.dv);
+    detail::lm::add_bias(e, n.dq, p.bq);
+    detail::lm::add_bias(e, n.dk, p.bk);
+    detail::lm::add_bias(e, n.dv, p.bv);
+    detail::lm::split_heads(e, n.dq, a.q);
+    detail::lm::split_heads(e, n.dk, a.k);
+    detail::lm::split_heads(e, n.dv, a.v);
+    attention(b, nw).forward(a.q, a.k, a.v, a.y, a.lse);
     // h = x + y·Wo + bo.
-    detail::lm::merge_heads(e, a.y, w.dy);
+    detail::lm::merge_heads(e, a.y, n.dy);
     Kokkos::deep_copy(e, a.h, a.x);
-    detail::dense_gemm(e, 'N', 'N', w.dy, p.wo, S(1), a.h);
+    detail::dense_gemm(e, 'N', 'N', n.dy, p.wo, S(1), a.h);
     detail::lm::add_bias(e, a.h, p.bo);
     // x_next = h + GELU(LN2(h)·W1 + b1)·W2 + b2.
     detail::lm::layer_norm(e, a.h, p.ln2_gain, p.ln2_bias, a.a2, a.mean2, a.rstd2);
@@ -249,65 +326,70 @@ void LanguageModel<S>::forward(const std::uint8_t* bytes) {
     detail::dense_gemm(e, 'N', 'N', a.g, p.w2, S(1), x_next);
     detail::lm::add_bias(e, x_next, p.b2);
   }
-  detail::lm::layer_norm(e, w.x_final, w.p.final_gain, w.p.final_bias, w.f, w.mean_f, w.rstd_f);
-  detail::dense_gemm(e, 'N', 'T', w.f, w.p.embedding, S(0), w.logits);
+  detail::lm::layer_norm(e, n.x_final, w.p.final_gain, w.p.final_bias, n.f, n.mean_f, n.rstd_f);
+  detail::dense_gemm(e, 'N', 'T', n.f, w.p.embedding, S(0), n.logits);
 }
 
 template <class S>
 void LanguageModel<S>::backward() {
   ScopedRegion region("fmattn::LanguageModel::backward");
   Workspace& w = *ws_;
+  Activations<S>& n = w.now;
   const auto& e = w.space;
   const Geometry geo = config_.geometry();
   const int d = config_.head_dim();
+  const std::int64_t windows = std::int64_t(n.x_final.extent(0)) / config_.context;
+  // The weight gradients are sums over all rows of the call in row order: the same sums, in
+  // the same order, as the windows taken one call at a time.
   // Tied output: dE += dlogitsᵀ·f; df = dlogits·E.
-  detail::dense_gemm(e, 'T', 'N', w.dlogits, w.f, S(1), w.dp.embedding);
-  detail::dense_gemm(e, 'N', 'N', w.dlogits, w.p.embedding, S(0), w.da);
-  Kokkos::deep_copy(e, w.dx, S(0));
-  detail::lm::layer_norm_backward(e, w.da, w.x_final, w.mean_f, w.rstd_f, w.p.final_gain, w.dx, w.dp.final_gain,
+  detail::dense_gemm(e, 'T', 'N', n.dlogits, n.f, S(1), w.dp.embedding);
+  detail::dense_gemm(e, 'N', 'N', n.dlogits, w.p.embedding, S(0), n.da);
+  Kokkos::deep_copy(e, n.dx, S(0));
+  detail::lm::layer_norm_backward(e, n.da, n.x_final, n.mean_f, n.rstd_f, w.p.final_gain, n.dx, w.dp.final_gain,
                                   w.dp.final_bias);
   for (int b = config_.layers - 1; b >= 0; --b) {
-    BlockActivations<S>& a = w.act[std::size_t(b)];
+    BlockActivations<S>& a = n.act[std::size_t(b)];
     const BlockViews<S>& p = w.p.blocks[std::size_t(b)];
     const BlockViews<S>& dp = w.dp.blocks[std::size_t(b)];
     // dx is the gradient of the block's output. MLP: dW2 += gᵀ·dx, db2 += Σ dx, dg = dx·W2ᵀ.
-    detail::dense_gemm(e, 'T', 'N', a.g, w.dx, S(1), dp.w2);
-    detail::lm::add_column_sums(e, w.dx, dp.b2);
-    detail::dense_gemm(e, 'N', 'T', w.dx, p.w2, S(0), w.dg);
-    detail::lm::gelu_backward(e, a.u, w.dg);
-    detail::dense_gemm(e, 'T', 'N', a.a2, w.dg, S(1), dp.w1);
-    detail::lm::add_column_sums(e, w.dg, dp.b1);
-    detail::dense_gemm(e, 'N', 'T', w.dg, p.w1, S(0), w.da);
+    detail::dense_gemm(e, 'T', 'N', a.g, n.dx, S(1), dp.w2);
+    detail::lm::add_column_sums(e, n.dx, dp.b2);
+    detail::dense_gemm(e, 'N', 'T', n.dx, p.w2, S(0), n.dg);
+    detail::lm::gelu_backward(e, a.u, n.dg);
+    detail::dense_gemm(e, 'T', 'N', a.a2, n.dg, S(1), dp.w1);
+    detail::lm::add_column_sums(e, n.dg, dp.b1);
+    detail::dense_gemm(e, 'N', 'T', n.dg, p.w1, S(0), n.da);
     // dh = dx + LN2'(da).
-    Kokkos::deep_copy(e, w.dh, w.dx);
-    detail::lm::layer_norm_backward(e, w.da, a.h, a.mean2, a.rstd2, p.ln2_gain, w.dh, dp.ln2_gain, dp.ln2_bias);
+    Kokkos::deep_copy(e, n.dh, n.dx);
+    detail::lm::layer_norm_backward(e, n.da, a.h, a.mean2, a.rstd2, p.ln2_gain, n.dh, dp.ln2_gain, dp.ln2_bias);
     // Output projection: dWo += yᵀ·dh, dbo += Σ dh, dy = dh·Woᵀ.
-    detail::lm::merge_heads(e, a.y, w.dy);
-    detail::dense_gemm(e, 'T', 'N', w.dy, w.dh, S(1), dp.wo);
-    detail::lm::add_column_sums(e, w.dh, dp.bo);
-    detail::dense_gemm(e, 'N', 'T', w.dh, p.wo, S(0), w.dy);
-    detail::lm::split_heads(e, w.dy, w.dyh);
+    detail::lm::merge_heads(e, a.y, n.dy);
+    detail::dense_gemm(e, 'T', 'N', n.dy, n.dh, S(1), dp.wo);
+    detail::lm::add_column_sums(e, n.dh, dp.bo);
+    detail::dense_gemm(e, 'N', 'T', n.dh, p.wo, S(0), n.dy);
+    detail::lm::split_heads(e, n.dy, n.dyh);
     DownsamplingWeights dbasis;
-    w.attention[std::size_t(b)]->backward(a.q, a.k, a.v, a.y, a.lse, w.dyh, w.dqh, w.dkh, w.dvh,
-                                          config_.learned_basis() ? &dbasis : nullptr);
-    detail::lm::merge_heads(e, w.dqh, w.dq);
-    detail::lm::merge_heads(e, w.dkh, w.dk);
-    detail::lm::merge_heads(e, w.dvh, w.dv);
+    attention(b, windows)
+        .backward(a.q, a.k, a.v, a.y, a.lse, n.dyh, n.dqh, n.dkh, n.dvh, config_.learned_basis() ? &dbasis : nullptr);
+    detail::lm::merge_heads(e, n.dqh, n.dq);
+    detail::lm::merge_heads(e, n.dkh, n.dk);
+    detail::lm::merge_heads(e, n.dvh, n.dv);
     // Projections: dW += a1ᵀ·d(qkv), db += Σ d(qkv), da = Σ d(qkv)·Wᵀ.
-    detail::dense_gemm(e, 'T', 'N', a.a1, w.dq, S(1), dp.wq);
-    detail::dense_gemm(e, 'T', 'N', a.a1, w.dk, S(1), dp.wk);
-    detail::dense_gemm(e, 'T', 'N', a.a1, w.dv, S(1), dp.wv);
-    detail::lm::add_column_sums(e, w.dq, dp.bq);
-    detail::lm::add_column_sums(e, w.dk, dp.bk);
-    detail::lm::add_column_sums(e, w.dv, dp.bv);
-    detail::dense_gemm(e, 'N', 'T', w.dq, p.wq, S(0), w.da);
-    detail::dense_gemm(e, 'N', 'T', w.dk, p.wk, S(1), w.da);
-    detail::dense_gemm(e, 'N', 'T', w.dv, p.wv, S(1), w.da);
+    detail::dense_gemm(e, 'T', 'N', a.a1, n.dq, S(1), dp.wq);
+    detail::dense_gemm(e, 'T', 'N', a.a1, n.dk, S(1), dp.wk);
+    detail::dense_gemm(e, 'T', 'N', a.a1, n.dv, S(1), dp.wv);
+    detail::lm::add_column_sums(e, n.dq, dp.bq);
+    detail::lm::add_column_sums(e, n.dk, dp.bk);
+    detail::lm::add_column_sums(e, n.dv, dp.bv);
+    detail::dense_gemm(e, 'N', 'T', n.dq, p.wq, S(0), n.da);
+    detail::dense_gemm(e, 'N', 'T', n.dk, p.wk, S(1), n.da);
+    detail::dense_gemm(e, 'N', 'T', n.dv, p.wv, S(1), n.da);
     // dx(block input) = dh + LN1'(da).
-    Kokkos::deep_copy(e, w.dx, w.dh);
-    detail::lm::layer_norm_backward(e, w.da, a.x, a.mean1, a.rstd1, p.ln1_gain, w.dx, dp.ln1_gain, dp.ln1_bias);
+    Kokkos::deep_copy(e, n.dx, n.dh);
+    detail::lm::layer_norm_backward(e, n.da, a.x, a.mean1, a.rstd1, p.ln1_gain, n.dx, dp.ln1_gain, dp.ln1_bias);
     if (config_.learned_basis() && geo.L > 0) {
-      // The block's basis-function slots are contiguous: only they go through the host.
+      // The block's basis-function slots are contiguous: only they go through the host. The
+      // attention sums them over all windows·heads of the call.
       const ParameterSlot& first = find_slot(slots_, basis_prefix(b, 'k', 1) + "weight");
       const ParameterSlot& last = find_slot(slots_, basis_prefix(b, 'v', geo.L) + "bias");
       const auto range = Kokkos::subview(grads_, std::make_pair(first.offset, last.offset + last.size));
@@ -319,36 +401,50 @@ void LanguageModel<S>::backward() {
       Kokkos::deep_copy(range, host);
     }
   }
-  detail::lm::embed_backward(e, w.order, w.start, w.dx, w.dp.embedding, w.dp.position);
+  detail::lm::embed_backward(e, n.order, w.start, n.dx, w.dp.embedding, w.dp.position);
+}
+
+template <class S>
+std::vector<double> LanguageModel<S>::windows(const std::vector<const std::uint8_t*>& windows, double grad_scale,
+                                              std::vector<double>* per_token) {
+  if (windows.empty() || std::int64_t(windows.size()) > max_windows_)
+    throw std::invalid_argument("LanguageModel::windows: 1 to " + std::to_string(max_windows_) +
+                                " windows a call, got " + std::to_string(windows.size()));
+  Workspace& w = *ws_;
+  forward(windows);
+  detail::lm::cross_entropy(w.space, w.now.logits, w.now.target, w.now.loss, w.now.dlogits, grad_scale);
+  if (grad_scale > 0) backward();
+  w.space.fence();
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), w.now.loss);
+  const std::size_t T = std::size_t(config_.context);
+  std::vector<double> sums(windows.size(), 0.0);
+  for (std::size_t r = 0; r < host.extent(0); ++r) sums[r / T] += host(r);
+  if (per_token) per_token->assign(host.data(), host.data() + host.extent(0));
+  return sums;
 }
 
 template <class S>
 double LanguageModel<S>::window(const std::uint8_t* bytes, double grad_scale, std::vector<double>* per_token) {
-  Workspace& w = *ws_;
-  forward(bytes);
-  detail::lm::cross_entropy(w.space, w.logits, w.target, w.loss, w.dlogits, grad_scale);
-  if (grad_scale > 0) backward();
-  w.space.fence();
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), w.loss);
-  double sum = 0;
-  for (std::size_t t = 0; t < host.extent(0); ++t) sum += host(t);
-  if (per_token) per_token->assign(host.data(), host.data() + host.extent(0));
-  return sum;
+  return windows({bytes}, grad_scale, per_token)[0];
 }
 
 template <class S>
 std::vector<double> LanguageModel<S>::logits() const {
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ws_->logits);
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ws_->now.logits);
   return std::vector<double>(host.data(), host.data() + host.span());
 }
 
 template <class S>
 std::size_t LanguageModel<S>::workspace_bytes() const {
-  const std::size_t T = std::size_t(config_.context), W = std::size_t(config_.width), N = std::size_t(config_.layers);
-  const std::size_t per_block = T * W * (4 + 4 + 8) + 4 * T + config_.heads * T;
+  const std::size_t R = std::size_t(max_windows_ * config_.context), W = std::size_t(config_.width),
+                    N = std::size_t(config_.layers);
+  const std::size_t per_block = R * W * (4 + 4 + 8) + 4 * R + std::size_t(config_.heads) * R;
+  // The attention of a call of max_windows windows (calls of fewer make smaller ones).
   std::size_t attention = 0;
-  for (const auto& a : ws_->attention) attention += a->workspace_bytes() + a->backward_workspace_bytes();
-  return sizeof(S) * (N * per_block + T * W * (2 + 7 + 4 + 4) + 2 * T * vocabulary) + attention;
+  const auto it = ws_->attention.find(max_windows_);
+  if (it != ws_->attention.end())
+    for (const auto& a : it->second) attention += a->workspace_bytes() + a->backward_workspace_bytes();
+  return sizeof(S) * (N * per_block + R * W * (2 + 7 + 4 + 4) + 2 * R * vocabulary) + attention;
 }
 
 template class LanguageModel<float>;

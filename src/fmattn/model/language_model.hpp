@@ -1,9 +1,15 @@
 // The byte-level language model (docs/language-model.md) on Kokkos Views: parameters and
 // their gradients as flat vectors, the dense products through fmattn's deterministic GEMM
-// (kernels/dense_gemm.hpp), attention through fmattn's own forward and backward. One window of
-// T + 1 bytes at a time; the gradients of successive windows accumulate until zero_gradients().
+// (kernels/dense_gemm.hpp), attention through fmattn's own forward and backward. A call takes a
+// batch of windows of T + 1 bytes together (dense products over windows·T rows, attention over
+// windows·heads); the gradients of successive calls accumulate until zero_gradients(). Every
+// gradient sum runs over the rows in window order, so windows taken together or one call at a
+// time give the same bits (the learned basis functions' gradients, summed by the attention over
+// windows·heads, up to rounding).
 #pragma once
 
+#include <fmattn/core/attention.hpp>
+#include <fmattn/core/weights.hpp>
 #include <fmattn/model/config.hpp>
 #include <fmattn/model/parameters.hpp>
 
@@ -22,13 +28,15 @@ class LanguageModel {
   using memory_space = execution_space::memory_space;
   using Vector = Kokkos::View<Scalar*, memory_space>;
 
-  // Parameters at their initial values for `seed`.
-  LanguageModel(const ModelConfig& config, std::uint64_t seed);
+  // Parameters at their initial values for `seed`; activations for calls of up to
+  // `max_windows` windows.
+  LanguageModel(const ModelConfig& config, std::uint64_t seed, std::int64_t max_windows = 1);
   ~LanguageModel();
   LanguageModel(const LanguageModel&) = delete;
   LanguageModel& operator=(const LanguageModel&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  std::int64_t max_windows() const { return max_windows_; }
   const std::vector<ParameterSlot>& slots() const { return slots_; }
   Vector parameters() const { return params_; }
   Vector gradients() const { return grads_; }
@@ -40,23 +48,32 @@ class LanguageModel {
   // hands the basis functions to the attention of every block.
   void parameters_changed();
 
-  // The window's T predictions (bytes[t] → bytes[t + 1]): returns their summed loss in nats
-  // (double, summed in order) and, when `per_token` is given, writes each loss there. With
-  // grad_scale > 0 adds grad_scale · ∂(summed loss)/∂θ to gradients().
+  // The T predictions (bytes[t] → bytes[t + 1]) of each of 1 … max_windows() windows: returns
+  // each window's summed loss in nats (double, summed in order) and, when `per_token` is
+  // given, writes every loss there, window after window. With grad_scale > 0 adds
+  // grad_scale · ∂(summed loss)/∂θ to gradients().
+  std::vector<double> windows(const std::vector<const std::uint8_t*>& windows, double grad_scale,
+                              std::vector<double>* per_token = nullptr);
+  // The same for one window.
   double window(const std::uint8_t* bytes, double grad_scale, std::vector<double>* per_token = nullptr);
-  // The window's logits [T][256] (after window(), for tests and analysis): copied to the host.
+  // The logits [windows·T][256] of the last call (for tests and analysis): copied to the host.
   std::vector<double> logits() const;
 
-  // Bytes of the activations and scratch one window holds.
+  // Bytes of the activations and scratch of a call of max_windows() windows.
   std::size_t workspace_bytes() const;
 
  private:
   struct Workspace;
-  void forward(const std::uint8_t* bytes);
+  void forward(const std::vector<const std::uint8_t*>& windows);
   void backward();
+  // Block b's basis functions (the average operator unless learned).
+  DownsamplingWeights basis(int b) const;
+  // Block b's attention for calls of `windows` windows.
+  Attention<Scalar>& attention(int block, std::int64_t windows);
 
   ModelConfig config_;
   std::vector<ParameterSlot> slots_;
+  std::int64_t max_windows_ = 1;
   Vector params_, grads_;
   std::unique_ptr<Workspace> ws_;
 };
