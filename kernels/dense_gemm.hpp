@@ -20,6 +20,7 @@
 #include <KokkosBlas3_gemm.hpp>
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <type_traits>
@@ -37,8 +38,8 @@ struct GemmShape {
   static constexpr int cols = int(64 / sizeof(Scalar));
 #endif
   static constexpr int depth = 256;            // KC: a packed B block (KC × cols) stays in L1
-  static constexpr int tile_rows = 16 * rows;  // MC: a packed A slab stays in L2
-  static constexpr int max_col_blocks = 16;    // NC ≤ 16 · cols: an A slab is packed once per NC columns
+  static constexpr int tile_rows = 32 * rows;  // MC: a packed A slab stays in L2
+  static constexpr int col_blocks = 16;        // NC = 16 · cols: with MC, some 200 FLOPs per packed value
 };
 
 template <class Exec, bool TransA, bool TransB, class AView, class BView, class CView>
@@ -57,102 +58,103 @@ struct DenseGemm {
   int nc;  // columns of a tile, a multiple of CB
   std::int64_t tiles_n;
 
-  // Tiles of MC rows × nc columns: as wide as the rows allow (fewer A packs), but at least
-  // about four tiles a thread where N allows (the weight gradients have only M = width rows).
   DenseGemm(const AView& a_, const BView& b_, const CView& c_, S beta_, std::int64_t M_, std::int64_t N_,
-            std::int64_t K_, int threads)
+            std::int64_t K_)
       : a(a_), b(b_), c(c_), beta(beta_), M(M_), N(N_), K(K_) {
-    std::int64_t blocks = (N + CB - 1) / CB;
-    blocks = blocks < Shape::max_col_blocks ? blocks : Shape::max_col_blocks;
-    const std::int64_t row_tiles = (M + MC - 1) / MC;
-    while (blocks > 1 && row_tiles * ((N + blocks * CB - 1) / (blocks * CB)) < 4 * threads) blocks = (blocks + 1) / 2;
-    nc = int(blocks) * CB;
+    const std::int64_t blocks = (N + CB - 1) / CB;
+    nc = int(blocks < Shape::col_blocks ? blocks : Shape::col_blocks) * CB;
     tiles_n = (N + nc - 1) / nc;
   }
   std::int64_t tiles() const { return (M + MC - 1) / MC * tiles_n; }
   std::size_t scratch_bytes() const { return Scratch::shmem_size(std::size_t(MC) * KC + std::size_t(KC) * nc); }
 
-  // pa[(g·kc + k)·NR + r] = op(A)(i0 + g·NR + r, k0 + k), zero past the tile's rows.
-  void pack_a(S* pa, std::int64_t i0, int rows, std::int64_t k0, int kc) const {
+  // Row block g of A's slab: pa[(g·kc + k)·NR + r] = op(A)(i0 + g·NR + r, k0 + k), zero past
+  // the tile's rows.
+  void pack_a(S* pa, std::int64_t i0, int rows, std::int64_t k0, int kc, int g) const {
     const std::int64_t s0 = std::int64_t(a.stride(0)), s1 = std::int64_t(a.stride(1));
-    const int blocks = (rows + NR - 1) / NR;
+    S* out = pa + std::size_t(g) * kc * NR;
     if (TransA) {  // op(A)(i, k) = a(k, i): a block's NR values of one k lie together
-      for (int g = 0; g < blocks; ++g) {
-        S* out = pa + std::size_t(g) * kc * NR;
-        const S* src = a.data() + k0 * s0 + (i0 + g * NR) * s1;
-        const bool whole = (g + 1) * NR <= rows && s1 == 1;
-        for (int k = 0; k < kc; ++k)
-          for (int r = 0; r < NR; ++r) out[k * NR + r] = whole || g * NR + r < rows ? src[k * s0 + r * s1] : S(0);
-      }
+      const S* src = a.data() + k0 * s0 + (i0 + g * NR) * s1;
+      const bool whole = (g + 1) * NR <= rows && s1 == 1;
+      for (int k = 0; k < kc; ++k)
+        for (int r = 0; r < NR; ++r) out[k * NR + r] = whole || g * NR + r < rows ? src[k * s0 + r * s1] : S(0);
     } else {  // one row at a time, read along k
-      for (int i = 0; i < blocks * NR; ++i) {
-        S* out = pa + std::size_t(i / NR) * kc * NR + i % NR;
-        const S* src = a.data() + (i0 + i) * s0 + k0 * s1;
-        for (int k = 0; k < kc; ++k) out[k * NR] = i < rows ? src[k * s1] : S(0);
+      for (int r = 0; r < NR; ++r) {
+        const S* src = a.data() + (i0 + g * NR + r) * s0 + k0 * s1;
+        const bool inside = g * NR + r < rows;
+        for (int k = 0; k < kc; ++k) out[k * NR + r] = inside ? src[k * s1] : S(0);
       }
     }
   }
 
-  // pb[(h·kc + k)·CB + x] = op(B)(k0 + k, j0 + h·CB + x), zero past the tile's columns.
-  void pack_b(S* pb, std::int64_t j0, int cols, std::int64_t k0, int kc) const {
+  // Column block h of B's slab: pb[(h·kc + k)·CB + x] = op(B)(k0 + k, j0 + h·CB + x), zero past
+  // the tile's columns.
+  void pack_b(S* pb, std::int64_t j0, int cols, std::int64_t k0, int kc, int h) const {
     const std::int64_t s0 = std::int64_t(b.stride(0)), s1 = std::int64_t(b.stride(1));
-    const int blocks = (cols + CB - 1) / CB;
-    if (!TransB) {  // op(B)(k, j) = b(k, j): the tile's part of row k, contiguous in a row-major B
+    S* out = pb + std::size_t(h) * kc * CB;
+    const int jn = cols - h * CB < CB ? cols - h * CB : CB;
+    if (!TransB) {  // op(B)(k, j) = b(k, j): rows of CB values, contiguous in a row-major B
+      const S* src = b.data() + k0 * s0 + (j0 + h * CB) * s1;
       for (int k = 0; k < kc; ++k) {
-        const S* src = b.data() + (k0 + k) * s0 + j0 * s1;
-        for (int h = 0; h < blocks; ++h) {
-          S* out = pb + (std::size_t(h) * kc + k) * CB;
-          if ((h + 1) * CB <= cols && s1 == 1) {
-            FMATTN_SIMD
-            for (int x = 0; x < CB; ++x) out[x] = src[h * CB + x];
-          } else {
-            for (int x = 0; x < CB; ++x) out[x] = h * CB + x < cols ? src[(h * CB + x) * s1] : S(0);
-          }
+        if (jn == CB && s1 == 1) {
+          FMATTN_SIMD
+          for (int x = 0; x < CB; ++x) out[k * CB + x] = src[k * s0 + x];
+        } else {
+          for (int x = 0; x < CB; ++x) out[k * CB + x] = x < jn ? src[k * s0 + x * s1] : S(0);
         }
       }
     } else {  // op(B)(k, j) = b(j, k): one column at a time, read along k
-      for (int j = 0; j < blocks * CB; ++j) {
-        S* out = pb + std::size_t(j / CB) * kc * CB + j % CB;
-        const S* src = b.data() + (j0 + j) * s0 + k0 * s1;
-        for (int k = 0; k < kc; ++k) out[k * CB] = j < cols ? src[k * s1] : S(0);
+      for (int x = 0; x < CB; ++x) {
+        const S* src = b.data() + (j0 + h * CB + x) * s0 + k0 * s1;
+        for (int k = 0; k < kc; ++k) out[k * CB + x] = x < jn ? src[k * s1] : S(0);
       }
     }
   }
 
+  // A team (all the host's threads) shares a tile's packed slabs: each thread packs some of
+  // the blocks, then sums some of the register blocks, so that no thread packs what another
+  // packed (the weight gradients, M = N = width over K = windows·T rows, have few tiles).
   void operator()(const typename Policy::member_type& member) const {
     const std::int64_t i0 = member.league_rank() / tiles_n * MC, j0 = member.league_rank() % tiles_n * nc;
     const int rows = int(M - i0 < MC ? M - i0 : MC), cols = int(N - j0 < nc ? N - j0 : nc);
+    const int row_blocks = (rows + NR - 1) / NR, col_blocks = (cols + CB - 1) / CB;
     const Scratch pa(member.team_scratch(1), std::size_t(MC) * KC), pb(member.team_scratch(1), std::size_t(KC) * nc);
     const std::int64_t cs0 = std::int64_t(c.stride(0)), cs1 = std::int64_t(c.stride(1));
     // K = 0 still passes once, to leave beta·C.
     for (std::int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
       const int kc = int(K - k0 < KC ? K - k0 : KC);
-      pack_a(pa.data(), i0, rows, k0, kc);
-      pack_b(pb.data(), j0, cols, k0, kc);
-      for (int h = 0; h * CB < cols; ++h) {
-        const int jn = cols - h * CB < CB ? cols - h * CB : CB;
-        for (int g = 0; g * NR < rows; ++g) {
-          const int in = rows - g * NR < NR ? rows - g * NR : NR;
-          S* out = c.data() + (i0 + g * NR) * cs0 + (j0 + h * CB) * cs1;
-          S acc[NR][CB];
-          for (int r = 0; r < NR; ++r) {
-            FMATTN_SIMD
-            for (int x = 0; x < CB; ++x) acc[r][x] = S(0);
-            if (r >= in) continue;
-            // The first slab starts from beta·C; later ones continue from C, which holds the
-            // accumulators exactly.
-            if (k0 > 0 || beta == S(1)) {
-              for (int x = 0; x < jn; ++x) acc[r][x] = out[r * cs0 + x * cs1];
-            } else if (beta != S(0)) {
-              for (int x = 0; x < jn; ++x) acc[r][x] = beta * out[r * cs0 + x * cs1];
-            }
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, row_blocks + col_blocks), [&](const int blk) {
+        if (blk < row_blocks)
+          pack_a(pa.data(), i0, rows, k0, kc, blk);
+        else
+          pack_b(pb.data(), j0, cols, k0, kc, blk - row_blocks);
+      });
+      member.team_barrier();
+      // Consecutive register blocks (a thread's share) run down a column block: its packed B
+      // block stays in cache.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, row_blocks * col_blocks), [&](const int blk) {
+        const int h = blk / row_blocks, g = blk % row_blocks;
+        const int jn = cols - h * CB < CB ? cols - h * CB : CB, in = rows - g * NR < NR ? rows - g * NR : NR;
+        S* out = c.data() + (i0 + g * NR) * cs0 + (j0 + h * CB) * cs1;
+        S acc[NR][CB];
+        for (int r = 0; r < NR; ++r) {
+          FMATTN_SIMD
+          for (int x = 0; x < CB; ++x) acc[r][x] = S(0);
+          if (r >= in) continue;
+          // The first slab starts from beta·C; later ones continue from C, which holds the
+          // accumulators exactly.
+          if (k0 > 0 || beta == S(1)) {
+            for (int x = 0; x < jn; ++x) acc[r][x] = out[r * cs0 + x * cs1];
+          } else if (beta != S(0)) {
+            for (int x = 0; x < jn; ++x) acc[r][x] = beta * out[r * cs0 + x * cs1];
           }
-          accumulate_block<NR, CB>(acc, pa.data() + std::size_t(g) * kc * NR, 1, NR,
-                                   pb.data() + std::size_t(h) * kc * CB, CB, 0, kc);
-          for (int r = 0; r < in; ++r)
-            for (int x = 0; x < jn; ++x) out[r * cs0 + x * cs1] = acc[r][x];
         }
-      }
+        accumulate_block<NR, CB>(acc, pa.data() + std::size_t(g) * kc * NR, 1, NR, pb.data() + std::size_t(h) * kc * CB,
+                                 CB, 0, kc);
+        for (int r = 0; r < in; ++r)
+          for (int x = 0; x < jn; ++x) out[r * cs0 + x * cs1] = acc[r][x];
+      });
+      member.team_barrier();
     }
   }
 };
@@ -174,10 +176,13 @@ void dense_gemm(const Exec& space, char trans_a, char trans_b, const AView& a, c
     if (M == 0 || N == 0) return;
     auto launch = [&](auto ta_c, auto tb_c) {
       using F = DenseGemm<Exec, decltype(ta_c)::value, decltype(tb_c)::value, AView, BView, CView>;
-      const F f(a, b, c, beta, M, N, K, space.concurrency());
+      const F f(a, b, c, beta, M, N, K);
+      const int most = typename F::Policy(space, 1, 1).team_size_max(f, Kokkos::ParallelForTag());
+      const int threads = std::min(space.concurrency(), most);
       Kokkos::parallel_for(
           "fmattn::lm::gemm",
-          typename F::Policy(space, int(f.tiles()), 1).set_scratch_size(1, Kokkos::PerTeam(f.scratch_bytes())), f);
+          typename F::Policy(space, int(f.tiles()), threads).set_scratch_size(1, Kokkos::PerTeam(f.scratch_bytes())),
+          f);
     };
     using T = std::true_type;
     using F = std::false_type;
