@@ -186,11 +186,17 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     Stopwatch watch;
     model.zero_gradients();
     std::vector<double> mine;
-    for (std::int64_t i = first; i < last && !(interrupt::requested() && watch.seconds() > 2); ++i) {
+    double stop_seen = -1;  // a stop finishes the step unless that takes over 5 s more
+    const auto give_up = [&] {
+      if (!interrupt::requested()) return false;
+      if (stop_seen < 0) stop_seen = watch.seconds();
+      return watch.seconds() - stop_seen > 5;
+    };
+    for (std::int64_t i = first; i < last && !give_up(); ++i) {
       const std::int64_t at = train_offset(state.seed, t, i, train_data.size(), T + 1);
       mine.push_back(model.window(train_data.at(at), grad_scale));
     }
-    // A stop finishes a short step; a step past 2 s is given up, the last finished one kept.
+    // A step given up after a stop: the last finished one is kept.
     int cut = int(std::int64_t(mine.size()) < last - first);
     MPI_Allreduce(MPI_IN_PLACE, &cut, 1, MPI_INT, MPI_MAX, comm);
     if (cut) {
