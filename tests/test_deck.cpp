@@ -7,6 +7,7 @@
 #include "temp_path.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -560,6 +561,65 @@ TEST(deck, SetErrorsBlameTheOption) {
   EXPECT_EQ(error_of("", {"input.source=hdf5", "input.file=/nonexistent/q.h5"}),
             "--set input.file: cannot open '/nonexistent/q.h5'");
   EXPECT_TRUE(Matches(error_of("", {"problem.heads=0"}), R"(^--set problem\.heads: expected an integer >= 1, got 0$)"));
+}
+
+}  // namespace
+
+namespace {
+
+// "Nothing lost, nothing non-finite written, no hang": anchors and aliases are refused at once
+// (a "billion laughs" deck would keep every walk over it busy for hours), and a path that can
+// name no file (a NUL byte, too long) is refused where the deck gives it, with a short message.
+TEST(deck, AnchorsAndAliasesAreRefusedAtOnce) {
+  std::string bomb = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i < 10; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) bomb += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  EXPECT_TRUE(Matches(error_of(bomb), "^text[.]yaml:1:[0-9]+: an anchor .*no YAML anchors or aliases"));
+  EXPECT_TRUE(Matches(error_of("run: {name: x}\ntrain: {batch: *b}\n"), "^text[.]yaml:2:[0-9]+: "));
+  EXPECT_TRUE(Matches(error_of("", {"run.name=&a x"}), "^--set run.name=&a x:.*an anchor"));
+}
+
+TEST(deck, PathsThatCanNameNoFileAreRefused) {
+  EXPECT_TRUE(Matches(error_of("data:\n  train: \"train.bin\\u0000junk\"\n"),
+                      "^text[.]yaml:2:10: data[.]train: a path cannot hold a NUL byte"));
+  EXPECT_TRUE(Matches(error_of("train: {checkpoint_file: \"x\\0y.h5\"}\n"), "train[.]checkpoint_file: .*NUL byte"));
+  const std::string huge = "train: {restart_from: " + std::string(5000, 'a') + ".h5}\n";
+  const std::string long_path = error_of(huge);
+  EXPECT_TRUE(Matches(long_path, "train[.]restart_from: a path of 5003 characters is longer"));
+  EXPECT_LT(long_path.size(), 300u);
+  EXPECT_TRUE(Matches(error_of("eval: {output: " + std::string(300, 'o') + ".h5}\n"),
+                      "eval[.]output: a file or folder name of 303 characters is longer"));
+}
+
+TEST(deck, WindowCountsAreBounded) {
+  EXPECT_TRUE(
+      Matches(error_of("train: {batch: 4611686018427387904}\n"), "train[.]batch: expected an integer between 1 and 2"));
+  EXPECT_TRUE(Matches(error_of("train: {eval_windows: 4611686018427387904}\n"), "train[.]eval_windows: expected"));
+  EXPECT_EQ(fmattn::parse_deck("train: {batch: 16777216}\n", "t").train.batch, 16777216);
+}
+
+TEST(deck, KeysKnowWhereTheDeckGivesThem) {
+  const Deck d = fmattn::parse_deck("model:\n  context: 128\n", "lm.yaml", {"train.batch=3"});
+  EXPECT_EQ(d.where("model.context"), "lm.yaml:2:12: model.context");
+  EXPECT_EQ(d.where("train.batch"), "--set train.batch");
+  EXPECT_EQ(d.where("model.width"), "model.width");
+  EXPECT_TRUE(d.gives("model.context"));
+  EXPECT_FALSE(d.gives("model.width"));
+}
+
+// Inputs must be regular files: a FIFO as the deck would block in open() for ever.
+TEST(deck, AFifoDeckIsRefusedWithoutOpeningIt) {
+  TempPath fifo("deck.fifo");
+  ASSERT_EQ(::mkfifo(fifo.path().c_str(), 0600), 0);
+  try {
+    fmattn::load_deck(fifo.path());
+    FAIL() << "no InputError";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(Matches(e.what(), "deck[.]fifo.*it is a FIFO, not a regular file"));
+  }
 }
 
 }  // namespace

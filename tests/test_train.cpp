@@ -3,9 +3,11 @@
 // of a requeued job is cli/train_restart.sh); a diverging run stops with the last good
 // checkpoint kept; bad decks, corpora and checkpoints are input errors naming the key or file,
 // with nothing overwritten; eval reproduces the validation loss of training.
+#include <fmattn/app/lm_common.hpp>
 #include <fmattn/app/train.hpp>
 #include <fmattn/io/hdf5_io.hpp>
 #include <fmattn/io/model_file.hpp>
+#include <fmattn/io/paths.hpp>
 #include <fmattn/util/errors.hpp>
 #include "fp_traps.hpp"
 #include "temp_path.hpp"
@@ -13,6 +15,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <hdf5.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -24,6 +28,7 @@
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing_files::TempPath;
 
 const fmattn::LogSink quiet = [](const std::string&) {};
@@ -89,6 +94,37 @@ TEST_P(Restart, TenPlusTenEqualsTwenty) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, Restart, ::testing::Values("float64", "float32"));
+
+// train.micro_batch: the step's 4 windows one at a time, two at a time or all at once (auto)
+// give the same model to float64 rounding (the tied embedding's and the basis functions'
+// gradients change their order of summation, every other sum is the same), and a micro-batch
+// too large for the node is refused naming the key.
+TEST(Train, MicroBatchesChangeOnlyTheRounding) {
+  Data data;
+  TempPath all("all.h5"), one("one.h5"), two("two.h5");
+  fmattn::train_deck(data.deck(all.path(), "float64", 10), quiet);
+  fmattn::train_deck(data.deck(one.path(), "float64", 10, {"train.micro_batch=1"}), quiet);
+  fmattn::train_deck(data.deck(two.path(), "float64", 10, {"train.micro_batch=2"}), quiet);
+  const auto a = fmattn::load_model(all.path());
+  for (const auto* other : {&one, &two}) {
+    const auto b = fmattn::load_model(other->path());
+    double diff = 0, size = 0;
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+      diff = std::max(diff, std::abs(a.params[i] - b.params[i]));
+      size = std::max(size, std::abs(a.params[i]));
+    }
+    EXPECT_LE(diff, 1e-12 * size) << other->path();
+    EXPECT_FALSE(same_bits(a.params, b.params)) << "the same bits: were the windows batched at all?";
+  }
+  auto huge = data.deck(all.path(), "float64", 10, {"train.micro_batch=4", "train.batch=4096", "model.context=4096"});
+  const fmattn::ModelConfig c = fmattn::model_config(huge);
+  const std::int64_t ask = std::int64_t(1) << 24;
+  huge.train.micro_batch = ask;
+  EXPECT_THAT(input_error([&] { fmattn::windows_at_once(huge, c, fmattn::Dtype::float64, ask); }),
+              HasSubstr("train.micro_batch"));
+  huge.train.micro_batch = 0;  // auto: within 4 GiB of activations
+  EXPECT_LT(fmattn::windows_at_once(huge, c, fmattn::Dtype::float64, ask), 4096);
+}
 
 TEST(Train, CheckpointLayoutAndEvalReproducesValidation) {
   Data data;
@@ -188,6 +224,172 @@ TEST(Train, BadInputNamesTheKeyOrFileAndOverwritesNothing) {
   EXPECT_THAT(input_error([&] { fmattn::parse_deck("train: {batch: 0}\n", "deck"); }), HasSubstr("train.batch"));
   EXPECT_THAT(input_error([&] { fmattn::parse_deck("train: {beta2: 1.5}\n", "deck"); }), HasSubstr("train.beta2"));
   EXPECT_THAT(input_error([&] { fmattn::eval_deck(data.deck(ckpt.path()), quiet); }), HasSubstr("eval.checkpoint"));
+}
+
+// "Nothing lost, nothing non-finite written, no hang": a diverging run saves nothing non-finite
+// (validation loss, moments) and says truly what the checkpoint on disk holds.
+TEST(Train, NonFiniteValidationOrMomentsAreNeverSaved) {
+  Data data;
+  const testing_fp::NoTraps overflow_expected;
+  for (const char* rate : {"1e30", "1e4"}) {
+    TempPath ckpt("nonfinite.h5");
+    const auto d = data.deck(ckpt.path(), "float32", 6,
+                             {std::string("train.learning_rate=") + rate, "train.clip_norm=1e300",
+                              "train.warmup_steps=0", "train.checkpoint_every=1", "train.eval_every=1"});
+    std::string message;
+    try {
+      fmattn::train_deck(d, quiet);
+    } catch (const fmattn::InputError& e) {
+      ADD_FAILURE() << "divergence is not bad input: " << e.what();
+    } catch (const std::runtime_error& e) {
+      message = e.what();
+      EXPECT_THAT(message, HasSubstr("finite")) << rate;
+    }
+    if (!std::filesystem::exists(ckpt.path())) {
+      EXPECT_THAT(message, HasSubstr(ckpt.path() + " was not written")) << rate;
+      continue;
+    }
+    const fmattn::ModelState s = fmattn::load_model(ckpt.path());  // refuses non-finite moments
+    for (double v : s.history.val_loss) EXPECT_TRUE(std::isfinite(v)) << rate;
+    if (!message.empty()) {
+      EXPECT_THAT(message, HasSubstr("keeps step " + std::to_string(s.step))) << rate;
+    }
+  }
+}
+
+TEST(Train, ADamagedModelIsNeitherEvaluatedNorSaidToBeSaved) {
+  Data data;
+  TempPath ckpt("good.h5"), bad("bad.h5"), out("eval.h5"), next("next.h5");
+  fmattn::train_deck(data.deck(ckpt.path(), "float32", 2), quiet);
+  fmattn::ModelState s = fmattn::load_model(ckpt.path());
+  for (std::size_t i = 0; i < s.params.size(); ++i) s.params[i] = i % 2 ? 3e38 : -3e38;
+  fmattn::save_model(bad.path(), s, "{}\n", 1);
+  const testing_fp::NoTraps overflow_expected;
+  try {
+    fmattn::eval_deck(
+        data.deck(ckpt.path(), "float32", 2, {"eval.checkpoint=" + bad.path(), "eval.output=" + out.path()}), quiet);
+    ADD_FAILURE() << "eval of a damaged model succeeded";
+  } catch (const fmattn::InputError& e) {
+    ADD_FAILURE() << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("non-finite loss on data.val"));
+  }
+  EXPECT_FALSE(std::filesystem::exists(out.path()));
+  try {
+    fmattn::train_deck(data.deck(next.path(), "float32", 4, {"train.restart_from=" + bad.path()}), quiet);
+    ADD_FAILURE() << "training a damaged model succeeded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), Not(HasSubstr("keeps step")));
+    EXPECT_THAT(e.what(), HasSubstr(next.path() + " was not written"));
+  }
+  EXPECT_FALSE(std::filesystem::exists(next.path()));
+}
+
+void replace_attribute(const std::string& path, const char* name, hid_t type, hid_t space, const void* value) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  H5Adelete(f, name);
+  const hid_t a = H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, type, value);
+  H5Aclose(a);
+  H5Fclose(f);
+}
+
+TEST(Train, CheckpointAttributesOfAnotherTypeAreRefused) {
+  Data data;
+  TempPath ckpt("attr.h5");
+  fmattn::train_deck(data.deck(ckpt.path(), "float64", 2), quiet);
+  const std::string good = contents(ckpt.path());
+  const hid_t scalar = H5Screate(H5S_SCALAR);
+  const double step = 2.5;
+  replace_attribute(ckpt.path(), "step", H5T_NATIVE_DOUBLE, scalar, &step);
+  EXPECT_THAT(input_error([&] { fmattn::load_model(ckpt.path()); }), HasSubstr("attribute 'step' is not an integer"));
+  std::ofstream(ckpt.path(), std::ios::binary) << good;
+  const hsize_t two = 2;
+  const hid_t pair = H5Screate_simple(1, &two, nullptr);
+  const hid_t text = H5Tcopy(H5T_C_S1);
+  H5Tset_size(text, 16);
+  const char schema[2][16] = {"fmattn-model/1", "fmattn-model/1"};
+  replace_attribute(ckpt.path(), "schema", text, pair, schema);
+  EXPECT_THAT(input_error([&] { fmattn::load_model(ckpt.path()); }), HasSubstr("attribute 'schema' is not a string"));
+  EXPECT_THAT(input_error([&] {
+                fmattn::eval_deck(data.deck(ckpt.path(), "float64", 2, {"eval.checkpoint=" + ckpt.path()}), quiet);
+              }),
+              HasSubstr("--set eval.checkpoint: " + ckpt.path() + ": attribute 'schema'"));
+  H5Tclose(text);
+  H5Sclose(pair);
+  H5Sclose(scalar);
+}
+
+TEST(Train, EvalRefusesADeckThatDescribesAnotherModel) {
+  Data data;
+  TempPath ckpt("ctx.h5");
+  fmattn::train_deck(data.deck(ckpt.path(), "float64", 2), quiet);
+  EXPECT_THAT(input_error([&] {
+                fmattn::eval_deck(
+                    data.deck(ckpt.path(), "float64", 2, {"eval.checkpoint=" + ckpt.path(), "model.context=32"}),
+                    quiet);
+              }),
+              HasSubstr("--set model.context: the deck says 32, the checkpoint (eval.checkpoint) was trained with 64"));
+}
+
+TEST(Train, LanguageModelRulesNameWhereTheDeckSaysIt) {
+  auto rule = [](const std::string& text) {
+    return input_error([&] { fmattn::model_config(fmattn::parse_deck(text, "lm.yaml")); });
+  };
+  EXPECT_THAT(rule("attention: {variant: bidirectional}\n"),
+              ::testing::MatchesRegex("lm[.]yaml:1:[0-9]+: attention[.]variant: a language model .*causal.*"));
+  EXPECT_THAT(rule("attention:\n  queries: coarse\n"),
+              ::testing::MatchesRegex("lm[.]yaml:2:[0-9]+: attention[.]queries: .*fine queries"));
+  EXPECT_THAT(rule("model: {context: 48}\nattention: {boundary: zero_sink, block_size: 16}\n"),
+              ::testing::MatchesRegex("lm[.]yaml:1:[0-9]+: model[.]context: zero_sink needs.*"));
+}
+
+// Every input a regular file, every output writable and none of the inputs: checked before
+// any work, creating nothing.
+TEST(Train, FilesAreCheckedBeforeAnyWork) {
+  Data data;
+  TempPath ckpt("files.h5"), link("link.bin"), fifo("fifo.bin"), folder("folder");
+  fmattn::train_deck(data.deck(ckpt.path(), "float64", 2), quiet);
+  const std::string model = contents(ckpt.path()), corpus = contents(data.train.path());
+  std::filesystem::create_symlink(std::filesystem::absolute(data.train.path()), link.path());
+  ASSERT_EQ(::mkfifo(fifo.path().c_str(), 0600), 0);
+  auto problem = [&](const std::string& verb, const std::vector<std::string>& o) {
+    return input_error([&] {
+      const fmattn::Deck d = data.deck(ckpt.path(), "float64", 2, o);
+      fmattn::check_files(d, fmattn::files_of(d, verb, ""));
+    });
+  };
+  const std::string as_train = problem("train", {"train.checkpoint_file=" + link.path()});
+  EXPECT_THAT(as_train, HasSubstr("--set train.checkpoint_file: '" + link.path() + "' is the same file as test:4:"));
+  EXPECT_THAT(as_train, HasSubstr(": data.train"));
+  EXPECT_THAT(problem("train", {"train.checkpoint_file=" + data.val.path()}), HasSubstr("same file as test:4:"));
+  EXPECT_THAT(problem("eval", {"eval.checkpoint=" + ckpt.path(), "eval.output=./" + ckpt.path()}),
+              HasSubstr("--set eval.output: './" + ckpt.path() + "' is the same file as --set eval.checkpoint"));
+  // A restart into its own file is how a stopped run continues.
+  const fmattn::Deck restart = data.deck(ckpt.path(), "float64", 4, {"train.restart_from=" + ckpt.path()});
+  EXPECT_NO_THROW(fmattn::check_files(restart, fmattn::files_of(restart, "train", "")));
+  EXPECT_THAT(problem("train", {"data.train=" + fifo.path()}),
+              HasSubstr("--set data.train: cannot open '" + fifo.path() + "': it is a FIFO, not a regular file"));
+  EXPECT_THAT(problem("train", {"data.val=/dev/zero"}),
+              HasSubstr("--set data.val: cannot open '/dev/zero': it is a character device"));
+  EXPECT_THAT(problem("eval", {"eval.checkpoint=/dev/null"}),
+              HasSubstr("--set eval.checkpoint: cannot open '/dev/null'"));
+  EXPECT_THAT(problem("eval", {"eval.checkpoint=nope.h5"}), HasSubstr("--set eval.checkpoint: cannot open 'nope.h5'"));
+  EXPECT_THAT(problem("train", {"train.restart_from=nope.h5"}),
+              HasSubstr("--set train.restart_from: cannot open 'nope.h5'"));
+  EXPECT_THAT(problem("train", {"train.restart_from=" + data.val.path()}),
+              HasSubstr("--set train.restart_from: " + data.val.path() + ": not an HDF5 file"));
+  EXPECT_THAT(problem("train", {"train.checkpoint_file=" + folder.path() + "/o.h5/"}), HasSubstr("names a folder"));
+  EXPECT_THAT(problem("train", {"train.checkpoint_file=" + folder.path() + "/a/b.h5", "data.val=nope"}),
+              HasSubstr("data.val"));
+  EXPECT_THAT(problem("eval", {"eval.checkpoint=" + ckpt.path(), "eval.output=/proc/self/x.h5"}),
+              HasSubstr("--set eval.output: cannot write into '/proc/self'"));
+  EXPECT_THAT(problem("eval", {"eval.checkpoint=" + ckpt.path(), "eval.output=/sys/x.h5"}),
+              HasSubstr("--set eval.output: cannot write into '/sys'"));
+  EXPECT_FALSE(std::filesystem::exists(folder.path()));
+  EXPECT_EQ(contents(ckpt.path()), model);
+  EXPECT_EQ(contents(data.train.path()), corpus);
 }
 
 }  // namespace

@@ -24,9 +24,9 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
   MPI_Comm_size(comm, &ranks);
   const ModelConfig& c = state.config;
   const std::int64_t T = c.context, windows = deck.train.eval_windows;
-  const Corpus val(deck.data.val, "data.val", T + 1);
-  // Windows in batches of up to train.batch (what training held at once on one rank).
-  LanguageModel<S> model(c, state.seed, std::max<std::int64_t>(1, std::min(deck.train.batch, windows)));
+  const Corpus val = load_corpus(deck, "data.val", deck.data.val, T + 1);
+  // Windows in batches, as many at once as training takes (train.micro_batch).
+  LanguageModel<S> model(c, state.seed, windows_at_once(deck, c, state.dtype, windows));
   model.set_parameters(state.params);
   std::vector<double> by_position;
   const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm, &by_position);
@@ -44,6 +44,12 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
     offsets[i] = validation_offset(deck.run.seed, std::int64_t(i), val.size(), T + 1);
   }
   s.bits_per_byte = sum / double(losses.size()) / std::log(2.0);
+  // Nothing non-finite is printed or written (a damaged or diverged checkpoint).
+  for (std::size_t i = 0; i <= bpb.size(); ++i)
+    if (!std::isfinite(i < bpb.size() ? bpb[i] : s.bits_per_byte))
+      throw std::runtime_error("eval: " + deck.eval.checkpoint + " gives a non-finite loss on data.val" +
+                               (i < bpb.size() ? " (window " + std::to_string(i) + ")" : std::string()) +
+                               " (a diverged or damaged model); nothing was written");
   if (!deck.eval.output.empty()) {
     const std::string yaml = to_yaml(deck);
     const std::string problem = failure_on_root(comm, [&] {
@@ -76,7 +82,8 @@ EvalSummary eval_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   ScopedRegion region("fmattn::eval");
   if (deck.eval.checkpoint.empty()) throw InputError("eval.checkpoint: no model checkpoint given");
   if (!deck.eval.output.empty()) check_writable(deck.eval.output, "eval.output", comm);
-  const ModelState state = load_model(deck.eval.checkpoint);
+  const ModelState state = load_checkpoint(deck, "eval.checkpoint", deck.eval.checkpoint);
+  check_deck_matches(deck, state);
   char line[200];
   std::snprintf(
       line, sizeof line, "model      %s: step %lld, %d layers, width %d, %d heads, context %d, %s, %s attention",

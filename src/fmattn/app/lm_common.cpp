@@ -4,15 +4,21 @@
 
 #include <fmattn/util/errors.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <new>
+
+#include <unistd.h>
 
 namespace fmattn {
 
 ModelConfig model_config(const Deck& deck) {
   const auto& a = deck.attention;
   if (a.variant != Variant::causal)
-    throw InputError("attention.variant: a language model predicts the next byte and needs causal attention");
-  if (a.queries != Queries::fine) throw InputError("attention.queries: a language model needs fine queries");
+    throw InputError(deck.where("attention.variant") +
+                     ": a language model predicts the next byte and needs causal attention");
+  if (a.queries != Queries::fine)
+    throw InputError(deck.where("attention.queries") + ": a language model needs fine queries");
   ModelConfig c;
   c.layers = int(deck.model.layers);
   c.width = int(deck.model.width);
@@ -25,9 +31,68 @@ ModelConfig model_config(const Deck& deck) {
   c.attention.scale = a.scale > 0 ? a.scale : 1.0 / std::sqrt(double(c.head_dim()));
   const std::int64_t T = c.context;
   if (a.boundary == Boundary::zero_sink && (T % a.block_size != 0 || !is_pow2(T / a.block_size)))
-    throw InputError("attention.boundary: zero_sink needs model.context = block_size * 2^k, got context " +
-                     std::to_string(T) + " with block_size " + std::to_string(a.block_size));
+    throw InputError(deck.where(deck.gives("model.context") ? "model.context" : "attention.boundary") +
+                     ": zero_sink needs model.context = block_size * 2^k, got context " + std::to_string(T) +
+                     " with block_size " + std::to_string(a.block_size));
   return c;
+}
+
+Corpus load_corpus(const Deck& deck, const std::string& key, const std::string& path, std::int64_t window) {
+  try {
+    return Corpus(path, deck.where(key), window);
+  } catch (const std::bad_alloc&) {
+    throw InputError(deck.where(key) + ": '" + path + "' does not fit in this node's memory");
+  }
+}
+
+ModelState load_checkpoint(const Deck& deck, const std::string& key, const std::string& path,
+                           const ModelState* expect) {
+  try {
+    return load_model(path, expect);
+  } catch (const InputError& e) {
+    throw InputError(deck.where(key) + ": " + e.what());
+  }
+}
+
+void check_deck_matches(const Deck& deck, const ModelState& state) {
+  const ModelConfig& c = state.config;
+  const auto& a = deck.attention;
+  auto differ = [&](const char* key, const std::string& deck_value, const std::string& checkpoint_value) {
+    if (deck.gives(key) && deck_value != checkpoint_value)
+      throw InputError(deck.where(key) + ": the deck says " + deck_value + ", the checkpoint (eval.checkpoint) " +
+                       "was trained with " + checkpoint_value +
+                       "; eval runs the checkpoint's model: remove the key or set it to " + checkpoint_value);
+  };
+  const auto n = [](std::int64_t v) { return std::to_string(v); };
+  differ("model.layers", n(deck.model.layers), n(c.layers));
+  differ("model.width", n(deck.model.width), n(c.width));
+  differ("model.heads", n(deck.model.heads), n(c.heads));
+  differ("model.context", n(deck.model.context), n(c.context));
+  differ("model.dtype", name_of(deck.model.dtype), name_of(state.dtype));
+  differ("attention.method", name_of(a.method), name_of(c.attention.method));
+  differ("attention.block_size", n(a.block_size), n(c.block_size));
+  differ("attention.rank", n(a.rank), n(c.rank));
+  differ("attention.downsampling", name_of(a.downsampling), name_of(c.attention.downsampling));
+  differ("attention.boundary", name_of(a.boundary), name_of(c.attention.boundary));
+}
+
+std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share) {
+  const bool single = dtype == Dtype::float32;
+  const auto bytes = [&](std::int64_t w) {
+    return single ? LanguageModel<float>::activation_bytes(c, w) : LanguageModel<double>::activation_bytes(c, w);
+  };
+  std::int64_t n = deck.train.micro_batch;
+  if (n == 0)  // up to 2^17 tokens a call (a stop is honoured between calls) in 4 GiB
+    n = std::max<std::int64_t>(1, std::min(std::int64_t((std::size_t(4) << 30) / bytes(1)),
+                                           (std::int64_t(1) << 17) / std::int64_t(c.context)));
+  n = std::min(n, share);
+  const double memory = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (double(bytes(n)) > 0.8 * memory)
+    throw InputError(deck.where(deck.train.micro_batch > 0 ? "train.micro_batch" : "model.context") + ": " +
+                     std::to_string(n) + " window(s) of " + std::to_string(c.context) + " bytes need " +
+                     format_bytes(double(bytes(n))) + " of activations, more than this node's " + format_bytes(memory) +
+                     " allows (set train.micro_batch lower, or a smaller model.context)");
+  return n;
 }
 
 void window_share(std::int64_t count, int rank, int ranks, std::int64_t& first, std::int64_t& last) {

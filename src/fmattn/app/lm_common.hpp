@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fmattn/io/deck.hpp>
+#include <fmattn/io/model_file.hpp>
 #include <fmattn/model/config.hpp>
 #include <fmattn/model/corpus.hpp>
 #include <fmattn/model/language_model.hpp>
@@ -18,6 +19,25 @@ namespace fmattn {
 // language model cannot use (bidirectional or coarse-query attention, a zero_sink context that
 // is not block_size · 2^k).
 ModelConfig model_config(const Deck& deck);
+
+// The corpus of deck key `key` (data.train, data.val); InputError naming the key (and where
+// the deck gives it) when it cannot be read or held in memory.
+Corpus load_corpus(const Deck& deck, const std::string& key, const std::string& path, std::int64_t window);
+
+// The model checkpoint of deck key `key` (train.restart_from, eval.checkpoint): load_model,
+// with the key named in every InputError.
+ModelState load_checkpoint(const Deck& deck, const std::string& key, const std::string& path,
+                           const ModelState* expect = nullptr);
+
+// eval runs the checkpoint's model: InputError naming the key when the deck sets a model or
+// attention key to another value than the checkpoint holds.
+void check_deck_matches(const Deck& deck, const ModelState& state);
+
+// How many of a rank's `share` windows go through the model at once: train.micro_batch, or
+// for 0 (auto) up to 2^17 tokens whose activations fit in 4 GiB (a function of the deck
+// alone, so the same deck gives the same bits on any node). InputError naming the key when that many
+// windows' activations exceed this node's memory.
+std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share);
 
 // Windows [first, last) of `count` that rank `rank` of `ranks` takes: contiguous shares, the
 // same windows in the same order whatever the number of ranks.

@@ -5,6 +5,7 @@
 #include <fmattn/app/run.hpp>
 #include <fmattn/app/train.hpp>
 #include <fmattn/io/deck.hpp>
+#include <fmattn/io/paths.hpp>
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/interrupt.hpp>
 #include <fmattn/util/log.hpp>
@@ -252,6 +253,9 @@ int main(int argc, char** argv) {
       say(runtime_info(ranks));
     } else {
       const fmattn::Deck deck = fmattn::load_deck(cli.deck, cli.overrides);
+      // Every verb's files, before any work: inputs regular files, outputs writable, no output
+      // one of the inputs.
+      if (cli.command != "validate") fmattn::check_files(deck, fmattn::files_of(deck, cli.command, cli.deck));
       if (cli.command == "validate") {
         const fmattn::RunNeeds needs = fmattn::run_needs(deck, ranks);
         say("# " + cli.deck + ": valid\n# fmattn run on " + std::to_string(ranks) + " rank(s) needs " +

@@ -3,6 +3,7 @@
 #include <fmattn/app/lm_common.hpp>
 #include <fmattn/io/model_file.hpp>
 #include <fmattn/io/output_file.hpp>
+#include <fmattn/io/paths.hpp>
 #include <fmattn/model/flops.hpp>
 #include <fmattn/model/optimizer.hpp>
 #include <fmattn/util/errors.hpp>
@@ -102,8 +103,8 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     throw InputError("train.batch: " + std::to_string(B) + " windows per step cannot be shared by " +
                      std::to_string(ranks) + " ranks (run at most " + std::to_string(B) +
                      " ranks, or raise train.batch)");
-  const Corpus train_data(deck.data.train, "data.train", T + 1);
-  const Corpus val_data(deck.data.val, "data.val", T + 1);
+  const Corpus train_data = load_corpus(deck, "data.train", deck.data.train, T + 1);
+  const Corpus val_data = load_corpus(deck, "data.val", deck.data.val, T + 1);
   const std::string& path = deck.train.checkpoint_file;
   if (path.empty()) throw InputError("train.checkpoint_file: no file given");
   check_writable(path, "train.checkpoint_file", comm);
@@ -114,7 +115,7 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   state.seed = deck.run.seed;
   const std::string& from = deck.train.restart_from;
   if (!from.empty()) {
-    state = load_model(from, &state);
+    state = load_checkpoint(deck, "train.restart_from", from, &state);
     if (state.seed != deck.run.seed)
       throw InputError("train.restart_from: " + from + " was made with run.seed = " + std::to_string(state.seed) +
                        ", the deck has " + std::to_string(deck.run.seed) +
@@ -126,8 +127,8 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   }
   std::int64_t first = 0, last = 0;
   window_share(B, rank, ranks, first, last);
-  // A rank's windows of a step go through the model together.
-  LanguageModel<S> model(config, deck.run.seed, last - first);
+  // A rank's windows of a step go through the model together, train.micro_batch at a time.
+  LanguageModel<S> model(config, deck.run.seed, windows_at_once(deck, config, deck.model.dtype, last - first));
   const OptimizerConfig schedule = optimizer_config(deck);
   AdamW<S> adamw(schedule, model.slots());
   const double flops_per_token = training_flops_per_token(config);
@@ -143,7 +144,7 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
                   "activations for %lld window(s), %.3g training FLOPs per token",
                   config.layers, config.width, config.heads, static_cast<long long>(T), name_of(deck.model.dtype),
                   name_of(config.attention.method), static_cast<long long>(parameter_count(model.slots())),
-                  format_bytes(double(model.workspace_bytes())).c_str(), static_cast<long long>(last - first),
+                  format_bytes(double(model.workspace_bytes())).c_str(), static_cast<long long>(model.max_windows()),
                   flops_per_token);
     log(line);
     log("data       " + train_data.path() + " (" + format_bytes(double(train_data.size())) + "), validation " +
@@ -177,28 +178,55 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   summary.last_step = steps;
   summary.checkpoint = path;
   const double grad_scale = 1.0 / double(T * B);
-  std::int64_t saved = from.empty() ? 0 : state.step;
+  // The step `path` holds: the restart's only when it is the same file.
+  std::int64_t saved = !from.empty() && same_file(from, path) ? state.step : 0;
+  const auto on_disk = [&] {
+    return "; " + path + (saved > 0 ? " keeps step " + std::to_string(saved) : std::string(" was not written"));
+  };
   double stepping = 0, last_progress = 0;
   Stopwatch since_start;
   const interrupt::Deferred finish_the_step;
   for (std::int64_t t = state.step + 1; t <= steps; ++t) {
     Stopwatch watch;
     model.zero_gradients();
-    std::vector<const std::uint8_t*> batch;
-    for (std::int64_t i = first; i < last; ++i)
-      batch.push_back(train_data.at(train_offset(state.seed, t, i, train_data.size(), T + 1)));
-    const std::vector<double> mine = model.windows(batch, grad_scale);
+    std::vector<double> mine;
+    double stop_seen = -1;  // a stop finishes the step unless that takes over 5 s more
+    const auto give_up = [&] {
+      if (!interrupt::requested()) return false;
+      if (stop_seen < 0) stop_seen = watch.seconds();
+      return watch.seconds() - stop_seen > 5;
+    };
+    // The rank's windows in batches of up to model.max_windows(), each through the model at once.
+    for (std::int64_t i = first; i < last && !give_up(); i += model.max_windows()) {
+      std::vector<const std::uint8_t*> batch;
+      for (std::int64_t j = i; j < last && j < i + model.max_windows(); ++j)
+        batch.push_back(train_data.at(train_offset(state.seed, t, j, train_data.size(), T + 1)));
+      for (const double l : model.windows(batch, grad_scale)) mine.push_back(l);
+    }
+    // A step given up after a stop: the last finished one is kept.
+    int cut = int(std::int64_t(mine.size()) < last - first);
+    MPI_Allreduce(MPI_IN_PLACE, &cut, 1, MPI_INT, MPI_MAX, comm);
+    if (cut) {
+      if (t - 1 > saved) {
+        save();
+        saved = t - 1;
+      }
+      throw Interrupted("train stopped by " + std::string(interrupt::signal_name(interrupt::requested())) +
+                        " during step " + std::to_string(t) + " of " + std::to_string(steps) + on_disk() +
+                        (saved > 0 ? ": run again with train.restart_from=" + path + " to continue" : ""));
+    }
     double loss = 0;
     for (double l : all_gather(mine, comm)) loss += l;
     loss /= double(T * B) * std::log(2.0);
     sum_in_rank_order(model.gradients(), comm);
     const double gnorm = adamw.step(t, model.parameters(), model.gradients());
     model.parameters_changed();
-    if (!std::isfinite(loss) || !std::isfinite(gnorm) || !std::isfinite(adamw.norm(model.parameters())))
+    if (!std::isfinite(loss) || !std::isfinite(gnorm) || !std::isfinite(adamw.norm(model.parameters())) ||
+        !std::isfinite(adamw.norm(adamw.moment1())) || !std::isfinite(adamw.norm(adamw.moment2())))
       throw std::runtime_error("train: step " + std::to_string(t) +
-                               " gave a non-finite loss, gradient or parameter (diverged: lower "
+                               " gave a non-finite loss, gradient, parameter or optimizer moment (diverged: lower "
                                "train.learning_rate or train.clip_norm); stopped without saving it" +
-                               (saved > 0 ? "; " + path + " keeps step " + std::to_string(saved) : std::string()));
+                               on_disk());
     double seconds = watch.seconds();
     MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, comm);
     stepping += seconds;
@@ -225,6 +253,11 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
       log(line);
     }
     if (t % deck.train.eval_every == 0 || t == steps) summary.val_loss = validate();
+    if (!std::isfinite(summary.val_loss))
+      throw std::runtime_error("train: the validation loss at step " + std::to_string(t) +
+                               " is not finite (diverged: lower train.learning_rate or train.clip_norm); stopped "
+                               "without saving step " +
+                               std::to_string(t) + on_disk());
     int stop = interrupt::requested();
     MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm);
     if (t % deck.train.checkpoint_every == 0 || t == steps || stop) {
@@ -240,6 +273,9 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   if (summary.first_step > steps) {
     log("nothing to do: the checkpoint is at step " + std::to_string(steps));
     summary.val_loss = state.history.val_loss.empty() ? validate() : state.history.val_loss.back();
+    if (!std::isfinite(summary.val_loss))
+      throw std::runtime_error("train: the validation loss of " + from + " at step " + std::to_string(steps) +
+                               " is not finite; nothing was written");
   }
   const double taken = double(std::max<std::int64_t>(0, steps - summary.first_step + 1));
   summary.tokens_per_second = taken > 0 ? taken * double(T * B) / stepping : 0;

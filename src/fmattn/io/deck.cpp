@@ -1,8 +1,10 @@
 #include <fmattn/io/deck.hpp>
 
 #include <fmattn/core/geometry.hpp>
+#include <fmattn/io/paths.hpp>
 #include <fmattn/util/errors.hpp>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -86,6 +88,14 @@ struct Reader {
     return text(node, path, "a string");
   }
 
+  // A file name: one that can name a file at all (no NUL byte, within PATH_MAX and NAME_MAX).
+  std::string file(const YAML::Node& node, const std::string& path) const {
+    const std::string s = string(node, path);
+    const std::string problem = path_problem(s);
+    if (!problem.empty()) fail(node, path, problem);
+    return s;
+  }
+
   template <class E>
   E choice(const YAML::Node& node, const std::string& path,
            const std::vector<std::pair<const char*, E>>& options) const {
@@ -105,6 +115,12 @@ using Section = std::vector<std::pair<std::string, Setter>>;
 
 std::int64_t positive(const Reader& r, const YAML::Node& n, const std::string& p) {
   return r.integer(n, p, 1, int_max, "an integer >= 1");
+}
+
+// Windows per step or per evaluation: each is a forward (and backward) pass of model.context
+// bytes, one after the other; 2^24 of them is already days of work on any node.
+std::int64_t window_count(const Reader& r, const YAML::Node& n, const std::string& p) {
+  return r.integer(n, p, 1, std::int64_t(1) << 24, "an integer between 1 and 2^24 (16777216)");
 }
 
 std::int64_t power_of_two(const Reader& r, const YAML::Node& n, const std::string& p) {
@@ -206,7 +222,7 @@ const std::map<std::string, Section>& schema() {
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
            d.input.source = r.choice<Source>(n, p, {{"synthetic", Source::synthetic}, {"hdf5", Source::hdf5}});
          }},
-        {"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.input.file = r.string(n, p); }},
+        {"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.input.file = r.file(n, p); }},
         {"synthetic", nullptr}}},
       {"input.synthetic",
        {{"kind",
@@ -233,14 +249,14 @@ const std::map<std::string, Section>& schema() {
            const double a = d.input.synthetic.amplitude;
            if (!(a > 0 && a <= 1e15)) r.fail(n, p, std::string("expected ") + expected + ", got " + n.Scalar());
          }}}},
-      {"weights", {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.weights.file = r.string(n, p); }}}},
+      {"weights", {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.weights.file = r.file(n, p); }}}},
       {"validation",
        {{"sample_queries",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
            d.validation.sample_queries = r.integer(n, p, 0, int_max, "an integer >= 0");
          }}}},
       {"output",
-       {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.file = r.string(n, p); }},
+       {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.file = r.file(n, p); }},
         {"write_output",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.write_output = r.boolean(n, p); }}}},
       {"parallel",
@@ -262,9 +278,9 @@ const std::map<std::string, Section>& schema() {
         {"checkpoint_every",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.checkpoint_every = positive(r, n, p); }},
         {"checkpoint_file",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.checkpoint_file = r.string(n, p); }},
+         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.checkpoint_file = r.file(n, p); }},
         {"restart_from",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.restart_from = r.string(n, p); }}}},
+         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.restart_from = r.file(n, p); }}}},
       {"model",
        {{"layers", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.layers = r.integer(n, p, 1, 1024, "an integer between 1 and 1024"); }},
         {"width", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.width = r.integer(n, p, 1, 65536, "an integer between 1 and 65536"); }},
@@ -275,11 +291,12 @@ const std::map<std::string, Section>& schema() {
            d.model.dtype = r.choice<Dtype>(n, p, {{"float32", Dtype::float32}, {"float64", Dtype::float64}});
          }}}},
       {"data",
-       {{"train", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.train = r.string(n, p); }},
-        {"val", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.val = r.string(n, p); }}}},
+       {{"train", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.train = r.file(n, p); }},
+        {"val", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.val = r.file(n, p); }}}},
       {"train",
        {{"steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.steps = positive(r, n, p); }},
-        {"batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.batch = positive(r, n, p); }},
+        {"batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.batch = window_count(r, n, p); }},
+        {"micro_batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.micro_batch = r.integer(n, p, 0, std::int64_t(1) << 24, "an integer between 0 (auto) and 2^24"); }},
         {"learning_rate", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.learning_rate = positive_real(r, n, p); }},
         {"min_learning_rate", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.min_learning_rate = non_negative_real(r, n, p); }},
         {"warmup_steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.warmup_steps = r.integer(n, p, 0, int_max, "an integer >= 0"); }},
@@ -288,13 +305,13 @@ const std::map<std::string, Section>& schema() {
         {"beta2", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.beta2 = unit_interval(r, n, p); }},
         {"clip_norm", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.clip_norm = positive_real(r, n, p); }},
         {"eval_every", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_every = positive(r, n, p); }},
-        {"eval_windows", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_windows = positive(r, n, p); }},
+        {"eval_windows", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_windows = window_count(r, n, p); }},
         {"checkpoint_every", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_every = positive(r, n, p); }},
-        {"checkpoint_file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_file = r.string(n, p); }},
-        {"restart_from", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.restart_from = r.string(n, p); }}}},
+        {"checkpoint_file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_file = r.file(n, p); }},
+        {"restart_from", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.restart_from = r.file(n, p); }}}},
       {"eval",
-       {{"checkpoint", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.checkpoint = r.string(n, p); }},
-        {"output", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.output = r.string(n, p); }}}},
+       {{"checkpoint", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.checkpoint = r.file(n, p); }},
+        {"output", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.output = r.file(n, p); }}}},
   };
   return s;
 }
@@ -322,10 +339,13 @@ void read_section(const Reader& r, const YAML::Node& node, const std::string& se
       for (const auto& k : keys) allowed += (allowed.empty() ? "" : ", ") + k.first;
       r.fail(kv.first, path, "unknown key (allowed in '" + section + "': " + allowed + ")");
     }
-    if (it->second)
+    if (it->second) {
       it->second(r, kv.second, path, deck);
-    else
+      const std::string at = r.where(kv.second, path);
+      deck.origins[path] = at.rfind("--set ", 0) == 0 ? at : at + ": " + path;
+    } else {
       read_section(r, kv.second, path, deck);
+    }
     r.key_mark = YAML::Mark::null_mark();
   }
 }
@@ -433,6 +453,45 @@ void check_quotes_closed(const YAML::Node& node, const std::string& text, const 
   throw InputError(at(origin, mark) + "unclosed quote: a quoted value must end on the line where it starts");
 }
 
+// Anchors and aliases: a deck needs none, and aliases nested in aliases make a few lines of
+// YAML stand for billions of nodes (a "billion laughs" deck would keep every walk over it busy
+// for hours). Refused before the document is built.
+class NoAliases : public YAML::EventHandler {
+ public:
+  explicit NoAliases(std::string origin) : origin_(std::move(origin)) {}
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { check(m, a); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { refuse(m, "an alias (*name)"); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t a, const std::string&) override { check(m, a); }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+    check(m, a);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+    check(m, a);
+  }
+  void OnMapEnd() override {}
+  void OnAnchor(const YAML::Mark& m, const std::string&) override { refuse(m, "an anchor (&name)"); }
+
+ private:
+  std::string origin_;
+  void check(const YAML::Mark& m, YAML::anchor_t a) const {
+    if (a != YAML::NullAnchor) refuse(m, "an anchor (&name)");
+  }
+  [[noreturn]] void refuse(const YAML::Mark& m, const std::string& what) const {
+    throw InputError(at(origin_, m) + what + ": decks take no YAML anchors or aliases; write each value out");
+  }
+};
+
+void refuse_aliases(const std::string& text, const std::string& origin) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  NoAliases handler(origin);
+  while (parser.HandleNextDocument(handler)) {
+  }
+}
+
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t");
   const auto e = s.find_last_not_of(" \t");
@@ -445,6 +504,7 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
   Reader r{origin, {}};
   YAML::Node root;
   try {
+    refuse_aliases(text, origin);
     const std::vector<YAML::Node> documents = YAML::LoadAll(text);
     if (documents.size() > 1)
       throw InputError(at(origin, documents[1].Mark()) + "a deck is one YAML document; this one holds " +
@@ -470,6 +530,7 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
       throw InputError("--set " + o + ": expected section.key=value");
     YAML::Node value;
     try {
+      refuse_aliases(o.substr(eq + 1), "--set " + o);
       value = YAML::Load(o.substr(eq + 1));
     } catch (const YAML::ParserException& e) {
       throw InputError("--set " + o + ": cannot parse the value: " + e.msg);
@@ -507,11 +568,18 @@ Deck parse_deck(const std::string& text, const std::string& origin, const std::v
 Deck load_deck(const std::string& path, const std::vector<std::string>& overrides) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a directory, not a deck file");
+  // A FIFO or a device would block in open() or never end.
+  check_input_file(path, shown_path(path));
   std::ifstream f(path);
   if (!f) throw InputError(path + ": cannot open the deck");
   std::stringstream ss;
   ss << f.rdbuf();
   return parse_deck(ss.str(), path, overrides);
+}
+
+std::string Deck::where(const std::string& key) const {
+  const auto it = origins.find(key);
+  return it == origins.end() ? key : it->second;
 }
 
 double Deck::resolved_scale() const {
@@ -602,7 +670,8 @@ std::string to_yaml(const Deck& d) {
     << d.data.train << YAML::Key << "val" << YAML::Value << YAML::DoubleQuoted << d.data.val << YAML::EndMap;
   const auto& t = d.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap << YAML::Key << "steps" << YAML::Value << t.steps
-    << YAML::Key << "batch" << YAML::Value << t.batch << YAML::Key << "learning_rate" << YAML::Value
+    << YAML::Key << "batch" << YAML::Value << t.batch << YAML::Key << "micro_batch" << YAML::Value << t.micro_batch
+    << YAML::Key << "learning_rate" << YAML::Value
     << num(t.learning_rate) << YAML::Key << "min_learning_rate" << YAML::Value << num(t.min_learning_rate) << YAML::Key
     << "warmup_steps" << YAML::Value << t.warmup_steps << YAML::Key << "weight_decay" << YAML::Value
     << num(t.weight_decay) << YAML::Key << "beta1" << YAML::Value << num(t.beta1) << YAML::Key << "beta2" << YAML::Value

@@ -5,6 +5,7 @@
 #include <fmattn/core/options.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,7 @@ struct Deck {
   struct Train {
     std::int64_t steps = 2000;
     std::int64_t batch = 8;
+    std::int64_t micro_batch = 0;  // windows through the model at once per rank; 0 = auto
     double learning_rate = 6e-4;
     double min_learning_rate = 6e-5;
     std::int64_t warmup_steps = 100;
@@ -105,6 +107,13 @@ struct Deck {
     std::string checkpoint;
     std::string output;
   } eval;
+
+  // Where the deck gives each key it sets: "file:line:column" or "--set key" (README, "Input
+  // decks"); keys it leaves at their default are absent.
+  std::map<std::string, std::string> origins;
+  // A key as messages name it: "file:line:column: key", "--set key", or "key" for a default.
+  std::string where(const std::string& key) const;
+  bool gives(const std::string& key) const { return origins.count(key) > 0; }
 
   double resolved_scale() const;
   Decomposition resolved_decomposition() const;

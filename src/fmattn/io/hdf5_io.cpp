@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
+#include <type_traits>
 
 namespace fmattn::h5 {
 
@@ -169,6 +170,11 @@ T read_scalar_attr(hid_t obj, const std::string& name, const std::string& where)
   Handle attr(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
   Handle space(H5Aget_space(attr), H5Sclose);
   if (H5Sget_simple_extent_npoints(space) != 1) throw InputError(where + ": attribute '" + name + "' is not a scalar");
+  if (std::is_integral<T>::value) {
+    // HDF5 converts 2.5 to 2 without a word: an integer attribute must be stored as one.
+    Handle type(H5Aget_type(attr), H5Tclose);
+    if (H5Tget_class(type) != H5T_INTEGER) throw InputError(where + ": attribute '" + name + "' is not an integer");
+  }
   T value{};
   if (H5Aread(attr, native_type<T>(), &value) < 0)
     throw InputError(where + ": attribute '" + name + "' is not numeric");
@@ -189,7 +195,9 @@ std::string read_attr_string(hid_t obj, const std::string& name, const std::stri
   if (H5Aexists(obj, name.c_str()) <= 0) throw InputError(where + ": missing attribute '" + name + "'");
   Handle attr(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "open attribute " + name), H5Aclose);
   Handle type(H5Aget_type(attr), H5Tclose);
-  if (H5Tget_class(type) != H5T_STRING) throw InputError(where + ": attribute '" + name + "' is not a string");
+  Handle space(H5Aget_space(attr), H5Sclose);
+  if (H5Tget_class(type) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1)
+    throw InputError(where + ": attribute '" + name + "' is not a string");
   if (H5Tis_variable_str(type) > 0) {
     // The memory type must carry the file's character set (h5py writes UTF-8): HDF5 does not
     // convert between ASCII and UTF-8.

@@ -6,6 +6,7 @@
 #include <fmattn/util/errors.hpp>
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 namespace fmattn {
@@ -100,6 +101,16 @@ void save_model(const std::string& path, const ModelState& s, const std::string&
   for (const std::vector<double>* series : {&h.loss, &h.learning_rate, &h.grad_norm, &h.tokens_per_second})
     if (series->size() != std::size_t(s.step))
       throw std::logic_error("save_model: the training history must hold one value per step");
+  // No file fmattn writes holds a non-finite number (the check happens before the file exists).
+  const std::pair<const char*, const std::vector<double>*> arrays[] = {
+      {"params", &s.params},          {"optimizer/moment1", &s.moment1},         {"optimizer/moment2", &s.moment2},
+      {"train/loss", &h.loss},        {"train/learning_rate", &h.learning_rate}, {"train/grad_norm", &h.grad_norm},
+      {"train/val_loss", &h.val_loss}};
+  for (const auto& [name, values] : arrays)
+    for (double v : *values)
+      if (!std::isfinite(v) || (s.dtype == Dtype::float32 && std::abs(v) > double(std::numeric_limits<float>::max())))
+        throw std::runtime_error(std::string(name) + " holds a non-finite value: not written, " + path +
+                                 " is as it was");
   h5::NewFile file(path);
   write_provenance(file.id(), model_schema, deck_yaml, mpi_ranks);
   const ModelConfig& c = s.config;
@@ -205,6 +216,9 @@ ModelState load_model(const std::string& path, const ModelState* expect) {
   s.moment2 = read("optimizer/moment2");
   for (double v : s.moment2)
     if (v < 0) throw InputError(path + ": optimizer/moment2 holds a negative value");
+  for (const auto* x : {&s.params, &s.moment1, &s.moment2})
+    for (double v : *x)
+      if (!std::isfinite(v)) throw InputError(path + ": the model or its optimizer moments hold a non-finite value");
   TrainHistory& h = s.history;
   h.loss = read_series(file, "train/loss", s.step, path);
   h.learning_rate = read_series(file, "train/learning_rate", s.step, path);

@@ -1,6 +1,7 @@
 #include <fmattn/io/output_file.hpp>
 
 #include <fmattn/io/hdf5_io.hpp>
+#include <fmattn/io/paths.hpp>
 #include <fmattn/io/provenance.hpp>
 #include <fmattn/util/errors.hpp>
 
@@ -13,13 +14,8 @@ namespace fmattn {
 namespace {
 
 void check_writable_here(const std::string& path, const std::string& key) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw InputError(key + ": '" + path + "' is a directory");
-  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
-  fs::create_directories(parent, ec);
-  if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
-    throw InputError(key + ": cannot write into '" + parent.string() + "'");
+  // Creates nothing: the writer makes the folders on the way when it writes.
+  check_output_file(path, key);
 }
 
 }  // namespace

@@ -435,16 +435,21 @@ std::vector<double> LanguageModel<S>::logits() const {
 }
 
 template <class S>
+std::size_t LanguageModel<S>::activation_bytes(const ModelConfig& c, std::int64_t windows) {
+  const std::size_t R = std::size_t(windows * c.context), W = std::size_t(c.width), N = std::size_t(c.layers);
+  const std::size_t per_block = R * W * (4 + 4 + 8) + 4 * R + std::size_t(c.heads) * R;
+  return sizeof(S) * (N * per_block + R * W * (2 + 7 + 4 + 4) + 2 * R * vocabulary) + 3 * sizeof(int) * R +
+         sizeof(double) * R;
+}
+
+template <class S>
 std::size_t LanguageModel<S>::workspace_bytes() const {
-  const std::size_t R = std::size_t(max_windows_ * config_.context), W = std::size_t(config_.width),
-                    N = std::size_t(config_.layers);
-  const std::size_t per_block = R * W * (4 + 4 + 8) + 4 * R + std::size_t(config_.heads) * R;
   // The attention of a call of max_windows windows (calls of fewer make smaller ones).
   std::size_t attention = 0;
   const auto it = ws_->attention.find(max_windows_);
   if (it != ws_->attention.end())
     for (const auto& a : it->second) attention += a->workspace_bytes() + a->backward_workspace_bytes();
-  return sizeof(S) * (N * per_block + R * W * (2 + 7 + 4 + 4) + 2 * R * vocabulary) + attention;
+  return activation_bytes(config_, max_windows_) + attention;
 }
 
 template class LanguageModel<float>;

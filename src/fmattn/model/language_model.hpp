@@ -61,6 +61,9 @@ class LanguageModel {
 
   // Bytes of the activations and scratch of a call of max_windows() windows.
   std::size_t workspace_bytes() const;
+  // Bytes of the activations of a call of `windows` windows (the attention's coarse levels and
+  // backward scratch, a few percent more, aside).
+  static std::size_t activation_bytes(const ModelConfig& config, std::int64_t windows);
 
  private:
   struct Workspace;
