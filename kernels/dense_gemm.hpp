@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 namespace fmattn::detail {
 
@@ -58,9 +59,8 @@ struct DenseGemm {
   int nc;  // columns of a tile, a multiple of CB
   std::int64_t tiles_n;
 
-  DenseGemm(const AView& a_, const BView& b_, const CView& c_, S beta_, std::int64_t M_, std::int64_t N_,
-            std::int64_t K_)
-      : a(a_), b(b_), c(c_), beta(beta_), M(M_), N(N_), K(K_) {
+  DenseGemm(AView a_, BView b_, CView c_, S beta_, std::int64_t M_, std::int64_t N_, std::int64_t K_)
+      : a(std::move(a_)), b(std::move(b_)), c(std::move(c_)), beta(beta_), M(M_), N(N_), K(K_) {
     const std::int64_t blocks = (N + CB - 1) / CB;
     nc = int(blocks < Shape::col_blocks ? blocks : Shape::col_blocks) * CB;
     tiles_n = (N + nc - 1) / nc;
@@ -74,13 +74,13 @@ struct DenseGemm {
     const std::int64_t s0 = std::int64_t(a.stride(0)), s1 = std::int64_t(a.stride(1));
     S* out = pa + std::size_t(g) * kc * NR;
     if (TransA) {  // op(A)(i, k) = a(k, i): a block's NR values of one k lie together
-      const S* src = a.data() + k0 * s0 + (i0 + g * NR) * s1;
+      const S* src = a.data() + k0 * s0 + (i0 + std::int64_t(g) * NR) * s1;
       const bool whole = (g + 1) * NR <= rows && s1 == 1;
       for (int k = 0; k < kc; ++k)
         for (int r = 0; r < NR; ++r) out[k * NR + r] = whole || g * NR + r < rows ? src[k * s0 + r * s1] : S(0);
     } else {  // one row at a time, read along k
       for (int r = 0; r < NR; ++r) {
-        const S* src = a.data() + (i0 + g * NR + r) * s0 + k0 * s1;
+        const S* src = a.data() + (i0 + std::int64_t(g) * NR + r) * s0 + k0 * s1;
         const bool inside = g * NR + r < rows;
         for (int k = 0; k < kc; ++k) out[k * NR + r] = inside ? src[k * s1] : S(0);
       }
@@ -94,7 +94,7 @@ struct DenseGemm {
     S* out = pb + std::size_t(h) * kc * CB;
     const int jn = cols - h * CB < CB ? cols - h * CB : CB;
     if (!TransB) {  // op(B)(k, j) = b(k, j): rows of CB values, contiguous in a row-major B
-      const S* src = b.data() + k0 * s0 + (j0 + h * CB) * s1;
+      const S* src = b.data() + k0 * s0 + (j0 + std::int64_t(h) * CB) * s1;
       for (int k = 0; k < kc; ++k) {
         if (jn == CB && s1 == 1) {
           FMATTN_SIMD
@@ -105,7 +105,7 @@ struct DenseGemm {
       }
     } else {  // op(B)(k, j) = b(j, k): one column at a time, read along k
       for (int x = 0; x < CB; ++x) {
-        const S* src = b.data() + (j0 + h * CB + x) * s0 + k0 * s1;
+        const S* src = b.data() + (j0 + std::int64_t(h) * CB + x) * s0 + k0 * s1;
         for (int k = 0; k < kc; ++k) out[k * CB + x] = x < jn ? src[k * s1] : S(0);
       }
     }
@@ -135,7 +135,7 @@ struct DenseGemm {
       Kokkos::parallel_for(Kokkos::TeamThreadRange(member, row_blocks * col_blocks), [&](const int blk) {
         const int h = blk / row_blocks, g = blk % row_blocks;
         const int jn = cols - h * CB < CB ? cols - h * CB : CB, in = rows - g * NR < NR ? rows - g * NR : NR;
-        S* out = c.data() + (i0 + g * NR) * cs0 + (j0 + h * CB) * cs1;
+        S* out = c.data() + (i0 + std::int64_t(g) * NR) * cs0 + (j0 + std::int64_t(h) * CB) * cs1;
         S acc[NR][CB];
         for (int r = 0; r < NR; ++r) {
           FMATTN_SIMD

@@ -90,7 +90,7 @@ struct Reader {
 
   // A file name: one that can name a file at all (no NUL byte, within PATH_MAX and NAME_MAX).
   std::string file(const YAML::Node& node, const std::string& path) const {
-    const std::string s = string(node, path);
+    std::string s = string(node, path);
     const std::string problem = path_problem(s);
     if (!problem.empty()) fail(node, path, problem);
     return s;

@@ -4,11 +4,11 @@
 #include <fmattn/util/errors.hpp>
 
 #include <hdf5.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
