@@ -35,7 +35,7 @@ echo "sgemm ceiling (KokkosBlas::gemm, $threads threads): $ceiling GFLOP/s" | te
 
 # Median of a column of fmattn's step lines after the first (which pays the first touch).
 median_of() {
-  sed -nE "s/.* ([0-9.]+) $2.*/\1/p" "$1" | tail -n +2 | sort -g |
+  sed -nE "s|.* ([0-9.]+) $2.*|\1|p" "$1" | tail -n +2 | sort -g |
     awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
 }
 

@@ -111,9 +111,10 @@ struct DenseGemm {
     }
   }
 
-  // A team (all the host's threads) shares a tile's packed slabs: each thread packs some of
-  // the blocks, then sums some of the register blocks, so that no thread packs what another
-  // packed (the weight gradients, M = N = width over K = windows·T rows, have few tiles).
+  // A team shares a tile's packed slabs: each thread packs some of the blocks, then sums some
+  // of the register blocks, so that no thread packs what another packed (the weight
+  // gradients, M = N = width over K = windows·T rows, have few tiles). With many tiles the
+  // teams are single threads.
   void operator()(const typename Policy::member_type& member) const {
     const std::int64_t i0 = member.league_rank() / tiles_n * MC, j0 = member.league_rank() % tiles_n * nc;
     const int rows = int(M - i0 < MC ? M - i0 : MC), cols = int(N - j0 < nc ? N - j0 : nc);
@@ -178,7 +179,9 @@ void dense_gemm(const Exec& space, char trans_a, char trans_b, const AView& a, c
       using F = DenseGemm<Exec, decltype(ta_c)::value, decltype(tb_c)::value, AView, BView, CView>;
       const F f(a, b, c, beta, M, N, K);
       const int most = typename F::Policy(space, 1, 1).team_size_max(f, Kokkos::ParallelForTag());
-      const int threads = std::min(space.concurrency(), most);
+      // Many tiles: a thread each (no barriers); few (the weight gradients): a team of all
+      // threads shares each tile's packed slabs. The bits are the same either way.
+      const int threads = f.tiles() >= 4 * space.concurrency() ? 1 : std::min(space.concurrency(), most);
       Kokkos::parallel_for(
           "fmattn::lm::gemm",
           typename F::Policy(space, int(f.tiles()), threads).set_scratch_size(1, Kokkos::PerTeam(f.scratch_bytes())),
