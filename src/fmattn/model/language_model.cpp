@@ -192,8 +192,10 @@ struct LanguageModel<S>::Workspace {
   Activations<S> full, now;                // now: the leading part of full that the current call uses
   Kokkos::View<int*, memory_space> start;  // per byte value, where its rows start in `order`
   // Attention of every block, per number of windows a call has taken (its heads are
-  // windows·H); made on first use.
+  // windows·H); made on first use. With learned downsampling, every block's basis functions
+  // as parameters_changed() last handed them on.
   std::map<std::int64_t, std::vector<std::unique_ptr<Attention<S>>>> attention;
+  std::vector<DownsamplingWeights> basis;
 
   Workspace(const ModelConfig& c, std::int64_t windows, const Vec<S>& params, const Vec<S>& grads,
             const std::vector<ParameterSlot>& slots)
@@ -232,24 +234,25 @@ void LanguageModel<S>::zero_gradients() {
 }
 
 template <class S>
-DownsamplingWeights LanguageModel<S>::basis(int b) const {
-  const Geometry g = config_.geometry();
-  const int d = config_.head_dim();
-  DownsamplingWeights w = DownsamplingWeights::average(g, d);
-  if (!config_.learned_basis()) return w;
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), params_);
-  for_each_basis_slot(slots_, g, d, b, w, [&](const ParameterSlot& slot, double* values) {
-    for (std::int64_t i = 0; i < slot.size; ++i) values[i] = double(host(slot.offset + i));
-  });
-  return w;
-}
-
-template <class S>
 void LanguageModel<S>::parameters_changed() {
   if (!config_.learned_basis()) return;
+  const Geometry g = config_.geometry();
+  const int d = config_.head_dim();
+  ws_->basis.clear();
   for (int b = 0; b < config_.layers; ++b) {
-    const DownsamplingWeights w = basis(b);
+    DownsamplingWeights w = DownsamplingWeights::average(g, d);
+    if (g.L > 0) {
+      // The block's basis-function slots are contiguous: only they come to the host.
+      const ParameterSlot& first = find_slot(slots_, basis_prefix(b, 'k', 1) + "weight");
+      const ParameterSlot& last = find_slot(slots_, basis_prefix(b, 'v', g.L) + "bias");
+      const auto host = Kokkos::create_mirror_view_and_copy(
+          Kokkos::HostSpace(), Kokkos::subview(params_, std::make_pair(first.offset, last.offset + last.size)));
+      for_each_basis_slot(slots_, g, d, b, w, [&](const ParameterSlot& slot, double* values) {
+        for (std::int64_t i = 0; i < slot.size; ++i) values[i] = double(host(slot.offset - first.offset + i));
+      });
+    }
     for (auto& [windows, blocks] : ws_->attention) blocks[std::size_t(b)]->set_weights(w);
+    ws_->basis.push_back(std::move(w));
   }
 }
 
@@ -260,7 +263,7 @@ Attention<S>& LanguageModel<S>::attention(int block, std::int64_t windows) {
     for (int b = 0; b < config_.layers; ++b) {
       blocks.push_back(std::make_unique<Attention<S>>(config_.geometry(), config_.attention, config_.head_dim(),
                                                       windows * config_.heads, ws_->space));
-      if (config_.learned_basis()) blocks.back()->set_weights(basis(b));
+      if (config_.learned_basis()) blocks.back()->set_weights(ws_->basis[std::size_t(b)]);
     }
   return *blocks[std::size_t(block)];
 }

@@ -69,8 +69,6 @@ class LanguageModel {
   struct Workspace;
   void forward(const std::vector<const std::uint8_t*>& windows);
   void backward();
-  // Block b's basis functions (the average operator unless learned).
-  DownsamplingWeights basis(int b) const;
   // Block b's attention for calls of `windows` windows.
   Attention<Scalar>& attention(int block, std::int64_t windows);
 
