@@ -9,7 +9,8 @@
 # curves, and the paired difference fma − local beyond the near field's reach 2m with its
 # confidence interval (lm-study.csv, lm-study.md, lm-study.png, lm-study-positions.png).
 #   bash bench/lm_study.sh [OUT_DIR]      (default results/lm-study-<date>)
-# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 100), FMATTN_STUDY_SEEDS
+# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 50: about two hours on 2
+# cores for the 24 runs, exact at 8192 a third of it), FMATTN_STUDY_SEEDS
 # ("1 2 3"), FMATTN_STUDY_CONTEXTS ("8192 2048"), FMATTN_STUDY_METHODS
 # ("exact fma-average fma-learned local"), FMATTN_STUDY_WIDTH (default 128: a smaller model than
 # train-study.yaml's 256, so that 24 runs fit in about two hours on 2 cores and the attention,
@@ -28,7 +29,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} OMP_PROC_BIND=${OMP_PROC_BIN
 # The first Python that has the modules (Debian's packages live in /usr/bin/python3).
 py=$(for p in python3 /usr/bin/python3; do "$p" -c 'import h5py, numpy, matplotlib' 2>/dev/null && echo "$p" && break; done || true)
 [[ -n $py ]] || { echo "$(basename "$0"): needs python3 with h5py, numpy, matplotlib (Debian: python3-h5py)" >&2; exit 2; }
-steps=${FMATTN_STUDY_STEPS:-100}
+steps=${FMATTN_STUDY_STEPS:-50}
 width=${FMATTN_STUDY_WIDTH:-128}
 tokens=${FMATTN_STUDY_TOKENS:-32768}
 val_bytes=${FMATTN_STUDY_VAL_BYTES:-262144}
