@@ -10,6 +10,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace fmattn {
@@ -377,16 +378,15 @@ void LanguageModel<S>::backward() {
     detail::lm::merge_heads(e, n.dqh, n.dq);
     detail::lm::merge_heads(e, n.dkh, n.dk);
     detail::lm::merge_heads(e, n.dvh, n.dv);
-    // Projections: dW += a1ᵀ·d(qkv), db += Σ d(qkv), da = Σ d(qkv)·Wᵀ.
-    detail::dense_gemm(e, 'T', 'N', a.a1, n.dq, S(1), dp.wq);
-    detail::dense_gemm(e, 'T', 'N', a.a1, n.dk, S(1), dp.wk);
-    detail::dense_gemm(e, 'T', 'N', a.a1, n.dv, S(1), dp.wv);
-    detail::lm::add_column_sums(e, n.dq, dp.bq);
-    detail::lm::add_column_sums(e, n.dk, dp.bk);
-    detail::lm::add_column_sums(e, n.dv, dp.bv);
-    detail::dense_gemm(e, 'N', 'T', n.dq, p.wq, S(0), n.da);
-    detail::dense_gemm(e, 'N', 'T', n.dk, p.wk, S(1), n.da);
-    detail::dense_gemm(e, 'N', 'T', n.dv, p.wv, S(1), n.da);
+    // Projections q, k, v in turn: dW += a1ᵀ·d(proj), db += Σ d(proj), da = Σ d(proj)·Wᵀ.
+    const std::array<std::tuple<const Matrix<S>*, const Matrix<S>*, const Matrix<S>*, const Vec<S>*>, 3> projections{
+        {{&n.dq, &p.wq, &dp.wq, &dp.bq}, {&n.dk, &p.wk, &dp.wk, &dp.bk}, {&n.dv, &p.wv, &dp.wv, &dp.bv}}};
+    for (std::size_t i = 0; i < projections.size(); ++i) {
+      const auto [grad, weight, dweight, dbias] = projections[i];
+      detail::dense_gemm(e, 'T', 'N', a.a1, *grad, S(1), *dweight);
+      detail::lm::add_column_sums(e, *grad, *dbias);
+      detail::dense_gemm(e, 'N', 'T', *grad, *weight, S(i == 0 ? 0 : 1), n.da);
+    }
     // dx(block input) = dh + LN1'(da).
     Kokkos::deep_copy(e, n.dx, n.dh);
     detail::lm::layer_norm_backward(e, n.da, a.x, a.mean1, a.rstd1, p.ln1_gain, n.dx, dp.ln1_gain, dp.ln1_bias);
