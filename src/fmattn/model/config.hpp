@@ -12,11 +12,16 @@ namespace fmattn {
 
 inline constexpr int vocabulary = 256;  // byte values
 
+// learned: a table of T positions added to the embedding; none: no table, so the model runs at
+// any length (the causal mask and FMA's hierarchy are its only sense of order).
+enum class Positions { learned, none };
+
 struct ModelConfig {
   int layers = 4;
   int width = 256;  // W; heads divide it
   int heads = 4;
-  int context = 2048;          // T, positions per window
+  int context = 2048;  // T, positions per window
+  Positions positions = Positions::learned;
   AttentionOptions attention;  // method, downsampling, count weighting, boundary; scale resolved
   int block_size = 64;
   int rank = 4;

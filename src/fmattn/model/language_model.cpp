@@ -1,5 +1,7 @@
 #include <fmattn/model/language_model.hpp>
 
+#include <fmattn/model/model_views.hpp>
+
 #include <fmattn/core/attention.hpp>
 #include <fmattn/core/weights.hpp>
 #include <fmattn/util/profiling.hpp>
@@ -49,41 +51,6 @@ void for_each_basis_slot(const std::vector<ParameterSlot>& slots, const Geometry
 }
 
 }  // namespace
-
-// One block's parameters (or gradients) as views into a flat vector.
-template <class S>
-struct BlockViews {
-  Vec<S> ln1_gain, ln1_bias, bq, bk, bv, bo, ln2_gain, ln2_bias, b1, b2;
-  Matrix<S> wq, wk, wv, wo, w1, w2;
-};
-
-template <class S>
-struct ModelViews {
-  Matrix<S> embedding, position;
-  std::vector<BlockViews<S>> blocks;
-  Vec<S> final_gain, final_bias;
-
-  ModelViews(const Vec<S>& flat, const std::vector<ParameterSlot>& slots, int layers) {
-    auto m = [&](const std::string& name) {
-      const ParameterSlot& s = find_slot(slots, name);
-      return Matrix<S>(flat.data() + s.offset, s.shape[0], s.shape[1]);
-    };
-    auto v = [&](const std::string& name) {
-      const ParameterSlot& s = find_slot(slots, name);
-      return Vec<S>(flat.data() + s.offset, s.size);
-    };
-    embedding = m("embedding");
-    position = m("position");
-    for (int b = 0; b < layers; ++b) {
-      const std::string p = block_prefix(b);
-      blocks.push_back({v(p + "ln1_gain"), v(p + "ln1_bias"), v(p + "bq"), v(p + "bk"), v(p + "bv"), v(p + "bo"),
-                        v(p + "ln2_gain"), v(p + "ln2_bias"), v(p + "b1"), v(p + "b2"), m(p + "wq"), m(p + "wk"),
-                        m(p + "wv"), m(p + "wo"), m(p + "w1"), m(p + "w2")});
-    }
-    final_gain = v("final_norm/gain");
-    final_bias = v("final_norm/bias");
-  }
-};
 
 // What the backward needs of one block's forward, for the windows of a call: rows [w·T + t].
 template <class S>
@@ -189,7 +156,7 @@ template <class S>
 struct LanguageModel<S>::Workspace {
   using Exec = execution_space;
   Exec space;
-  ModelViews<S> p, dp;
+  detail::ModelViews<S, memory_space> p, dp;
   Activations<S> full, now;                // now: the leading part of full that the current call uses
   Kokkos::View<int*, memory_space> start;  // per byte value, where its rows start in `order`
   // Attention of every block, per number of windows a call has taken (its heads are
@@ -303,7 +270,7 @@ void LanguageModel<S>::forward(const std::vector<const std::uint8_t*>& windows) 
   detail::lm::embed(e, n.input, w.p.embedding, w.p.position, n.act[0].x);
   for (int b = 0; b < config_.layers; ++b) {
     BlockActivations<S>& a = n.act[std::size_t(b)];
-    const BlockViews<S>& p = w.p.blocks[std::size_t(b)];
+    const detail::BlockViews<S, memory_space>& p = w.p.blocks[std::size_t(b)];
     const Matrix<S>& x_next = b + 1 < config_.layers ? n.act[std::size_t(b) + 1].x : n.x_final;
     detail::lm::layer_norm(e, a.x, p.ln1_gain, p.ln1_bias, a.a1, a.mean1, a.rstd1);
     // q, k, v through the dense products, then into heads.
@@ -353,8 +320,8 @@ void LanguageModel<S>::backward() {
                                   w.dp.final_bias);
   for (int b = config_.layers - 1; b >= 0; --b) {
     BlockActivations<S>& a = n.act[std::size_t(b)];
-    const BlockViews<S>& p = w.p.blocks[std::size_t(b)];
-    const BlockViews<S>& dp = w.dp.blocks[std::size_t(b)];
+    const detail::BlockViews<S, memory_space>& p = w.p.blocks[std::size_t(b)];
+    const detail::BlockViews<S, memory_space>& dp = w.dp.blocks[std::size_t(b)];
     // dx is the gradient of the block's output. MLP: dW2 += gᵀ·dx, db2 += Σ dx, dg = dx·W2ᵀ.
     detail::dense_gemm(e, 'T', 'N', a.g, n.dx, S(1), dp.w2);
     detail::lm::add_column_sums(e, n.dx, dp.b2);
@@ -435,6 +402,16 @@ template <class S>
 std::vector<double> LanguageModel<S>::logits() const {
   auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ws_->now.logits);
   return std::vector<double>(host.data(), host.data() + host.span());
+}
+
+template <class S>
+typename Attention<S>::Tensor LanguageModel<S>::keys(int block) const {
+  return ws_->now.act.at(std::size_t(block)).k;
+}
+
+template <class S>
+typename Attention<S>::Tensor LanguageModel<S>::values(int block) const {
+  return ws_->now.act.at(std::size_t(block)).v;
 }
 
 template <class S>

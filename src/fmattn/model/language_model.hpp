@@ -58,6 +58,10 @@ class LanguageModel {
   double window(const std::uint8_t* bytes, double grad_scale, std::vector<double>* per_token = nullptr);
   // The logits [windows·T][256] of the last call (for tests and analysis): copied to the host.
   std::vector<double> logits() const;
+  // Block b's keys and values of the last call, per window and head [windows·H][T][d]: what
+  // the decoder's prefill builds its state from.
+  typename Attention<Scalar>::Tensor keys(int block) const;
+  typename Attention<Scalar>::Tensor values(int block) const;
 
   // Bytes of the activations and scratch of a call of max_windows() windows.
   std::size_t workspace_bytes() const;

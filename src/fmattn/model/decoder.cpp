@@ -1,0 +1,223 @@
+#include <fmattn/model/decoder.hpp>
+
+#include <fmattn/model/model_views.hpp>
+#include <fmattn/util/profiling.hpp>
+#include "kernels/decode_attention.hpp"
+#include "kernels/dense_gemm.hpp"
+#include "kernels/lm_layers.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace fmattn {
+
+namespace {
+
+// Coarse levels a query at position t < capacity can reach: those with a cell two before its
+// own (model.md §6: beyond T, as many as the prefix's length implies).
+int levels_for(std::int64_t capacity, int m) {
+  int l = 0;
+  while ((capacity - 1) / (std::int64_t(m) << l) >= 2) ++l;
+  return l;
+}
+
+}  // namespace
+
+template <class S>
+struct Decoder<S>::Impl {
+  using Memory = memory_space;
+  using Matrix = detail::ModelMatrix<S, Memory>;
+  using Vec = detail::ModelVector<S, Memory>;
+  execution_space space;
+  detail::ModelViews<S, Memory> p;
+  detail::DecodeShape shape;
+  detail::DecodeState<S, Memory> state;
+  // Rows of the streams: the residual stream, the LayerNorms' outputs, q, k, v, attention
+  // output, the MLP's pre- and post-GELU values, the final norm and the logits.
+  Matrix x, a, h, q, k, v, y, u, g, f, logits;
+  Vec mean, rstd;
+  Kokkos::View<int*, Memory> tokens;
+
+  Impl(const LanguageModel<S>& model, std::int64_t streams, std::int64_t capacity)
+      : p(model.parameters(), model.slots(), model.config().layers) {
+    const ModelConfig& c = model.config();
+    const Geometry window = c.geometry();
+    const int H = c.heads, d = c.head_dim(), W = c.width, layers = c.layers;
+    shape.heads = H;
+    shape.d = d;
+    shape.m = c.block_size;
+    shape.p = c.rank;
+    shape.method = c.attention.method;
+    shape.count_weighting = c.attention.count_weighting;
+    shape.scale = c.attention.scale;
+    shape.zero_sink = c.attention.boundary == Boundary::zero_sink;
+    shape.sink_levels = shape.zero_sink ? window.L : 0;
+    if (shape.method == Method::fma) shape.levels = std::max(levels_for(capacity, c.block_size), shape.sink_levels);
+    shape.learned_levels = c.learned_basis() ? std::min(shape.levels, window.L) : 0;
+    shape.ring = shape.method == Method::exact ? capacity : 2 * std::int64_t(c.block_size);
+    const std::int64_t units = streams * H, cells = std::int64_t(detail::kept_cells) * c.rank;
+    auto state4 = [&](const char* label, std::int64_t n1) {
+      return decltype(state.ring_k)(std::string("fmattn::decoder::") + label, layers, units, n1, d);
+    };
+    auto state5 = [&](const char* label, std::int64_t n2) {
+      return decltype(state.cell_k)(std::string("fmattn::decoder::") + label, layers, units, shape.levels, n2, d);
+    };
+    state.ring_k = state4("ring_k", shape.ring);
+    state.ring_v = state4("ring_v", shape.ring);
+    state.cell_k = state5("cell_k", cells);
+    state.cell_v = state5("cell_v", cells);
+    state.sum_k = state5("sum_k", c.rank);
+    state.sum_v = state5("sum_v", c.rank);
+    state.scores = decltype(state.scores)("fmattn::decoder::scores", units, shape.max_slots());
+    // The learned basis functions of each block's levels 1 .. learned_levels, K and V, copied
+    // from the parameters in the layout the kernels index (Geometry::weight_offset).
+    const std::int64_t weights = shape.weight_offset(shape.learned_levels + 1),
+                       biases = std::int64_t(shape.learned_levels) * c.rank * d;
+    state.weight_k = decltype(state.weight_k)("fmattn::decoder::weight_k", layers, weights);
+    state.weight_v = decltype(state.weight_v)("fmattn::decoder::weight_v", layers, weights);
+    state.bias_k = decltype(state.bias_k)("fmattn::decoder::bias_k", layers, biases);
+    state.bias_v = decltype(state.bias_v)("fmattn::decoder::bias_v", layers, biases);
+    const auto& flat = model.parameters();
+    for (int b = 0; b < layers; ++b)
+      for (int l = 1; l <= shape.learned_levels; ++l)
+        for (const char op : {'k', 'v'}) {
+          const ParameterSlot& w = find_slot(model.slots(), basis_prefix(b, op, l) + "weight");
+          const ParameterSlot& bias = find_slot(model.slots(), basis_prefix(b, op, l) + "bias");
+          const std::int64_t wo = shape.weight_offset(l), bo = std::int64_t(l - 1) * c.rank * d;
+          const auto& weight_to = op == 'k' ? state.weight_k : state.weight_v;
+          const auto& bias_to = op == 'k' ? state.bias_k : state.bias_v;
+          Kokkos::deep_copy(space, Kokkos::subview(weight_to, b, std::make_pair(wo, wo + w.size)),
+                            Kokkos::subview(flat, std::make_pair(w.offset, w.offset + w.size)));
+          Kokkos::deep_copy(space, Kokkos::subview(bias_to, b, std::make_pair(bo, bo + bias.size)),
+                            Kokkos::subview(flat, std::make_pair(bias.offset, bias.offset + bias.size)));
+        }
+    auto rows = [&](const char* label, std::int64_t cols) {
+      return Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string("fmattn::decoder::") + label), streams,
+                    cols);
+    };
+    x = rows("x", W);
+    a = rows("normed", W);
+    h = rows("h", W);
+    q = rows("q", W);
+    k = rows("k", W);
+    v = rows("v", W);
+    y = rows("y", W);
+    u = rows("mlp_u", 4 * std::int64_t(W));
+    g = rows("mlp_g", 4 * std::int64_t(W));
+    f = rows("final_norm", W);
+    logits = rows("logits", vocabulary);
+    mean = Vec("fmattn::decoder::mean", streams);
+    rstd = Vec("fmattn::decoder::rstd", streams);
+    tokens = decltype(tokens)("fmattn::decoder::tokens", streams);
+  }
+
+  detail::DecodeLayer<S, Memory> layer(int b) const { return {shape, state, b}; }
+};
+
+template <class S>
+std::int64_t Decoder<S>::positions_limit(const ModelConfig& c) {
+  if (c.positions == Positions::learned || c.attention.boundary == Boundary::zero_sink) return c.context;
+  return std::numeric_limits<std::int64_t>::max();
+}
+
+template <class S>
+Decoder<S>::Decoder(LanguageModel<S>& model, std::int64_t streams, std::int64_t capacity)
+    : model_(model), streams_(streams), capacity_(capacity) {
+  if (streams < 1) throw std::invalid_argument("Decoder: streams must be at least 1");
+  if (capacity < 1 || capacity > positions_limit(model.config()))
+    throw std::invalid_argument("Decoder: capacity " + std::to_string(capacity) + " outside 1 .. " +
+                                std::to_string(positions_limit(model.config())));
+  impl_ = std::make_unique<Impl>(model, streams, capacity);
+}
+
+template <class S>
+Decoder<S>::~Decoder() = default;
+
+template <class S>
+void Decoder<S>::prefill(const std::vector<std::uint8_t>& prompt) {
+  ScopedRegion region("fmattn::Decoder::prefill");
+  const ModelConfig& c = model_.config();
+  const std::int64_t n = std::int64_t(prompt.size()), T = c.context;
+  if (n < 1 || n > capacity_)
+    throw std::invalid_argument("Decoder::prefill: a prompt of 1 .. " + std::to_string(capacity_) + " bytes, got " +
+                                std::to_string(n));
+  if (n > T) throw std::invalid_argument("Decoder::prefill: prompts longer than the model's context");
+  // One window of T + 1 bytes: the prompt, then zeros that no position before them sees.
+  std::vector<std::uint8_t> window(std::size_t(T) + 1, 0);
+  std::copy(prompt.begin(), prompt.end(), window.begin());
+  model_.window(window.data(), 0.0);
+  Impl& m = *impl_;
+  for (int b = 0; b < c.layers; ++b) {
+    const auto heads = std::make_pair(std::int64_t(0), std::int64_t(c.heads));
+    detail::decode_prefill(m.space, m.layer(b), n, Kokkos::subview(model_.keys(b), heads, Kokkos::ALL, Kokkos::ALL),
+                           Kokkos::subview(model_.values(b), heads, Kokkos::ALL, Kokkos::ALL), streams_);
+  }
+  m.space.fence();
+  const std::vector<double> all = model_.logits();
+  logits_.resize(std::size_t(streams_) * vocabulary);
+  for (std::int64_t s = 0; s < streams_; ++s)
+    std::copy_n(all.begin() + (n - 1) * vocabulary, vocabulary, logits_.begin() + s * vocabulary);
+  position_ = n;
+}
+
+template <class S>
+void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
+  if (std::int64_t(bytes.size()) != streams_)
+    throw std::invalid_argument("Decoder::step: one byte per stream (" + std::to_string(streams_) + ")");
+  if (position_ < 1 || position_ >= capacity_)
+    throw std::logic_error("Decoder::step: prefill first, and at most capacity positions");
+  Impl& m = *impl_;
+  const auto& e = m.space;
+  const ModelConfig& c = model_.config();
+  const std::int64_t t = position_;
+  {
+    auto host = Kokkos::create_mirror_view(m.tokens);
+    for (std::int64_t s = 0; s < streams_; ++s) host(s) = bytes[std::size_t(s)];
+    Kokkos::deep_copy(e, m.tokens, host);
+    e.fence();
+  }
+  // x = E[byte] + P[t]: the embedding kernel of training with the one row of P of position t.
+  const typename Impl::Matrix position(Kokkos::subview(m.p.position, std::make_pair(t, t + 1), Kokkos::ALL));
+  detail::lm::embed(e, m.tokens, m.p.embedding, position, m.x);
+  for (int b = 0; b < c.layers; ++b) {
+    const detail::BlockViews<S, memory_space>& p = m.p.blocks[std::size_t(b)];
+    detail::lm::layer_norm(e, m.x, p.ln1_gain, p.ln1_bias, m.a, m.mean, m.rstd);
+    detail::dense_gemm(e, 'N', 'N', m.a, p.wq, S(0), m.q);
+    detail::dense_gemm(e, 'N', 'N', m.a, p.wk, S(0), m.k);
+    detail::dense_gemm(e, 'N', 'N', m.a, p.wv, S(0), m.v);
+    detail::lm::add_bias(e, m.q, p.bq);
+    detail::lm::add_bias(e, m.k, p.bk);
+    detail::lm::add_bias(e, m.v, p.bv);
+    detail::decode_token(e, m.layer(b), t, m.q, m.k, m.v, m.y);
+    // h = x + y·Wo + bo; x = h + GELU(LN2(h)·W1 + b1)·W2 + b2, as the training forward.
+    Kokkos::deep_copy(e, m.h, m.x);
+    detail::dense_gemm(e, 'N', 'N', m.y, p.wo, S(1), m.h);
+    detail::lm::add_bias(e, m.h, p.bo);
+    detail::lm::layer_norm(e, m.h, p.ln2_gain, p.ln2_bias, m.a, m.mean, m.rstd);
+    detail::dense_gemm(e, 'N', 'N', m.a, p.w1, S(0), m.u);
+    detail::lm::bias_gelu(e, m.u, p.b1, m.g);
+    Kokkos::deep_copy(e, m.x, m.h);
+    detail::dense_gemm(e, 'N', 'N', m.g, p.w2, S(1), m.x);
+    detail::lm::add_bias(e, m.x, p.b2);
+  }
+  detail::lm::layer_norm(e, m.x, m.p.final_gain, m.p.final_bias, m.f, m.mean, m.rstd);
+  detail::dense_gemm(e, 'N', 'T', m.f, m.p.embedding, S(0), m.logits);
+  const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.logits);
+  for (std::size_t i = 0; i < logits_.size(); ++i) logits_[i] = double(host.data()[i]);
+  ++position_;
+}
+
+template <class S>
+std::size_t Decoder<S>::state_bytes_per_stream() const {
+  const auto& st = impl_->state;
+  const std::size_t elements =
+      st.ring_k.span() + st.ring_v.span() + st.cell_k.span() + st.cell_v.span() + st.sum_k.span() + st.sum_v.span();
+  return elements * sizeof(S) / std::size_t(streams_);
+}
+
+template class Decoder<float>;
+template class Decoder<double>;
+
+}  // namespace fmattn
