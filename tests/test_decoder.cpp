@@ -136,30 +136,43 @@ INSTANTIATE_TEST_SUITE_P(Methods, DecoderVsForward,
                                            Case{"local", fmattn::Method::local, false, true, false, 37}),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// Four streams sampled together (temperature, top-k, top-p) against each stream decoded alone
+// with its own stream number: the same logits bit for bit, so the same bytes.
 TEST(Decoder, StreamsTogetherEqualStreamsAlone) {
   const ModelConfig c = config_of({"fma_learned", fmattn::Method::fma, true, true, false, 40});
   LanguageModel<float> model(c, 7);
   randomize(model, 3);
   const std::vector<std::uint8_t> prompt = text(9, 4);
+  const fmattn::SamplingOptions sampling{0.9, 50, 0.95, 17};
   const int streams = 4;
   Decoder<float> together(model, streams, c.context);
   together.prefill(prompt);
   std::vector<std::vector<double>> batched;
-  for (std::int64_t t = 9; t < c.context; ++t) {
-    std::vector<std::uint8_t> bytes;
-    for (int s = 0; s < streams; ++s) bytes.push_back(std::uint8_t('a' + (t * 7 + s * 3) % 11));
-    together.step(bytes);
+  std::vector<std::string> texts(streams);
+  while (true) {
     batched.push_back(together.logits());
+    std::vector<std::uint8_t> bytes;
+    for (int s = 0; s < streams; ++s) {
+      bytes.push_back(std::uint8_t(fmattn::sample_byte(together.logits().data() + s * fmattn::vocabulary, sampling, s,
+                                                       together.position())));
+      texts[std::size_t(s)] += char(bytes.back());
+    }
+    if (together.position() == c.context) break;
+    together.step(bytes);
   }
+  EXPECT_NE(texts[0], texts[1]);
   for (int s = 0; s < streams; ++s) {
     Decoder<float> alone(model, 1, c.context);
     alone.prefill(prompt);
-    for (std::int64_t t = 9; t < c.context; ++t) {
-      alone.step({std::uint8_t('a' + (t * 7 + s * 3) % 11)});
-      const auto& row = batched[std::size_t(t - 9)];
-      ASSERT_TRUE(std::equal(alone.logits().begin(), alone.logits().end(), row.begin() + s * fmattn::vocabulary))
-          << "stream " << s << ", position " << t;
+    std::string mine;
+    for (std::size_t i = 0;; ++i) {
+      ASSERT_TRUE(std::equal(alone.logits().begin(), alone.logits().end(), batched[i].begin() + s * fmattn::vocabulary))
+          << "stream " << s << ", position " << alone.position();
+      mine += char(fmattn::sample_byte(alone.logits().data(), sampling, s, alone.position()));
+      if (alone.position() == c.context) break;
+      alone.step({std::uint8_t(mine.back())});
     }
+    EXPECT_EQ(mine, texts[std::size_t(s)]) << "stream " << s;
   }
 }
 

@@ -2,7 +2,7 @@
 # Runs a job script of jobs/ under plain bash (Slurm variables removed) on a tiny problem and
 # checks what it leaves behind.
 #
-#   check_jobs.sh run-cpu|run-gpu|scaling|fit|train WORK_DIR
+#   check_jobs.sh run-cpu|run-gpu|scaling|fit|train|generate WORK_DIR
 #
 # WORK_DIR is emptied first. Environment (set by ctest): FMATTN_SOURCE_DIR (the checkout) and
 # FMATTN_BINARY (the fmattn binary).
@@ -15,6 +15,7 @@
 #             picks it up and continues; `fmattn run` then uses the fitted weights.
 #   train     a tiny `fmattn train` on the fortunes corpus (FMATTN_FORTUNES_DIR): checkpoint and
 #             eval.h5 in the job folder; a requeued run (more steps) continues from it.
+#   generate  text from a model trained for two steps: one file per stream in the job folder.
 set -u
 mode=${1:?usage: check_jobs.sh MODE WORK_DIR}
 work=${2:?usage: check_jobs.sh MODE WORK_DIR}
@@ -163,6 +164,19 @@ case $mode in
     expect_output 'continuing from checkpoint'
     expect_output 'restart +from .*checkpoint.h5 at step 3 of 5'
     expect_output 'step +5/5'
+    ;;
+  generate)
+    corpus=${FMATTN_FORTUNES_DIR:?FMATTN_FORTUNES_DIR not set}
+    "$FMATTN_BIN" train "$src/inputs/train-quick.yaml" --set data.train="$corpus/fortunes-train.bin" \
+      --set data.val="$corpus/fortunes-val.bin" --set model.context=64 --set model.width=32 --set train.batch=2 \
+      --set train.steps=2 --set train.eval_windows=2 --set train.checkpoint_file="$work/model.h5" >"$work/train.log" 2>&1 ||
+      fail "train: $(cat "$work/train.log")"
+    FMATTN_RESULTS=$work/results job generate.sbatch "$src/inputs/generate-quick.yaml" \
+      --set generate.checkpoint="$work/model.h5" --set generate.prompt=Q --set generate.length=20
+    expect_rc 0
+    expect_output 'done: 20 bytes x 4 stream[(]s[)] after a 1-byte prompt'
+    records "$work/results"
+    for s in 0 1 2 3; do need "$work/results/generated-$s.txt"; done
     ;;
   *)
     echo "check_jobs.sh: unknown mode '$mode'" >&2

@@ -2,6 +2,7 @@
 // prints. Exit codes: 0 success, 2 bad input, 1 any other failure.
 #include <fmattn/app/blas_info.hpp>
 #include <fmattn/app/fit.hpp>
+#include <fmattn/app/generate.hpp>
 #include <fmattn/app/run.hpp>
 #include <fmattn/app/train.hpp>
 #include <fmattn/io/deck.hpp>
@@ -40,6 +41,7 @@ commands:
   fit DECK.yaml [--set section.key=value ...]       learn the downsampling weights of a deck (fit: section)
   train DECK.yaml [--set section.key=value ...]     train a byte-level language model (model, data, train)
   eval DECK.yaml [--set section.key=value ...]      bits per byte of eval.checkpoint on data.val
+  generate DECK.yaml [--set section.key=value ...]  bytes from generate.checkpoint (generate section)
 
 options:
   --set section.key=value   override a deck key (repeatable), e.g. --set problem.length=4096
@@ -233,7 +235,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const bool needs_deck = cli.command == "run" || cli.command == "validate" || cli.command == "fit" ||
-                          cli.command == "train" || cli.command == "eval";
+                          cli.command == "train" || cli.command == "eval" || cli.command == "generate";
   if (!needs_deck && cli.command != "info") return fail(2, "unknown command '" + cli.command + "' (see fmattn --help)");
   if (needs_deck && cli.deck.empty())
     return fail(2, cli.command + " needs a deck: fmattn " + cli.command + " DECK.yaml");
@@ -287,6 +289,27 @@ int main(int argc, char** argv) {
         std::snprintf(buf, sizeof buf, "[fmattn] done: %.4f bits per byte on %lld windows of %lld bytes, %.1f s\n",
                       s.bits_per_byte, static_cast<long long>(s.windows), static_cast<long long>(s.context), s.seconds);
         say(buf);
+      } else if (cli.command == "generate") {
+        // With the text on standard output, the log goes to standard error.
+        const bool text_out = deck.generate.output == "-";
+        const auto s = fmattn::generate_deck(deck, [&](const std::string& line) {
+          if (text_out)
+            std::cerr << "[fmattn] " << line << std::endl;
+          else
+            say("[fmattn] " + line + "\n");
+        });
+        char buf[512];
+        std::snprintf(buf, sizeof buf,
+                      "[fmattn] done: %lld bytes x %lld stream(s) after a %lld-byte prompt, %.1f bytes/s, %.3f ms/step, "
+                      "prefill %.3f s, decoder state %s per stream, peak RSS %s\n",
+                      static_cast<long long>(s.bytes_per_stream), static_cast<long long>(s.streams),
+                      static_cast<long long>(s.prompt_bytes), s.bytes_per_second, 1e3 * s.seconds_per_step,
+                      s.prefill_seconds, fmattn::format_bytes(double(s.state_bytes_per_stream)).c_str(),
+                      fmattn::format_bytes(double(fmattn::peak_rss_bytes())).c_str());
+        if (text_out)
+          std::cerr << buf;
+        else
+          say(buf);
       } else if (cli.command == "fit") {
         say("[fmattn] fit '" + deck.run.name + "': n = " + std::to_string(deck.problem.length) + ", batch " +
             std::to_string(deck.problem.batch) + " x heads " + std::to_string(deck.problem.heads) +

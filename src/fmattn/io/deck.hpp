@@ -107,6 +107,17 @@ struct Deck {
     std::string checkpoint;
     std::string output;
   } eval;
+  struct Generate {
+    std::string checkpoint;
+    std::string prompt, prompt_file;
+    std::int64_t length = 1024;
+    std::int64_t streams = 1;
+    double temperature = 1.0;
+    std::int64_t top_k = 0;
+    double top_p = 1.0;
+    std::uint64_t seed = 1;
+    std::string output = "results/generated";
+  } generate;
 
   // Where the deck gives each key it sets: "file:line:column" or "--set key" (README, "Input
   // decks"); keys it leaves at their default are absent.

@@ -146,7 +146,23 @@ std::vector<FileUse> files_of(const Deck& d, const std::string& verb, const std:
     if (d.eval.checkpoint.empty()) throw InputError(d.where("eval.checkpoint") + ": no model checkpoint given");
     if (!d.eval.output.empty()) out("eval.output", d.eval.output);
   }
+  if (verb == "generate") {
+    in("generate.checkpoint", d.generate.checkpoint, true);
+    if (d.generate.checkpoint.empty())
+      throw InputError(d.where("generate.checkpoint") + ": no model checkpoint given");
+    in("generate.prompt_file", d.generate.prompt_file, false);
+    for (const std::string& path : generated_files(d)) out("generate.output", path);
+  }
   return f;
+}
+
+std::vector<std::string> generated_files(const Deck& d) {
+  const auto& g = d.generate;
+  if (g.output == "-") return {};
+  if (g.streams == 1) return {g.output + ".txt"};
+  std::vector<std::string> paths;
+  for (std::int64_t s = 0; s < g.streams; ++s) paths.push_back(g.output + "-" + std::to_string(s) + ".txt");
+  return paths;
 }
 
 void check_files(const Deck& d, const std::vector<FileUse>& files, MPI_Comm comm) {

@@ -43,6 +43,10 @@ struct FileUse {
 // The files `verb` (run, fit, train, eval) reads and writes for `deck`, the deck itself first.
 std::vector<FileUse> files_of(const Deck& deck, const std::string& verb, const std::string& deck_path);
 
+// The files `fmattn generate` writes, stream by stream: <generate.output>.txt for one stream,
+// <generate.output>-<s>.txt for several; none for "-" (standard output).
+std::vector<std::string> generated_files(const Deck& deck);
+
 // Checks them on rank 0 of `comm` before any work; InputError alike on every rank naming the
 // key (and where the deck gives it): inputs regular files, corpora no larger than this node's
 // memory, outputs writable, and no output one of the inputs.

@@ -143,19 +143,42 @@ void Decoder<S>::prefill(const std::vector<std::uint8_t>& prompt) {
   if (n < 1 || n > capacity_)
     throw std::invalid_argument("Decoder::prefill: a prompt of 1 .. " + std::to_string(capacity_) + " bytes, got " +
                                 std::to_string(n));
-  if (n > T) throw std::invalid_argument("Decoder::prefill: prompts longer than the model's context");
-  // One window of T + 1 bytes: the prompt, then zeros that no position before them sees.
-  std::vector<std::uint8_t> window(std::size_t(T) + 1, 0);
-  std::copy(prompt.begin(), prompt.end(), window.begin());
-  model_.window(window.data(), 0.0);
-  Impl& m = *impl_;
-  for (int b = 0; b < c.layers; ++b) {
-    const auto heads = std::make_pair(std::int64_t(0), std::int64_t(c.heads));
-    detail::decode_prefill(m.space, m.layer(b), n, Kokkos::subview(model_.keys(b), heads, Kokkos::ALL, Kokkos::ALL),
-                           Kokkos::subview(model_.values(b), heads, Kokkos::ALL, Kokkos::ALL), streams_);
+  // A prompt longer than the context (positions none) goes through a model of its length with
+  // the same parameters (levels beyond the trained ones average), as far as its activations fit
+  // in forward_budget; the decoder steps through the rest.
+  std::int64_t head = n;
+  auto longer = [&](std::int64_t context) {
+    ModelConfig l = c;
+    l.context = int(context);
+    return l;
+  };
+  while (head > T && LanguageModel<S>::activation_bytes(longer(head), 1) > forward_budget)
+    head = std::max(T, head / 2);
+  if (head <= T) {
+    prefill_forward(model_, prompt, head);
+  } else {
+    const auto flat = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model_.parameters());
+    LanguageModel<S> wide(longer(head), 0, 1);
+    wide.set_parameters(adapt_parameters(c, std::vector<double>(flat.data(), flat.data() + flat.extent(0)), wide.config()));
+    prefill_forward(wide, prompt, head);
   }
+  for (std::int64_t i = head; i < n; ++i) step(std::vector<std::uint8_t>(std::size_t(streams_), prompt[std::size_t(i)]));
+}
+
+template <class S>
+void Decoder<S>::prefill_forward(LanguageModel<S>& model, const std::vector<std::uint8_t>& prompt, std::int64_t n) {
+  const ModelConfig& c = model.config();
+  // One window of T + 1 bytes: the prompt's first n, then zeros that no position before them sees.
+  std::vector<std::uint8_t> window(std::size_t(c.context) + 1, 0);
+  std::copy_n(prompt.begin(), n, window.begin());
+  model.window(window.data(), 0.0);
+  Impl& m = *impl_;
+  const auto heads = std::make_pair(std::int64_t(0), std::int64_t(c.heads));
+  for (int b = 0; b < c.layers; ++b)
+    detail::decode_prefill(m.space, m.layer(b), n, Kokkos::subview(model.keys(b), heads, Kokkos::ALL, Kokkos::ALL),
+                           Kokkos::subview(model.values(b), heads, Kokkos::ALL, Kokkos::ALL), streams_);
   m.space.fence();
-  const std::vector<double> all = model_.logits();
+  const std::vector<double> all = model.logits();
   logits_.resize(std::size_t(streams_) * vocabulary);
   for (std::int64_t s = 0; s < streams_; ++s)
     std::copy_n(all.begin() + (n - 1) * vocabulary, vocabulary, logits_.begin() + s * vocabulary);
@@ -178,8 +201,12 @@ void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
     Kokkos::deep_copy(e, m.tokens, host);
     e.fence();
   }
-  // x = E[byte] + P[t]: the embedding kernel of training with the one row of P of position t.
-  const typename Impl::Matrix position(Kokkos::subview(m.p.position, std::make_pair(t, t + 1), Kokkos::ALL));
+  // x = E[byte] + P[t]: the embedding kernel of training with the one row of P of position t
+  // (none without a position table).
+  const typename Impl::Matrix position =
+      c.positions == Positions::learned
+          ? typename Impl::Matrix(Kokkos::subview(m.p.position, std::make_pair(t, t + 1), Kokkos::ALL))
+          : typename Impl::Matrix();
   detail::lm::embed(e, m.tokens, m.p.embedding, position, m.x);
   for (int b = 0; b < c.layers; ++b) {
     const detail::BlockViews<S, memory_space>& p = m.p.blocks[std::size_t(b)];

@@ -38,7 +38,10 @@ class Decoder {
 
   // Puts `prompt` (at least one byte) through the model's batched forward and builds every
   // stream's state from its keys and values; logits() then predicts position prompt.size().
+  // Beyond the context (positions none) the forward takes as much of the prompt as fits in
+  // forward_budget bytes of activations, and the decoder steps through the rest.
   void prefill(const std::vector<std::uint8_t>& prompt);
+  static constexpr std::size_t forward_budget = std::size_t(4) << 30;
   // Appends bytes[s] to stream s at position() and computes the logits that predict the next.
   void step(const std::vector<std::uint8_t>& bytes);
 
@@ -53,6 +56,8 @@ class Decoder {
 
  private:
   struct Impl;
+  // The state after the first n bytes of `prompt`, from `model`'s forward over them.
+  void prefill_forward(LanguageModel<Scalar>& model, const std::vector<std::uint8_t>& prompt, std::int64_t n);
   LanguageModel<Scalar>& model_;
   std::int64_t streams_ = 1, capacity_ = 1, position_ = 0;
   std::vector<double> logits_;
