@@ -601,6 +601,17 @@ TEST(deck, WindowCountsAreBounded) {
   EXPECT_EQ(fmattn::parse_deck("train: {batch: 16777216}\n", "t").train.batch, 16777216);
 }
 
+TEST(deck, ModelPositionsAreLearnedOrNone) {
+  EXPECT_EQ(fmattn::parse_deck("", "t.yaml").model.positions, fmattn::Positions::learned);
+  const Deck d = fmattn::parse_deck("model: {positions: none}\n", "t.yaml");
+  EXPECT_EQ(d.model.positions, fmattn::Positions::none);
+  expect_round_trip(d);
+  EXPECT_TRUE(Matches(fmattn::to_yaml(d), "\n  positions: none\n"));
+  EXPECT_TRUE(Matches(file_error_of("model:\n  positions: sinusoidal\n"),
+                      R"(^DECK:2:14: model\.positions: expected one of learned \| none, got 'sinusoidal')"));
+  EXPECT_TRUE(Matches(error_of("", {"model.positions=false"}), R"(^--set model\.positions: expected one of)"));
+}
+
 TEST(deck, KeysKnowWhereTheDeckGivesThem) {
   const Deck d = fmattn::parse_deck("model:\n  context: 128\n", "lm.yaml", {"train.batch=3"});
   EXPECT_EQ(d.where("model.context"), "lm.yaml:2:12: model.context");

@@ -289,6 +289,10 @@ const std::map<std::string, Section>& schema() {
         {"dtype",
          [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
            d.model.dtype = r.choice<Dtype>(n, p, {{"float32", Dtype::float32}, {"float64", Dtype::float64}});
+         }},
+        {"positions",
+         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
+           d.model.positions = r.choice<Positions>(n, p, {{"learned", Positions::learned}, {"none", Positions::none}});
          }}}},
       {"data",
        {{"train", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.train = r.file(n, p); }},
@@ -596,6 +600,7 @@ const char* name_of(Variant v) { return v == Variant::causal ? "causal" : "bidir
 const char* name_of(Downsampling v) { return v == Downsampling::average ? "average" : "learned"; }
 const char* name_of(Boundary v) { return v == Boundary::masked ? "masked" : "zero_sink"; }
 const char* name_of(Queries v) { return v == Queries::fine ? "fine" : "coarse"; }
+const char* name_of(Positions v) { return v == Positions::learned ? "learned" : "none"; }
 const char* name_of(Decomposition v) {
   return v == Decomposition::automatic ? "auto" : v == Decomposition::sequence ? "sequence" : "heads";
 }
@@ -665,21 +670,21 @@ std::string to_yaml(const Deck& d) {
   const auto& m = d.model;
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "layers" << YAML::Value << m.layers
     << YAML::Key << "width" << YAML::Value << m.width << YAML::Key << "heads" << YAML::Value << m.heads << YAML::Key
-    << "context" << YAML::Value << m.context << YAML::Key << "dtype" << YAML::Value << name_of(m.dtype) << YAML::EndMap;
+    << "context" << YAML::Value << m.context << YAML::Key << "dtype" << YAML::Value << name_of(m.dtype) << YAML::Key
+    << "positions" << YAML::Value << name_of(m.positions) << YAML::EndMap;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "train" << YAML::Value << YAML::DoubleQuoted
     << d.data.train << YAML::Key << "val" << YAML::Value << YAML::DoubleQuoted << d.data.val << YAML::EndMap;
   const auto& t = d.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap << YAML::Key << "steps" << YAML::Value << t.steps
     << YAML::Key << "batch" << YAML::Value << t.batch << YAML::Key << "micro_batch" << YAML::Value << t.micro_batch
-    << YAML::Key << "learning_rate" << YAML::Value
-    << num(t.learning_rate) << YAML::Key << "min_learning_rate" << YAML::Value << num(t.min_learning_rate) << YAML::Key
-    << "warmup_steps" << YAML::Value << t.warmup_steps << YAML::Key << "weight_decay" << YAML::Value
-    << num(t.weight_decay) << YAML::Key << "beta1" << YAML::Value << num(t.beta1) << YAML::Key << "beta2" << YAML::Value
-    << num(t.beta2) << YAML::Key << "clip_norm" << YAML::Value << num(t.clip_norm) << YAML::Key << "eval_every"
-    << YAML::Value << t.eval_every << YAML::Key << "eval_windows" << YAML::Value << t.eval_windows << YAML::Key
-    << "checkpoint_every" << YAML::Value << t.checkpoint_every << YAML::Key << "checkpoint_file" << YAML::Value
-    << YAML::DoubleQuoted << t.checkpoint_file << YAML::Key << "restart_from" << YAML::Value << YAML::DoubleQuoted
-    << t.restart_from << YAML::EndMap;
+    << YAML::Key << "learning_rate" << YAML::Value << num(t.learning_rate) << YAML::Key << "min_learning_rate"
+    << YAML::Value << num(t.min_learning_rate) << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps
+    << YAML::Key << "weight_decay" << YAML::Value << num(t.weight_decay) << YAML::Key << "beta1" << YAML::Value
+    << num(t.beta1) << YAML::Key << "beta2" << YAML::Value << num(t.beta2) << YAML::Key << "clip_norm" << YAML::Value
+    << num(t.clip_norm) << YAML::Key << "eval_every" << YAML::Value << t.eval_every << YAML::Key << "eval_windows"
+    << YAML::Value << t.eval_windows << YAML::Key << "checkpoint_every" << YAML::Value << t.checkpoint_every
+    << YAML::Key << "checkpoint_file" << YAML::Value << YAML::DoubleQuoted << t.checkpoint_file << YAML::Key
+    << "restart_from" << YAML::Value << YAML::DoubleQuoted << t.restart_from << YAML::EndMap;
   e << YAML::Key << "eval" << YAML::Value << YAML::BeginMap << YAML::Key << "checkpoint" << YAML::Value
     << YAML::DoubleQuoted << d.eval.checkpoint << YAML::Key << "output" << YAML::Value << YAML::DoubleQuoted
     << d.eval.output << YAML::EndMap;

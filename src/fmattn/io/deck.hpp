@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fmattn/core/options.hpp>
+#include <fmattn/model/config.hpp>
 
 #include <cstdint>
 #include <map>
@@ -81,6 +82,7 @@ struct Deck {
     std::int64_t heads = 4;
     std::int64_t context = 2048;
     Dtype dtype = Dtype::float32;
+    Positions positions = Positions::learned;
   } model;
   struct Data {
     std::string train = "data/fortunes-train.bin";
@@ -137,5 +139,6 @@ const char* name_of(Queries);
 const char* name_of(Source);
 const char* name_of(SyntheticKind);
 const char* name_of(Decomposition);
+const char* name_of(Positions);
 
 }  // namespace fmattn

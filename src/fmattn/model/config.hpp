@@ -12,16 +12,23 @@ namespace fmattn {
 
 inline constexpr int vocabulary = 256;  // byte values
 
+// learned: a table P [T][W] added to the embedding. none: no table, the causal mask and FMA's
+// hierarchy are the only sense of order; no parameter is then tied to the context, so the model
+// runs at any length (adapt_parameters).
+enum class Positions { learned, none };
+
 struct ModelConfig {
   int layers = 4;
   int width = 256;  // W; heads divide it
   int heads = 4;
-  int context = 2048;          // T, positions per window
+  int context = 2048;  // T, positions per window
+  Positions positions = Positions::learned;
   AttentionOptions attention;  // method, downsampling, count weighting, boundary; scale resolved
   int block_size = 64;
   int rank = 4;
 
   int head_dim() const { return width / heads; }
+  bool learned_positions() const { return positions == Positions::learned; }
   bool learned_basis() const {
     return attention.method == Method::fma && attention.downsampling == Downsampling::learned;
   }

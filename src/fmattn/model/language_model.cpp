@@ -59,11 +59,11 @@ struct BlockViews {
 
 template <class S>
 struct ModelViews {
-  Matrix<S> embedding, position;
+  Matrix<S> embedding, position;  // position: empty with positions none
   std::vector<BlockViews<S>> blocks;
   Vec<S> final_gain, final_bias;
 
-  ModelViews(const Vec<S>& flat, const std::vector<ParameterSlot>& slots, int layers) {
+  ModelViews(const Vec<S>& flat, const std::vector<ParameterSlot>& slots, const ModelConfig& c) {
     auto m = [&](const std::string& name) {
       const ParameterSlot& s = find_slot(slots, name);
       return Matrix<S>(flat.data() + s.offset, s.shape[0], s.shape[1]);
@@ -73,8 +73,8 @@ struct ModelViews {
       return Vec<S>(flat.data() + s.offset, s.size);
     };
     embedding = m("embedding");
-    position = m("position");
-    for (int b = 0; b < layers; ++b) {
+    if (c.learned_positions()) position = m("position");
+    for (int b = 0; b < c.layers; ++b) {
       const std::string p = block_prefix(b);
       blocks.push_back({v(p + "ln1_gain"), v(p + "ln1_bias"), v(p + "bq"), v(p + "bk"), v(p + "bv"), v(p + "bo"),
                         v(p + "ln2_gain"), v(p + "ln2_bias"), v(p + "b1"), v(p + "b2"), m(p + "wq"), m(p + "wk"),
@@ -200,7 +200,7 @@ struct LanguageModel<S>::Workspace {
 
   Workspace(const ModelConfig& c, std::int64_t windows, const Vec<S>& params, const Vec<S>& grads,
             const std::vector<ParameterSlot>& slots)
-      : p(params, slots, c.layers), dp(grads, slots, c.layers), full(c, windows) {
+      : p(params, slots, c), dp(grads, slots, c), full(c, windows) {
     start = decltype(start)("fmattn::lm::start", vocabulary + 1);
   }
 };
