@@ -126,11 +126,12 @@ using deck_schema::Reader;
 using deck_schema::Schema;
 using deck_schema::Section;
 
-// Every section: the groups of deck_operator.cpp, deck_fit.cpp and deck_model.cpp.
+// Every section: the groups of deck_operator.cpp, deck_fit.cpp, deck_model.cpp and deck_generate.cpp.
 const Schema& schema() {
   static const Schema s = [] {
     Schema all;
-    for (Schema group : {deck_schema::operator_schema(), deck_schema::fit_schema(), deck_schema::model_schema()})
+    for (Schema group : {deck_schema::operator_schema(), deck_schema::fit_schema(), deck_schema::model_schema(),
+                         deck_schema::generate_schema()})
       all.merge(group);
     return all;
   }();
@@ -227,6 +228,12 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   if (d.train.min_learning_rate > d.train.learning_rate)
     fail("train.min_learning_rate",
          "expected at most train.learning_rate (" + std::to_string(d.train.learning_rate) + ")");
+  const auto& g = d.generate;
+  if (!g.prompt.empty() && !g.prompt_file.empty())
+    fail("generate.prompt_file", "give generate.prompt or generate.prompt_file, not both");
+  if (g.output == "-" && g.streams > 1)
+    fail("generate.streams", "expected 1 with generate.output '-' (stdout takes one stream), got " +
+                                 std::to_string(g.streams) + " (give generate.output a file name instead)");
   // Sizes whose element counts overflow 64 bits are impossible on any machine.
   const long double elems = (long double)d.problem.batch * d.problem.heads * d.problem.length * d.problem.head_dim;
   if (elems > (long double)(std::int64_t(1) << 60))
@@ -505,6 +512,14 @@ std::string to_yaml(const Deck& d) {
   e << YAML::Key << "eval" << YAML::Value << YAML::BeginMap << YAML::Key << "checkpoint" << YAML::Value
     << YAML::DoubleQuoted << d.eval.checkpoint << YAML::Key << "output" << YAML::Value << YAML::DoubleQuoted
     << d.eval.output << YAML::EndMap;
+  const auto& g = d.generate;
+  e << YAML::Key << "generate" << YAML::Value << YAML::BeginMap << YAML::Key << "checkpoint" << YAML::Value
+    << YAML::DoubleQuoted << g.checkpoint << YAML::Key << "prompt" << YAML::Value << YAML::DoubleQuoted << g.prompt
+    << YAML::Key << "prompt_file" << YAML::Value << YAML::DoubleQuoted << g.prompt_file << YAML::Key << "length"
+    << YAML::Value << g.length << YAML::Key << "streams" << YAML::Value << g.streams << YAML::Key << "temperature"
+    << YAML::Value << num(g.temperature) << YAML::Key << "top_k" << YAML::Value << g.top_k << YAML::Key << "top_p"
+    << YAML::Value << num(g.top_p) << YAML::Key << "seed" << YAML::Value << g.seed << YAML::Key << "output"
+    << YAML::Value << YAML::DoubleQuoted << g.output << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

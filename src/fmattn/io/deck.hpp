@@ -75,7 +75,7 @@ struct Deck {
     std::string restart_from;
   } fit;
 
-  // Language models (fmattn train / eval).
+  // Language models (fmattn train / eval / generate).
   struct Model {
     std::int64_t layers = 4;
     std::int64_t width = 256;
@@ -109,6 +109,19 @@ struct Deck {
     std::string checkpoint;
     std::string output;
   } eval;
+  // Bytes from a model checkpoint (fmattn generate).
+  struct Generate {
+    std::string checkpoint;      // required by fmattn generate
+    std::string prompt;          // inline text, or
+    std::string prompt_file;     // a file of bytes; neither: no prompt
+    std::int64_t length = 1024;  // bytes per stream
+    std::int64_t streams = 1;
+    double temperature = 1.0;  // 0: the most likely byte
+    std::int64_t top_k = 0;    // 0: all 256
+    double top_p = 1.0;
+    std::uint64_t seed = 1;
+    std::string output = "results/generated";  // stream s: <output>-<s>.txt (one: <output>.txt); "-": stdout
+  } generate;
 
   // Where the deck gives each key it sets: "file:line:column" or "--set key" (README, "Input
   // decks"); keys it leaves at their default are absent.

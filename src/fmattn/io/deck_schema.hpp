@@ -1,5 +1,5 @@
 // What deck.cpp, which reads a deck, shares with the files that define its sections
-// (deck_operator.cpp, deck_fit.cpp, deck_model.cpp): the Reader that turns a YAML value into a
+// (deck_operator.cpp, deck_fit.cpp, deck_model.cpp, deck_generate.cpp): the Reader that turns a YAML value into a
 // typed one or an InputError naming file:line:column and the key, a section's table of keys, and
 // the value checks several sections use. Internal to the library: not installed.
 #pragma once
@@ -72,5 +72,6 @@ double unit_interval(const Reader& r, const YAML::Node& n, const std::string& p)
 Schema operator_schema();  // run, problem, attention, input, weights, validation, output, parallel
 Schema fit_schema();       // fit
 Schema model_schema();     // model, data, train, eval
+Schema generate_schema();  // generate
 
 }  // namespace fmattn::deck_schema
