@@ -23,22 +23,27 @@ using Range2 = Kokkos::MDRangePolicy<Exec, Kokkos::Rank<2>, Kokkos::IndexType<st
 // each column's sum has one fixed order, and the rows are read contiguously.
 inline constexpr std::int64_t column_block = 16;
 
-// Rows r = w·T + t of the windows of a call: x(r, c) = E(token(r), c) + P(t, c), T = P's rows.
+// Rows r = w·T + t of the windows of a call: x(r, c) = E(token(r), c) + P(t, c), T = P's rows;
+// an empty P (positions none) adds nothing.
 template <class Exec, class Tokens, class CMatrix, class Matrix>
 void embed(const Exec& space, const Tokens& token, const CMatrix& E, const CMatrix& P, const Matrix& x) {
   const std::int64_t T = P.extent(0);
+  using S = typename Matrix::non_const_value_type;
   Kokkos::parallel_for(
       "fmattn::lm::embed", Range2<Exec>(space, {0, 0}, {std::int64_t(x.extent(0)), std::int64_t(x.extent(1))}),
-      KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t c) { x(r, c) = E(token(r), c) + P(r % T, c); });
+      KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t c) {
+        x(r, c) = E(token(r), c) + (T > 0 ? P(r % T, c) : S(0));
+      });
 }
 
 // dE(v, ·) += dx of the rows holding byte v, in increasing row (`order` lists the rows grouped
 // by byte, group v at [start(v), start(v + 1))); dP(t, ·) += dx of row t of each window, in
-// window order. Both are the sums of the windows taken one at a time, in the same order.
+// window order, unless dP is empty (positions none). Both are the sums of the windows taken one
+// at a time, in the same order.
 template <class Exec, class Index, class CMatrix, class Matrix>
 void embed_backward(const Exec& space, const Index& order, const Index& start, const CMatrix& dx, const Matrix& dE,
                     const Matrix& dP) {
-  const std::int64_t V = dE.extent(0), W = dE.extent(1), T = dP.extent(0), windows = dx.extent(0) / T;
+  const std::int64_t V = dE.extent(0), W = dE.extent(1), T = dP.extent(0);
   Kokkos::parallel_for(
       "fmattn::lm::embed_backward_tokens", Range2<Exec>(space, {0, 0}, {V, W}),
       KOKKOS_LAMBDA(const std::int64_t v, const std::int64_t c) {
@@ -46,6 +51,8 @@ void embed_backward(const Exec& space, const Index& order, const Index& start, c
         for (std::int64_t i = start(v); i < start(v + 1); ++i) sum += dx(order(i), c);
         dE(v, c) = sum;
       });
+  if (T == 0) return;
+  const std::int64_t windows = dx.extent(0) / T;
   Kokkos::parallel_for(
       "fmattn::lm::embed_backward_positions", Range2<Exec>(space, {0, 0}, {T, W}),
       KOKKOS_LAMBDA(const std::int64_t t, const std::int64_t c) {

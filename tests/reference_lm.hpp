@@ -23,12 +23,13 @@ struct Config {
   Method method = Method::exact;
   int block_size = 4, rank = 2;  // fma / local
   bool learned = false;          // fma: learned downsampling (basis functions per block)
+  bool positions = true;         // a learned position table P; false: positions none, x_0 = E alone
   bool count_weighting = true;
   double scale = 0;  // 0: 1/sqrt(d), d = width/heads
 };
 
-// Row-major arrays by name: "embedding" [256][W], "position" [T][W], "block_NN/..." per block,
-// "final_norm/gain" and "final_norm/bias" [W].
+// Row-major arrays by name: "embedding" [256][W], "position" [T][W] (learned positions only),
+// "block_NN/..." per block, "final_norm/gain" and "final_norm/bias" [W].
 using Params = std::map<std::string, std::vector<double>>;
 
 namespace detail {
@@ -126,10 +127,15 @@ inline std::vector<double> logits(const Config& c, const Params& p, const std::v
   const std::size_t WW = std::size_t(W) * W;
 
   const auto& E = get(p, "embedding", 256 * std::size_t(W));
-  const auto& P = get(p, "position", std::size_t(T) * W);
+  if (!c.positions && p.count("position"))
+    throw std::invalid_argument("reference LM: a model without positions has no parameter 'position'");
   std::vector<double> x(std::size_t(T) * W);
   for (int t = 0; t < T; ++t)
-    for (int ch = 0; ch < W; ++ch) x[t * W + ch] = E[window[t] * std::size_t(W) + ch] + P[t * W + ch];
+    for (int ch = 0; ch < W; ++ch) x[t * W + ch] = E[window[t] * std::size_t(W) + ch];
+  if (c.positions) {
+    const auto& P = get(p, "position", std::size_t(T) * W);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] += P[i];
+  }
 
   for (int b = 0; b < c.layers; ++b) {
     const std::string pre = block_name(b);

@@ -601,6 +601,112 @@ TEST(deck, WindowCountsAreBounded) {
   EXPECT_EQ(fmattn::parse_deck("train: {batch: 16777216}\n", "t").train.batch, 16777216);
 }
 
+TEST(deck, ModelPositionsAreLearnedOrNone) {
+  EXPECT_EQ(fmattn::parse_deck("", "t.yaml").model.positions, fmattn::Positions::learned);
+  const Deck d = fmattn::parse_deck("model: {positions: none}\n", "t.yaml");
+  EXPECT_EQ(d.model.positions, fmattn::Positions::none);
+  expect_round_trip(d);
+  EXPECT_TRUE(Matches(fmattn::to_yaml(d), "\n  positions: none\n"));
+  EXPECT_TRUE(Matches(file_error_of("model:\n  positions: sinusoidal\n"),
+                      R"(^DECK:2:14: model\.positions: expected one of learned \| none, got 'sinusoidal')"));
+  EXPECT_TRUE(Matches(error_of("", {"model.positions=false"}), R"(^--set model\.positions: expected one of)"));
+}
+
+// generate: the documented defaults, every key set and read back, files not looked at by the
+// parser, and every bad value or combination named where the deck gives it.
+TEST(deck, GenerateSectionDefaultsAndEveryKey) {
+  const Deck d = fmattn::parse_deck("", "t.yaml");
+  EXPECT_EQ(d.generate.checkpoint, "");
+  EXPECT_EQ(d.generate.prompt, "");
+  EXPECT_EQ(d.generate.prompt_file, "");
+  EXPECT_EQ(d.generate.length, 1024);
+  EXPECT_EQ(d.generate.streams, 1);
+  EXPECT_EQ(d.generate.temperature, 1.0);
+  EXPECT_EQ(d.generate.top_k, 0);
+  EXPECT_EQ(d.generate.top_p, 1.0);
+  EXPECT_EQ(d.generate.seed, 1u);
+  EXPECT_EQ(d.generate.output, "results/generated");
+  const Deck g = fmattn::parse_deck(
+      "generate:\n"
+      "  checkpoint: /nonexistent/model.h5\n"
+      "  prompt: \"Once upon\\na \\\"time\\\"\\t \xC3\xA9\"\n"
+      "  length: 1099511627776\n"
+      "  streams: 4096\n"
+      "  temperature: 0\n"
+      "  top_k: 256\n"
+      "  top_p: 0.25\n"
+      "  seed: 0\n"
+      "  output: out/story\n",
+      "g.yaml");
+  EXPECT_EQ(g.generate.checkpoint, "/nonexistent/model.h5");
+  EXPECT_EQ(g.generate.prompt, "Once upon\na \"time\"\t \xC3\xA9");
+  EXPECT_EQ(g.generate.length, std::int64_t(1) << 40);
+  EXPECT_EQ(g.generate.streams, 4096);
+  EXPECT_EQ(g.generate.temperature, 0.0);
+  EXPECT_EQ(g.generate.top_k, 256);
+  EXPECT_EQ(g.generate.top_p, 0.25);
+  EXPECT_EQ(g.generate.seed, 0u);
+  EXPECT_EQ(g.generate.output, "out/story");
+  expect_round_trip(g);
+  const Deck f = fmattn::parse_deck(
+      "generate: {prompt_file: /nonexistent/prompt.txt, output: '-', temperature: 0.7, top_p: 1}\n", "f.yaml");
+  EXPECT_EQ(f.generate.prompt_file, "/nonexistent/prompt.txt");
+  EXPECT_EQ(f.generate.output, "-");
+  EXPECT_EQ(f.generate.temperature, 0.7);
+  expect_round_trip(f);
+  EXPECT_TRUE(Matches(fmattn::to_yaml(f),
+                      "\ngenerate:\n  checkpoint: \"\"\n  prompt: \"\"\n  prompt_file: "
+                      "\"/nonexistent/prompt.txt\"\n  length: 1024\n  streams: 1\n"));
+}
+
+TEST(deck, GenerateBadValuesAreNamed) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"length: 0", R"(^DECK:2:11: generate\.length: expected an integer between 1 and 2\^40, got 0$)"},
+      {"length: -3", R"(^DECK:2:11: generate\.length: expected an integer between 1 and 2\^40, got -3$)"},
+      {"length: 1099511627777", R"(^DECK:2:11: generate\.length: expected an integer between 1 and 2\^40)"},
+      {"length: 1.5", R"(^DECK:2:11: generate\.length: expected an integer between 1 and 2\^40, got '1\.5')"},
+      {"streams: 0", R"(^DECK:2:12: generate\.streams: expected an integer between 1 and 4096, got 0$)"},
+      {"streams: 4097", R"(^DECK:2:12: generate\.streams: expected an integer between 1 and 4096, got 4097$)"},
+      {"temperature: -0.5", R"(^DECK:2:16: generate\.temperature: expected a number >= 0, got -0\.5$)"},
+      {"temperature: .nan", R"(^DECK:2:16: generate\.temperature: expected a number >= 0, got '\.nan'$)"},
+      {"temperature: .inf", R"(^DECK:2:16: generate\.temperature: expected a number >= 0, got '\.inf'$)"},
+      {"temperature: hot", R"(^DECK:2:16: generate\.temperature: expected a number >= 0, got 'hot'$)"},
+      {"top_k: -1", R"(^DECK:2:10: generate\.top_k: expected an integer between 0 \(all\) and 256, got -1$)"},
+      {"top_k: 257", R"(^DECK:2:10: generate\.top_k: expected an integer between 0 \(all\) and 256, got 257$)"},
+      {"top_p: 0", R"(^DECK:2:10: generate\.top_p: expected a number in \(0, 1\], got 0$)"},
+      {"top_p: -0.1", R"(^DECK:2:10: generate\.top_p: expected a number in \(0, 1\], got -0\.1$)"},
+      {"top_p: 1.5", R"(^DECK:2:10: generate\.top_p: expected a number in \(0, 1\], got 1\.5$)"},
+      {"top_p: .nan", R"(^DECK:2:10: generate\.top_p: expected a number in \(0, 1\], got '\.nan'$)"},
+      {"seed: -1", R"(^DECK:2:9: generate\.seed: expected an integer >= 0, got -1$)"},
+      {"output: ''", R"(^DECK:2:11: generate\.output: expected where the streams go .*, got an empty value$)"},
+      {"output:", R"(^DECK:2:3: generate\.output: expected where the streams go)"},
+      {"prompt: [a, b]", R"(^DECK:2:11: generate\.prompt: expected a string, got a sequence$)"},
+      {"checkpoint: \"m\\0.h5\"", R"(^DECK:2:15: generate\.checkpoint: a path cannot hold a NUL byte)"},
+      {"prompt_file: " + std::string(5000, 'p'), R"(^DECK:2:16: generate\.prompt_file: a path of 5000 characters)"},
+      {"promt: hello", R"(^DECK:2:3: generate\.promt: unknown key \(allowed in 'generate': checkpoint, prompt, )"},
+  };
+  for (const auto& [line, regex] : bad) {
+    SCOPED_TRACE(line);
+    EXPECT_TRUE(Matches(file_error_of("generate:\n  " + line + "\n"), regex));
+  }
+  // A bare - is a YAML list (in a file, a syntax error): the message says to quote it.
+  EXPECT_TRUE(Matches(error_of("", {"generate.output=-"}),
+                      R"(^--set generate\.output: expected a file name stem or '-', got a list: write '-' in quotes)"));
+  // Inline text and a file, both: the file is named.
+  EXPECT_TRUE(
+      Matches(file_error_of("generate:\n  prompt: Once\n  prompt_file: p.txt\n"),
+              R"(^DECK:3:16: generate\.prompt_file: give generate\.prompt or generate\.prompt_file, not both$)"));
+  EXPECT_EQ(fmattn::parse_deck("generate: {prompt: '', prompt_file: p.txt}\n", "t.yaml").generate.prompt_file, "p.txt");
+  // stdout takes one stream: the streams are named, wherever they are given.
+  EXPECT_TRUE(Matches(file_error_of("generate:\n  output: '-'\n  streams: 2\n"),
+                      R"(^DECK:3:12: generate\.streams: expected 1 with generate\.output '-' \(stdout takes one )"
+                      R"(stream\), got 2)"));
+  EXPECT_TRUE(Matches(error_of("generate: {output: '-'}\n", {"generate.streams=3"}),
+                      R"(^--set generate\.streams: expected 1 with generate\.output '-')"));
+  EXPECT_EQ(fmattn::parse_deck("generate: {output: '-', streams: 1}\n", "t.yaml").generate.streams, 1);
+  EXPECT_EQ(fmattn::parse_deck("generate: {output: '-s', streams: 2}\n", "t.yaml").generate.streams, 2);
+}
+
 TEST(deck, KeysKnowWhereTheDeckGivesThem) {
   const Deck d = fmattn::parse_deck("model:\n  context: 128\n", "lm.yaml", {"train.batch=3"});
   EXPECT_EQ(d.where("model.context"), "lm.yaml:2:12: model.context");

@@ -1,8 +1,9 @@
 // The language model against the independent float64 reference of reference_lm.hpp: the loss,
 // and the gradient of every parameter class against central finite differences of the
 // reference's loss, for exact, FMA (average and learned basis functions, a ragged context) and
-// local attention; exact = FMA when the context has no coarse level; initial values as
-// documented; the learning-rate schedule.
+// local attention, with learned positions and without; exact = FMA when the context has no
+// coarse level; initial values as documented; parameters carried to another context; the
+// learning-rate schedule.
 #include <fmattn/model/flops.hpp>
 #include <fmattn/model/language_model.hpp>
 #include <fmattn/model/optimizer.hpp>
@@ -26,6 +27,7 @@ struct Case {
   fmattn::Method method;
   bool learned;
   int context;
+  fmattn::Positions positions = fmattn::Positions::learned;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -36,6 +38,7 @@ ModelConfig config_of(const Case& c) {
   m.width = 16;
   m.heads = 2;
   m.context = c.context;
+  m.positions = c.positions;
   m.block_size = 4;
   m.rank = 2;
   m.attention.method = c.method;
@@ -56,6 +59,7 @@ ref_lm::Config reference_of(const ModelConfig& m) {
              : m.attention.method == fmattn::Method::fma ? ref_lm::Method::fma
                                                          : ref_lm::Method::local;
   r.learned = m.learned_basis();
+  r.positions = m.learned_positions();
   r.scale = m.attention.scale;
   return r;
 }
@@ -140,27 +144,32 @@ TEST_P(ModelVsReference, LossAndEveryGradientClass) {
   EXPECT_GE(checked, 2 * 20);
 }
 
-INSTANTIATE_TEST_SUITE_P(Methods, ModelVsReference,
-                         ::testing::Values(Case{"exact", fmattn::Method::exact, false, 32},
-                                           Case{"fma_average", fmattn::Method::fma, false, 32},
-                                           Case{"fma_learned", fmattn::Method::fma, true, 32},
-                                           Case{"fma_learned_ragged", fmattn::Method::fma, true, 27},
-                                           Case{"local", fmattn::Method::local, false, 29}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Methods, ModelVsReference,
+    ::testing::Values(Case{"exact", fmattn::Method::exact, false, 32},
+                      Case{"fma_average", fmattn::Method::fma, false, 32},
+                      Case{"fma_learned", fmattn::Method::fma, true, 32},
+                      Case{"fma_learned_ragged", fmattn::Method::fma, true, 27},
+                      Case{"local", fmattn::Method::local, false, 29},
+                      Case{"exact_no_positions", fmattn::Method::exact, false, 32, fmattn::Positions::none},
+                      Case{"fma_learned_ragged_no_positions", fmattn::Method::fma, true, 27, fmattn::Positions::none}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Model, ExactEqualsFmaWithoutCoarseLevels) {
   // context 8 = 2 · block_size: FMA has no coarse level and its near field is every key.
-  for (const bool learned : {false, true}) {
-    Fixture exact(Case{"exact", fmattn::Method::exact, false, 8});
-    Fixture fma(Case{"fma", fmattn::Method::fma, learned, 8});
-    ASSERT_EQ(fma.config.geometry().L, 0);
-    ASSERT_EQ(exact.x, fma.x);  // no basis functions without levels: the same parameters
-    const double a = exact.model.window(exact.bytes.data(), 0.0);
-    const double b = fma.model.window(fma.bytes.data(), 0.0);
-    EXPECT_NEAR(a, b, 1e-13 * a);
-    const auto la = exact.model.logits(), lb = fma.model.logits();
-    for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-12) << i;
-  }
+  for (const auto positions : {fmattn::Positions::learned, fmattn::Positions::none})
+    for (const bool learned : {false, true}) {
+      SCOPED_TRACE(positions == fmattn::Positions::none ? "positions none" : "learned positions");
+      Fixture exact(Case{"exact", fmattn::Method::exact, false, 8, positions});
+      Fixture fma(Case{"fma", fmattn::Method::fma, learned, 8, positions});
+      ASSERT_EQ(fma.config.geometry().L, 0);
+      ASSERT_EQ(exact.x, fma.x);  // no basis functions without levels: the same parameters
+      const double a = exact.model.window(exact.bytes.data(), 0.0);
+      const double b = fma.model.window(fma.bytes.data(), 0.0);
+      EXPECT_NEAR(a, b, 1e-13 * a);
+      const auto la = exact.model.logits(), lb = fma.model.logits();
+      for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-12) << i;
+    }
 }
 
 TEST(Model, LocalDiffersFromFmaBeyondTwoBlocks) {
@@ -259,6 +268,78 @@ TEST(Model, InitialValues) {
   // Another seed, other values; the same seed, the same bits.
   EXPECT_NE(x, fmattn::initial_parameters(c, slots, 2));
   EXPECT_EQ(x, fmattn::initial_parameters(c, slots, 1));
+  // Without positions: no table P, and every other slot as in the learned-positions model.
+  ModelConfig none = c;
+  none.positions = fmattn::Positions::none;
+  const auto none_slots = fmattn::parameter_slots(none);
+  const auto y = fmattn::initial_parameters(none, none_slots, 1);
+  EXPECT_EQ(none_slots.size() + 1, slots.size());
+  EXPECT_EQ(fmattn::parameter_count(none_slots) + c.context * c.width, fmattn::parameter_count(slots));
+  for (const auto& s : none_slots) {
+    EXPECT_NE(s.name, "position");
+    const auto& learned = fmattn::find_slot(slots, s.name);
+    EXPECT_TRUE(std::equal(y.begin() + s.offset, y.begin() + s.offset + s.size, x.begin() + learned.offset)) << s.name;
+  }
+}
+
+// The average operator of level l by its definition: coarse token r of a cell of w_l tokens is
+// the mean of its sub-segment r of w_l / p tokens, for every channel.
+double average_operator(const ModelConfig& c, int level, std::int64_t i) {
+  const std::int64_t w = std::int64_t(c.block_size) << (level - 1), segment = w / c.rank, d = c.head_dim();
+  const std::int64_t r = i / (w * d), t = i / d % w;
+  return t / segment == r ? 1.0 / double(segment) : 0.0;
+}
+
+// A positions-none model carried to another context: at its own context it is itself; at a
+// longer one every trained slot keeps its bits, the coarse levels the context adds start at the
+// average operator, and the model runs there as the reference does; back at the trained context
+// it is the trained model again. A learned-positions model cannot change its context.
+TEST(Model, AdaptParametersToAnotherContext) {
+  Fixture f(Case{"fma", fmattn::Method::fma, true, 32, fmattn::Positions::none});
+  const ModelConfig& from = f.config;
+  EXPECT_EQ(fmattn::adapt_parameters(from, f.x, from), f.x);
+  ModelConfig to = from;
+  to.context = 128;
+  ASSERT_EQ(from.geometry().L, 2);
+  ASSERT_EQ(to.geometry().L, 4);
+  const std::vector<double> y = fmattn::adapt_parameters(from, f.x, to);
+  const auto to_slots = fmattn::parameter_slots(to);
+  ASSERT_EQ(std::int64_t(y.size()), fmattn::parameter_count(to_slots));
+  int added = 0;
+  for (const auto& s : to_slots) {
+    const auto trained = std::find_if(f.model.slots().begin(), f.model.slots().end(),
+                                      [&](const fmattn::ParameterSlot& t) { return t.name == s.name; });
+    if (trained != f.model.slots().end()) {
+      EXPECT_TRUE(std::equal(y.begin() + s.offset, y.begin() + s.offset + s.size, f.x.begin() + trained->offset))
+          << s.name;
+      continue;
+    }
+    const int level = std::stoi(s.name.substr(s.name.find("level_") + 6, 2));
+    EXPECT_GT(level, 2) << s.name;
+    const bool bias = s.name.substr(s.name.rfind('/')) == "/bias";
+    for (std::int64_t i = 0; i < s.size; ++i)
+      ASSERT_EQ(y[std::size_t(s.offset + i)], bias ? 0.0 : average_operator(to, level, i)) << s.name << " " << i;
+    ++added;
+  }
+  EXPECT_EQ(added, 2 * 2 * 2 * 2);  // layers × {k, v} × levels 3, 4 × {weight, bias}
+  EXPECT_EQ(fmattn::adapt_parameters(to, y, from), f.x);
+  LanguageModel<double> longer(to, 7);
+  longer.set_parameters(y);
+  const auto bytes = window_bytes(to.context, 12);
+  const double reference = ref_lm::loss(reference_of(to), named(to_slots, y), bytes);
+  EXPECT_NEAR(longer.window(bytes.data(), 0.0) / to.context, reference, 1e-12 * reference);
+
+  ModelConfig learned = from;
+  learned.positions = fmattn::Positions::learned;
+  const auto x = fmattn::initial_parameters(learned, fmattn::parameter_slots(learned), 1);
+  EXPECT_EQ(fmattn::adapt_parameters(learned, x, learned), x);
+  ModelConfig learned_longer = learned;
+  learned_longer.context = 128;
+  EXPECT_THROW(fmattn::adapt_parameters(learned, x, learned_longer), std::invalid_argument);
+  ModelConfig wider = to;
+  wider.width = 32;
+  EXPECT_THROW(fmattn::adapt_parameters(from, f.x, wider), std::invalid_argument);
+  EXPECT_THROW(fmattn::adapt_parameters(from, x, to), std::invalid_argument);  // learned's values: too many
 }
 
 // Training FLOPs per token, counted by hand for a small exact model: 6 per matrix parameter

@@ -2,7 +2,8 @@
 // 10 steps + restart + 10 steps = 20 steps bit for bit (float32 and float64; the SIGTERM path
 // of a requeued job is cli/train_restart.sh); a diverging run stops with the last good
 // checkpoint kept; bad decks, corpora and checkpoints are input errors naming the key or file,
-// with nothing overwritten; eval reproduces the validation loss of training.
+// with nothing overwritten; eval reproduces the validation loss of training; a model without
+// positions is saved as such and evaluated at another context.
 #include <fmattn/app/lm_common.hpp>
 #include <fmattn/app/train.hpp>
 #include <fmattn/io/hdf5_io.hpp>
@@ -293,6 +294,75 @@ void replace_attribute(const std::string& path, const char* name, hid_t type, hi
   H5Awrite(a, type, value);
   H5Aclose(a);
   H5Fclose(f);
+}
+
+void remove_attribute(const std::string& path, const char* name) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  EXPECT_GE(H5Adelete(f, name), 0) << name;
+  H5Fclose(f);
+}
+
+// positions: none — the checkpoint says so and holds no table P, and a restart under learned
+// positions is refused naming model.positions; eval reproduces training's validation at the
+// trained context, runs the model at a longer and a shorter model.context (and says so), and
+// refuses a deck that says learned. A checkpoint from before the attribute existed has learned
+// positions: the attribute removed, a learned checkpoint loads as before, and a positions-none
+// one is read as learned (its missing table named).
+TEST(Train, PositionsNoneCheckpointsAndEvalAtAnotherContext) {
+  Data data;
+  TempPath none("none.h5"), learned("learned.h5"), longer("longer.h5"), shorter("shorter.h5");
+  const std::vector<std::string> no_positions = {"model.positions=none"};
+  const auto trained = fmattn::train_deck(data.deck(none.path(), "float64", 5, no_positions), quiet);
+  EXPECT_EQ(fmattn::load_model(none.path()).config.positions, fmattn::Positions::none);
+  {
+    auto file = fmattn::h5::open_read(none.path());
+    EXPECT_EQ(fmattn::h5::read_attr_string(file, "positions", none.path()), "none");
+    EXPECT_TRUE(fmattn::h5::exists(file, "params/embedding"));
+    EXPECT_FALSE(fmattn::h5::exists(file, "params/position"));
+    EXPECT_FALSE(fmattn::h5::exists(file, "optimizer/moment1/position"));
+  }
+  EXPECT_THAT(input_error([&] {
+                fmattn::train_deck(data.deck(learned.path(), "float64", 6, {"train.restart_from=" + none.path()}),
+                                   quiet);
+              }),
+              HasSubstr("a checkpoint of another model: model.positions none (the deck has learned)"));
+
+  auto eval = [&](std::vector<std::string> overrides, std::vector<std::string>* log = nullptr) {
+    overrides.push_back("eval.checkpoint=" + none.path());
+    const fmattn::LogSink sink = [&](const std::string& line) {
+      if (log) log->push_back(line);
+    };
+    return fmattn::eval_deck(data.deck(none.path(), "float64", 5, overrides), sink);
+  };
+  EXPECT_EQ(eval(no_positions).bits_per_byte, trained.val_loss);
+  for (const auto& [context, out] : {std::pair{128, &longer}, std::pair{32, &shorter}}) {
+    std::vector<std::string> log;
+    const auto e = eval({"model.context=" + std::to_string(context), "eval.output=" + out->path()}, &log);
+    EXPECT_EQ(e.context, context);
+    EXPECT_TRUE(std::isfinite(e.bits_per_byte));
+    EXPECT_NE(e.bits_per_byte, trained.val_loss);
+    EXPECT_THAT(log, ::testing::Contains("eval       at context " + std::to_string(context) +
+                                         " (model.context; trained at 64)"));
+    auto file = fmattn::h5::open_read(out->path());
+    EXPECT_EQ(fmattn::h5::read_attr_int(file, "context", out->path()), context);
+    EXPECT_EQ(fmattn::h5::read_attr_string(file, "positions", out->path()), "none");
+    EXPECT_EQ(fmattn::h5::dataset_info(file, "position_bits_per_byte", out->path()).shape,
+              (std::vector<std::int64_t>{context}));
+  }
+  EXPECT_THAT(input_error([&] { eval({"model.positions=learned"}); }),
+              HasSubstr("--set model.positions: the deck says learned, the checkpoint (eval.checkpoint) was trained "
+                        "with none"));
+
+  fmattn::train_deck(data.deck(learned.path(), "float64", 2), quiet);
+  const auto before = fmattn::load_model(learned.path());
+  EXPECT_EQ(before.config.positions, fmattn::Positions::learned);
+  remove_attribute(learned.path(), "positions");
+  const auto old = fmattn::load_model(learned.path());
+  EXPECT_EQ(old.config.positions, fmattn::Positions::learned);
+  EXPECT_TRUE(same_bits(old.params, before.params));
+  remove_attribute(none.path(), "positions");
+  EXPECT_THAT(input_error([&] { fmattn::load_model(none.path()); }), HasSubstr("'params/position'"));
 }
 
 TEST(Train, CheckpointAttributesOfAnotherTypeAreRefused) {

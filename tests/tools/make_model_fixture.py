@@ -3,7 +3,8 @@
 the tests of tools/fmattn-analyze.
 
     make_model_fixture.py [--broken] [--without-params] [--method exact|fma|local]
-                          [--downsampling average|learned] [--dtype float32|float64] OUT.h5
+                          [--downsampling average|learned] [--dtype float32|float64]
+                          [--positions learned|none] OUT.h5
 
 The model: 2 layers, width 16, 2 heads (head_dim 8), context 32, vocab 256; by default FMA with
 learned downsampling, block_size 4, rank 2, so the padded length is 32 and there are 2 coarse
@@ -11,7 +12,9 @@ levels with cells w_1 = 4 and w_2 = 8 (per block: downsampling/{k,v}/level_0l/we
 bias [2][8], initialised to the average operator plus a small perturbation). 50 steps of a
 falling training loss (bits per byte), validation every 10 steps, tokens/s per step. With
 --broken the dataset train/loss is left out, with --without-params the group params: the tool
-must refuse such a file with exit status 2.
+must refuse such a file with exit status 2. Without --positions the file has no attribute
+`positions` and a position table, as checkpoints made before the attribute existed; with
+--positions none it has neither the table nor its optimizer moments.
 Needs numpy and h5py (it re-runs itself with an interpreter that has them, like the tool).
 Exit 0 on success, 2 on bad arguments, 1 on other failures.
 """
@@ -97,10 +100,12 @@ def levels(context, m):
     return [m * 2 ** (l - 1) for l in range(1, count + 1)]
 
 
-def parameters(rng, dtype, learned):
+def parameters(rng, dtype, learned, positions):
     """{relative path: array} of every parameter of the model."""
     w, d = WIDTH, WIDTH // HEADS
-    p = {"embedding": rng.normal(0, 0.02, (VOCAB, w)), "position": rng.normal(0, 0.02, (CONTEXT, w))}
+    p = {"embedding": rng.normal(0, 0.02, (VOCAB, w))}
+    if positions:
+        p["position"] = rng.normal(0, 0.02, (CONTEXT, w))
     for b in range(LAYERS):
         block = "block_%02d/" % b
         for name in ("ln1_gain", "ln2_gain"):
@@ -136,6 +141,7 @@ def main(argv):
     parser.add_argument("--method", choices=("exact", "fma", "local"), default="fma")
     parser.add_argument("--downsampling", choices=("average", "learned"), default="learned")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--positions", choices=("learned", "none"))
     args = parser.parse_args(argv)
     learned = args.method == "fma" and args.downsampling == "learned"
     rng = np.random.default_rng(SEED)
@@ -154,8 +160,10 @@ def main(argv):
         string_attr(f, "dtype", args.dtype)
         string_attr(f, "method", args.method)
         string_attr(f, "downsampling", args.downsampling)
+        if args.positions:
+            string_attr(f, "positions", args.positions)
 
-        params = parameters(rng, args.dtype, learned)
+        params = parameters(rng, args.dtype, learned, args.positions != "none")
         for path, value in params.items():
             if not args.without_params:
                 f.create_dataset("params/" + path, data=value)

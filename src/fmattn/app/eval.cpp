@@ -4,6 +4,7 @@
 #include <fmattn/io/model_file.hpp>
 #include <fmattn/io/output_file.hpp>
 #include <fmattn/io/provenance.hpp>
+#include <fmattn/model/parameters.hpp>
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/profiling.hpp>
 
@@ -18,16 +19,16 @@ namespace {
 inline constexpr const char* eval_schema = "fmattn-eval/1";
 
 template <class S>
-EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink& log, MPI_Comm comm) {
+EvalSummary eval_typed(const Deck& deck, const ModelState& state, const ModelConfig& c, const LogSink& log,
+                       MPI_Comm comm) {
   Stopwatch watch;
   int ranks = 1;
   MPI_Comm_size(comm, &ranks);
-  const ModelConfig& c = state.config;
   const std::int64_t T = c.context, windows = deck.train.eval_windows;
   const Corpus val = load_corpus(deck, "data.val", deck.data.val, T + 1);
   // Windows in batches, as many at once as training takes (train.micro_batch).
   LanguageModel<S> model(c, state.seed, windows_at_once(deck, c, state.dtype, windows));
-  model.set_parameters(state.params);
+  model.set_parameters(adapt_parameters(state.config, state.params, c));
   std::vector<double> by_position;
   const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm, &by_position);
   for (double& x : by_position) x /= std::log(2.0);
@@ -64,6 +65,7 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const LogSink&
       h5::write_dataset(file.id(), "window_offset", {windows}, offsets.data());
       h5::write_dataset(file.id(), "position_bits_per_byte", {T}, by_position.data());
       h5::write_attr(file.id(), "method", std::string(name_of(c.attention.method)));
+      h5::write_attr(file.id(), "positions", std::string(name_of(c.positions)));
       h5::write_attr(file.id(), "downsampling", std::string(name_of(c.attention.downsampling)));
       h5::write_attr(file.id(), "block_size", std::int64_t(c.block_size));
       file.commit();
@@ -84,14 +86,20 @@ EvalSummary eval_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   if (!deck.eval.output.empty()) check_writable(deck.eval.output, "eval.output", comm);
   const ModelState state = load_checkpoint(deck, "eval.checkpoint", deck.eval.checkpoint);
   check_deck_matches(deck, state);
+  const ModelConfig& trained = state.config;
+  const ModelConfig config = eval_config(deck, state);
   char line[200];
-  std::snprintf(
-      line, sizeof line, "model      %s: step %lld, %d layers, width %d, %d heads, context %d, %s, %s attention",
-      deck.eval.checkpoint.c_str(), static_cast<long long>(state.step), state.config.layers, state.config.width,
-      state.config.heads, state.config.context, name_of(state.dtype), name_of(state.config.attention.method));
+  std::snprintf(line, sizeof line,
+                "model      %s: step %lld, %d layers, width %d, %d heads, context %d, positions %s, %s, %s attention",
+                deck.eval.checkpoint.c_str(), static_cast<long long>(state.step), trained.layers, trained.width,
+                trained.heads, trained.context, name_of(trained.positions), name_of(state.dtype),
+                name_of(trained.attention.method));
   log(line);
-  return state.dtype == Dtype::float32 ? eval_typed<float>(deck, state, log, comm)
-                                       : eval_typed<double>(deck, state, log, comm);
+  log("eval       at context " + std::to_string(config.context) +
+      (config.context == trained.context ? std::string(", the checkpoint's")
+                                         : " (model.context; trained at " + std::to_string(trained.context) + ")"));
+  return state.dtype == Dtype::float32 ? eval_typed<float>(deck, state, config, log, comm)
+                                       : eval_typed<double>(deck, state, config, log, comm);
 }
 
 }  // namespace fmattn

@@ -12,6 +12,18 @@
 
 namespace fmattn {
 
+namespace {
+
+void check_zero_sink_context(const Deck& deck, const ModelConfig& c) {
+  const std::int64_t T = c.context;
+  if (c.attention.boundary == Boundary::zero_sink && (T % c.block_size != 0 || !is_pow2(T / c.block_size)))
+    throw InputError(deck.where(deck.gives("model.context") ? "model.context" : "attention.boundary") +
+                     ": zero_sink needs model.context = block_size * 2^k, got context " + std::to_string(T) +
+                     " with block_size " + std::to_string(c.block_size));
+}
+
+}  // namespace
+
 ModelConfig model_config(const Deck& deck) {
   const auto& a = deck.attention;
   if (a.variant != Variant::causal)
@@ -24,16 +36,22 @@ ModelConfig model_config(const Deck& deck) {
   c.width = int(deck.model.width);
   c.heads = int(deck.model.heads);
   c.context = int(deck.model.context);
+  c.positions = deck.model.positions;
   c.block_size = int(a.block_size);
   c.rank = int(a.rank);
   c.attention = attention_options(deck);
   // The deck's automatic scale is for problem.head_dim; the model's heads are width / heads wide.
   c.attention.scale = a.scale > 0 ? a.scale : 1.0 / std::sqrt(double(c.head_dim()));
-  const std::int64_t T = c.context;
-  if (a.boundary == Boundary::zero_sink && (T % a.block_size != 0 || !is_pow2(T / a.block_size)))
-    throw InputError(deck.where(deck.gives("model.context") ? "model.context" : "attention.boundary") +
-                     ": zero_sink needs model.context = block_size * 2^k, got context " + std::to_string(T) +
-                     " with block_size " + std::to_string(a.block_size));
+  check_zero_sink_context(deck, c);
+  return c;
+}
+
+ModelConfig eval_config(const Deck& deck, const ModelState& state) {
+  ModelConfig c = state.config;
+  if (deck.gives("model.context") && !c.learned_positions()) {
+    c.context = int(deck.model.context);
+    check_zero_sink_context(deck, c);
+  }
   return c;
 }
 
@@ -67,7 +85,8 @@ void check_deck_matches(const Deck& deck, const ModelState& state) {
   differ("model.layers", n(deck.model.layers), n(c.layers));
   differ("model.width", n(deck.model.width), n(c.width));
   differ("model.heads", n(deck.model.heads), n(c.heads));
-  differ("model.context", n(deck.model.context), n(c.context));
+  differ("model.positions", name_of(deck.model.positions), name_of(c.positions));
+  if (c.learned_positions()) differ("model.context", n(deck.model.context), n(c.context));
   differ("model.dtype", name_of(deck.model.dtype), name_of(state.dtype));
   differ("attention.method", name_of(a.method), name_of(c.attention.method));
   differ("attention.block_size", n(a.block_size), n(c.block_size));

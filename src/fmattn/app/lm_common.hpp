@@ -30,8 +30,13 @@ ModelState load_checkpoint(const Deck& deck, const std::string& key, const std::
                            const ModelState* expect = nullptr);
 
 // eval runs the checkpoint's model: InputError naming the key when the deck sets a model or
-// attention key to another value than the checkpoint holds.
+// attention key to another value than the checkpoint holds — except model.context for a model
+// with positions none, which runs at any context.
 void check_deck_matches(const Deck& deck, const ModelState& state);
+
+// The model eval runs: the checkpoint's, at the deck's model.context when the deck sets it and
+// the model has no position table (check_deck_matches refuses another context otherwise).
+ModelConfig eval_config(const Deck& deck, const ModelState& state);
 
 // How many of a rank's `share` windows go through the model at once: train.micro_batch, or
 // for 0 (auto) up to 2^17 tokens whose activations fit in 4 GiB (a function of the deck

@@ -140,10 +140,11 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   {
     char line[256];
     std::snprintf(line, sizeof line,
-                  "model      %d layers, width %d, %d heads, context %lld, %s, %s attention, %lld parameters, %s "
-                  "activations for %lld window(s), %.3g training FLOPs per token",
-                  config.layers, config.width, config.heads, static_cast<long long>(T), name_of(deck.model.dtype),
-                  name_of(config.attention.method), static_cast<long long>(parameter_count(model.slots())),
+                  "model      %d layers, width %d, %d heads, context %lld, positions %s, %s, %s attention, %lld "
+                  "parameters, %s activations for %lld window(s), %.3g training FLOPs per token",
+                  config.layers, config.width, config.heads, static_cast<long long>(T), name_of(config.positions),
+                  name_of(deck.model.dtype), name_of(config.attention.method),
+                  static_cast<long long>(parameter_count(model.slots())),
                   format_bytes(double(model.workspace_bytes())).c_str(), static_cast<long long>(model.max_windows()),
                   flops_per_token);
     log(line);

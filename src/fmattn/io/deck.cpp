@@ -1,6 +1,7 @@
 #include <fmattn/io/deck.hpp>
 
 #include <fmattn/core/geometry.hpp>
+#include <fmattn/io/deck_schema.hpp>
 #include <fmattn/io/paths.hpp>
 #include <fmattn/util/errors.hpp>
 
@@ -11,114 +12,84 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
 namespace fmattn {
 
-namespace {
+namespace deck_schema {
 
-// Where a value came from, for messages: file:line:column, or the --set option.
-struct Reader {
-  std::string origin;
-  std::set<std::string> overridden;
-  // yaml-cpp marks an empty value at the start of the next line; report its key instead.
-  mutable YAML::Mark key_mark = YAML::Mark::null_mark();
+std::string Reader::where(const YAML::Node& node, const std::string& path) const {
+  for (const std::string& o : overridden)
+    if (o == path || o.rfind(path + ".", 0) == 0 || path.rfind(o + ".", 0) == 0) return "--set " + o;
+  const YAML::Mark mark = node.IsNull() ? key_mark : node.Mark();
+  if (mark.is_null()) return origin;
+  return origin + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+}
 
-  std::string where(const YAML::Node& node, const std::string& path) const {
-    for (const std::string& o : overridden)
-      if (o == path || o.rfind(path + ".", 0) == 0 || path.rfind(o + ".", 0) == 0) return "--set " + o;
-    const YAML::Mark mark = node.IsNull() ? key_mark : node.Mark();
-    if (mark.is_null()) return origin;
-    return origin + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+void Reader::fail(const YAML::Node& node, const std::string& path, const std::string& what) const {
+  const std::string at = where(node, path);
+  // "--set input.file" already names the key.
+  throw InputError(at == "--set " + path ? at + ": " + what : at + ": " + path + ": " + what);
+}
+
+std::string Reader::text(const YAML::Node& node, const std::string& path, const std::string& expected) const {
+  if (node.IsNull()) fail(node, path, "expected " + expected + ", got an empty value");
+  if (!node.IsScalar()) fail(node, path, "expected " + expected + ", got a " + (node.IsMap() ? "mapping" : "sequence"));
+  return node.Scalar();
+}
+
+std::int64_t Reader::integer(const YAML::Node& node, const std::string& path, std::int64_t lo, std::int64_t hi,
+                             const std::string& expected) const {
+  const std::string s = text(node, path, expected);
+  std::int64_t value = 0;
+  // Decimal only: yaml-cpp would read 010 as octal 8 and 0x40 as 64.
+  const std::size_t digits = s.find_first_not_of("+-") == 1 ? 1 : 0;
+  const bool decimal = s.size() > digits && s.find_first_not_of("0123456789", digits) == std::string::npos &&
+                       (s[digits] != '0' || s.size() == digits + 1);
+  if (!decimal || !YAML::convert<std::int64_t>::decode(node, value)) {
+    const bool numeric = s.find_first_of("0123456789") != std::string::npos &&
+                         s.find_first_not_of("+-0123456789xXabcdefABCDEFoO_") == std::string::npos;
+    fail(node, path,
+         "expected " + expected + ", got '" + s + "'" +
+             (numeric ? " (write integers in decimal, without leading zeros)" : ""));
   }
+  if (value < lo || value > hi) fail(node, path, "expected " + expected + ", got " + s);
+  return value;
+}
 
-  [[noreturn]] void fail(const YAML::Node& node, const std::string& path, const std::string& what) const {
-    const std::string at = where(node, path);
-    // "--set input.file" already names the key.
-    throw InputError(at == "--set " + path ? at + ": " + what : at + ": " + path + ": " + what);
-  }
+double Reader::real(const YAML::Node& node, const std::string& path, const std::string& expected) const {
+  const std::string s = text(node, path, expected);
+  double value = 0;
+  if (!YAML::convert<double>::decode(node, value) || !std::isfinite(value))
+    fail(node, path, "expected " + expected + ", got '" + s + "'");
+  return value;
+}
 
-  std::string text(const YAML::Node& node, const std::string& path, const std::string& expected) const {
-    if (node.IsNull()) fail(node, path, "expected " + expected + ", got an empty value");
-    if (!node.IsScalar())
-      fail(node, path, "expected " + expected + ", got a " + (node.IsMap() ? "mapping" : "sequence"));
-    return node.Scalar();
-  }
+bool Reader::boolean(const YAML::Node& node, const std::string& path) const {
+  const std::string s = text(node, path, "true or false");
+  bool value = false;
+  if (!YAML::convert<bool>::decode(node, value)) fail(node, path, "expected true or false, got '" + s + "'");
+  return value;
+}
 
-  std::int64_t integer(const YAML::Node& node, const std::string& path, std::int64_t lo, std::int64_t hi,
-                       const std::string& expected) const {
-    const std::string s = text(node, path, expected);
-    std::int64_t value = 0;
-    // Decimal only: yaml-cpp would read 010 as octal 8 and 0x40 as 64.
-    const std::size_t digits = s.find_first_not_of("+-") == 1 ? 1 : 0;
-    const bool decimal = s.size() > digits && s.find_first_not_of("0123456789", digits) == std::string::npos &&
-                         (s[digits] != '0' || s.size() == digits + 1);
-    if (!decimal || !YAML::convert<std::int64_t>::decode(node, value)) {
-      const bool numeric = s.find_first_of("0123456789") != std::string::npos &&
-                           s.find_first_not_of("+-0123456789xXabcdefABCDEFoO_") == std::string::npos;
-      fail(node, path,
-           "expected " + expected + ", got '" + s + "'" +
-               (numeric ? " (write integers in decimal, without leading zeros)" : ""));
-    }
-    if (value < lo || value > hi) fail(node, path, "expected " + expected + ", got " + s);
-    return value;
-  }
+std::string Reader::string(const YAML::Node& node, const std::string& path) const {
+  if (node.IsNull()) return "";
+  return text(node, path, "a string");
+}
 
-  double real(const YAML::Node& node, const std::string& path, const std::string& expected) const {
-    const std::string s = text(node, path, expected);
-    double value = 0;
-    if (!YAML::convert<double>::decode(node, value) || !std::isfinite(value))
-      fail(node, path, "expected " + expected + ", got '" + s + "'");
-    return value;
-  }
-
-  bool boolean(const YAML::Node& node, const std::string& path) const {
-    const std::string s = text(node, path, "true or false");
-    bool value = false;
-    if (!YAML::convert<bool>::decode(node, value)) fail(node, path, "expected true or false, got '" + s + "'");
-    return value;
-  }
-
-  std::string string(const YAML::Node& node, const std::string& path) const {
-    if (node.IsNull()) return "";
-    return text(node, path, "a string");
-  }
-
-  // A file name: one that can name a file at all (no NUL byte, within PATH_MAX and NAME_MAX).
-  std::string file(const YAML::Node& node, const std::string& path) const {
-    std::string s = string(node, path);
-    const std::string problem = path_problem(s);
-    if (!problem.empty()) fail(node, path, problem);
-    return s;
-  }
-
-  template <class E>
-  E choice(const YAML::Node& node, const std::string& path,
-           const std::vector<std::pair<const char*, E>>& options) const {
-    std::string list;
-    for (const auto& [name, value] : options) list += (list.empty() ? "" : " | ") + std::string(name);
-    const std::string s = text(node, path, "one of " + list);
-    for (const auto& [name, value] : options)
-      if (s == name) return value;
-    fail(node, path, "expected one of " + list + ", got '" + s + "'");
-  }
-};
-
-constexpr std::int64_t int_max = std::numeric_limits<std::int64_t>::max();
-
-using Setter = std::function<void(const Reader&, const YAML::Node&, const std::string&, Deck&)>;
-using Section = std::vector<std::pair<std::string, Setter>>;
+std::string Reader::file(const YAML::Node& node, const std::string& path) const {
+  std::string s = string(node, path);
+  const std::string problem = path_problem(s);
+  if (!problem.empty()) fail(node, path, problem);
+  return s;
+}
 
 std::int64_t positive(const Reader& r, const YAML::Node& n, const std::string& p) {
   return r.integer(n, p, 1, int_max, "an integer >= 1");
 }
 
-// Windows per step or per evaluation: each is a forward (and backward) pass of model.context
-// bytes, one after the other; 2^24 of them is already days of work on any node.
 std::int64_t window_count(const Reader& r, const YAML::Node& n, const std::string& p) {
   return r.integer(n, p, 1, std::int64_t(1) << 24, "an integer between 1 and 2^24 (16777216)");
 }
@@ -147,172 +118,23 @@ double unit_interval(const Reader& r, const YAML::Node& n, const std::string& p)
   return v;
 }
 
-const std::map<std::string, Section>& schema() {
-  static const std::map<std::string, Section> s = {
-      {"run",
-       {{"name",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.run.name = r.text(n, p, "a name");
-           const bool ok = !d.run.name.empty() &&
-                           d.run.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
-                               std::string::npos;
-           if (!ok) r.fail(n, p, "expected a non-empty name of letters, digits, '_', '.', '-', got '" + d.run.name + "'");
-         }},
-        {"seed",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.run.seed = std::uint64_t(r.integer(n, p, 0, int_max, "an integer >= 0"));
-         }},
-        {"progress_seconds",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.run.progress_seconds = r.real(n, p, "a number of seconds >= 0");
-           if (d.run.progress_seconds < 0) r.fail(n, p, "expected a number of seconds >= 0, got " + n.Scalar());
-         }}}},
-      {"problem",
-       {{"batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.problem.batch = positive(r, n, p); }},
-        {"heads", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.problem.heads = positive(r, n, p); }},
-        {"length", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.problem.length = positive(r, n, p); }},
-        {"head_dim",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.problem.head_dim = r.integer(n, p, 1, 1024, "an integer between 1 and 1024");
-         }},
-        {"dtype",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.problem.dtype = r.choice<Dtype>(n, p, {{"float32", Dtype::float32}, {"float64", Dtype::float64}});
-         }}}},
-      {"attention",
-       {{"method",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.attention.method = r.choice<Method>(n, p, {{"fma", Method::fma}, {"exact", Method::exact}, {"local", Method::local}});
-         }},
-        {"variant",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.attention.variant =
-               r.choice<Variant>(n, p, {{"causal", Variant::causal}, {"bidirectional", Variant::bidirectional}});
-         }},
-        {"block_size",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.attention.block_size = power_of_two(r, n, p); }},
-        {"rank", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.attention.rank = power_of_two(r, n, p); }},
-        {"downsampling",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.attention.downsampling =
-               r.choice<Downsampling>(n, p, {{"average", Downsampling::average}, {"learned", Downsampling::learned}});
-         }},
-        {"count_weighting",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.attention.count_weighting = r.boolean(n, p); }},
-        {"boundary",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.attention.boundary =
-               r.choice<Boundary>(n, p, {{"masked", Boundary::masked}, {"zero_sink", Boundary::zero_sink}});
-         }},
-        {"queries",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.attention.queries = r.choice<Queries>(n, p, {{"fine", Queries::fine}, {"coarse", Queries::coarse}});
-         }},
-        {"scale",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           if (n.IsScalar() && n.Scalar() == "auto") {
-             d.attention.scale = 0;
-             return;
-           }
-           d.attention.scale = r.real(n, p, "'auto' or a positive number");
-           if (!(d.attention.scale > 0)) r.fail(n, p, "expected 'auto' or a positive number, got " + n.Scalar());
-         }}}},
-      {"input",
-       {{"source",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.input.source = r.choice<Source>(n, p, {{"synthetic", Source::synthetic}, {"hdf5", Source::hdf5}});
-         }},
-        {"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.input.file = r.file(n, p); }},
-        {"synthetic", nullptr}}},
-      {"input.synthetic",
-       {{"kind",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.input.synthetic.kind = r.choice<SyntheticKind>(n, p,
-                                                            {{"gaussian", SyntheticKind::gaussian},
-                                                             {"smooth", SyntheticKind::smooth},
-                                                             {"piecewise_constant", SyntheticKind::piecewise_constant}});
-         }},
-        {"span",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           if (n.IsScalar() && n.Scalar() == "auto") {
-             d.input.synthetic.span = 0;
-             return;
-           }
-           d.input.synthetic.span = r.integer(n, p, 1, int_max, "'auto' or an integer >= 1");
-         }},
-        {"amplitude",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           // Synthetic values stay within 32 amplitudes: the bound keeps them inside what the
-           // attention accepts of float32 inputs (2^56).
-           const char* expected = "a positive number up to 1e15";
-           d.input.synthetic.amplitude = r.real(n, p, expected);
-           const double a = d.input.synthetic.amplitude;
-           if (!(a > 0 && a <= 1e15)) r.fail(n, p, std::string("expected ") + expected + ", got " + n.Scalar());
-         }}}},
-      {"weights", {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.weights.file = r.file(n, p); }}}},
-      {"validation",
-       {{"sample_queries",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.validation.sample_queries = r.integer(n, p, 0, int_max, "an integer >= 0");
-         }}}},
-      {"output",
-       {{"file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.file = r.file(n, p); }},
-        {"write_output",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.output.write_output = r.boolean(n, p); }}}},
-      {"parallel",
-       {{"decomposition",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.parallel.decomposition = r.choice<Decomposition>(
-               n, p,
-               {{"auto", Decomposition::automatic}, {"sequence", Decomposition::sequence}, {"heads", Decomposition::heads}});
-         }}}},
-      {"fit",
-       {{"steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.steps = positive(r, n, p); }},
-        {"learning_rate",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.fit.learning_rate = r.real(n, p, "a positive number");
-           if (!(d.fit.learning_rate > 0)) r.fail(n, p, "expected a positive number, got " + n.Scalar());
-         }},
-        {"sample_queries",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.sample_queries = positive(r, n, p); }},
-        {"checkpoint_every",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.checkpoint_every = positive(r, n, p); }},
-        {"checkpoint_file",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.checkpoint_file = r.file(n, p); }},
-        {"restart_from",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.fit.restart_from = r.file(n, p); }}}},
-      {"model",
-       {{"layers", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.layers = r.integer(n, p, 1, 1024, "an integer between 1 and 1024"); }},
-        {"width", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.width = r.integer(n, p, 1, 65536, "an integer between 1 and 65536"); }},
-        {"heads", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.heads = r.integer(n, p, 1, 65536, "an integer between 1 and 65536"); }},
-        {"context", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.model.context = r.integer(n, p, 1, std::int64_t(1) << 30, "an integer between 1 and 2^30"); }},
-        {"dtype",
-         [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) {
-           d.model.dtype = r.choice<Dtype>(n, p, {{"float32", Dtype::float32}, {"float64", Dtype::float64}});
-         }}}},
-      {"data",
-       {{"train", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.train = r.file(n, p); }},
-        {"val", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.data.val = r.file(n, p); }}}},
-      {"train",
-       {{"steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.steps = positive(r, n, p); }},
-        {"batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.batch = window_count(r, n, p); }},
-        {"micro_batch", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.micro_batch = r.integer(n, p, 0, std::int64_t(1) << 24, "an integer between 0 (auto) and 2^24"); }},
-        {"learning_rate", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.learning_rate = positive_real(r, n, p); }},
-        {"min_learning_rate", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.min_learning_rate = non_negative_real(r, n, p); }},
-        {"warmup_steps", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.warmup_steps = r.integer(n, p, 0, int_max, "an integer >= 0"); }},
-        {"weight_decay", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.weight_decay = non_negative_real(r, n, p); }},
-        {"beta1", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.beta1 = unit_interval(r, n, p); }},
-        {"beta2", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.beta2 = unit_interval(r, n, p); }},
-        {"clip_norm", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.clip_norm = positive_real(r, n, p); }},
-        {"eval_every", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_every = positive(r, n, p); }},
-        {"eval_windows", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.eval_windows = window_count(r, n, p); }},
-        {"checkpoint_every", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_every = positive(r, n, p); }},
-        {"checkpoint_file", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.checkpoint_file = r.file(n, p); }},
-        {"restart_from", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.train.restart_from = r.file(n, p); }}}},
-      {"eval",
-       {{"checkpoint", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.checkpoint = r.file(n, p); }},
-        {"output", [](const Reader& r, const YAML::Node& n, const std::string& p, Deck& d) { d.eval.output = r.file(n, p); }}}},
-  };
+}  // namespace deck_schema
+
+namespace {
+
+using deck_schema::Reader;
+using deck_schema::Schema;
+using deck_schema::Section;
+
+// Every section: the groups of deck_operator.cpp, deck_fit.cpp, deck_model.cpp and deck_generate.cpp.
+const Schema& schema() {
+  static const Schema s = [] {
+    Schema all;
+    for (Schema group : {deck_schema::operator_schema(), deck_schema::fit_schema(), deck_schema::model_schema(),
+                         deck_schema::generate_schema()})
+      all.merge(group);
+    return all;
+  }();
   return s;
 }
 
@@ -406,6 +228,12 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   if (d.train.min_learning_rate > d.train.learning_rate)
     fail("train.min_learning_rate",
          "expected at most train.learning_rate (" + std::to_string(d.train.learning_rate) + ")");
+  const auto& g = d.generate;
+  if (!g.prompt.empty() && !g.prompt_file.empty())
+    fail("generate.prompt_file", "give generate.prompt or generate.prompt_file, not both");
+  if (g.output == "-" && g.streams > 1)
+    fail("generate.streams", "expected 1 with generate.output '-' (stdout takes one stream), got " +
+                                 std::to_string(g.streams) + " (give generate.output a file name instead)");
   // Sizes whose element counts overflow 64 bits are impossible on any machine.
   const long double elems = (long double)d.problem.batch * d.problem.heads * d.problem.length * d.problem.head_dim;
   if (elems > (long double)(std::int64_t(1) << 60))
@@ -596,6 +424,7 @@ const char* name_of(Variant v) { return v == Variant::causal ? "causal" : "bidir
 const char* name_of(Downsampling v) { return v == Downsampling::average ? "average" : "learned"; }
 const char* name_of(Boundary v) { return v == Boundary::masked ? "masked" : "zero_sink"; }
 const char* name_of(Queries v) { return v == Queries::fine ? "fine" : "coarse"; }
+const char* name_of(Positions v) { return v == Positions::learned ? "learned" : "none"; }
 const char* name_of(Decomposition v) {
   return v == Decomposition::automatic ? "auto" : v == Decomposition::sequence ? "sequence" : "heads";
 }
@@ -665,24 +494,32 @@ std::string to_yaml(const Deck& d) {
   const auto& m = d.model;
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "layers" << YAML::Value << m.layers
     << YAML::Key << "width" << YAML::Value << m.width << YAML::Key << "heads" << YAML::Value << m.heads << YAML::Key
-    << "context" << YAML::Value << m.context << YAML::Key << "dtype" << YAML::Value << name_of(m.dtype) << YAML::EndMap;
+    << "context" << YAML::Value << m.context << YAML::Key << "dtype" << YAML::Value << name_of(m.dtype) << YAML::Key
+    << "positions" << YAML::Value << name_of(m.positions) << YAML::EndMap;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "train" << YAML::Value << YAML::DoubleQuoted
     << d.data.train << YAML::Key << "val" << YAML::Value << YAML::DoubleQuoted << d.data.val << YAML::EndMap;
   const auto& t = d.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap << YAML::Key << "steps" << YAML::Value << t.steps
     << YAML::Key << "batch" << YAML::Value << t.batch << YAML::Key << "micro_batch" << YAML::Value << t.micro_batch
-    << YAML::Key << "learning_rate" << YAML::Value
-    << num(t.learning_rate) << YAML::Key << "min_learning_rate" << YAML::Value << num(t.min_learning_rate) << YAML::Key
-    << "warmup_steps" << YAML::Value << t.warmup_steps << YAML::Key << "weight_decay" << YAML::Value
-    << num(t.weight_decay) << YAML::Key << "beta1" << YAML::Value << num(t.beta1) << YAML::Key << "beta2" << YAML::Value
-    << num(t.beta2) << YAML::Key << "clip_norm" << YAML::Value << num(t.clip_norm) << YAML::Key << "eval_every"
-    << YAML::Value << t.eval_every << YAML::Key << "eval_windows" << YAML::Value << t.eval_windows << YAML::Key
-    << "checkpoint_every" << YAML::Value << t.checkpoint_every << YAML::Key << "checkpoint_file" << YAML::Value
-    << YAML::DoubleQuoted << t.checkpoint_file << YAML::Key << "restart_from" << YAML::Value << YAML::DoubleQuoted
-    << t.restart_from << YAML::EndMap;
+    << YAML::Key << "learning_rate" << YAML::Value << num(t.learning_rate) << YAML::Key << "min_learning_rate"
+    << YAML::Value << num(t.min_learning_rate) << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps
+    << YAML::Key << "weight_decay" << YAML::Value << num(t.weight_decay) << YAML::Key << "beta1" << YAML::Value
+    << num(t.beta1) << YAML::Key << "beta2" << YAML::Value << num(t.beta2) << YAML::Key << "clip_norm" << YAML::Value
+    << num(t.clip_norm) << YAML::Key << "eval_every" << YAML::Value << t.eval_every << YAML::Key << "eval_windows"
+    << YAML::Value << t.eval_windows << YAML::Key << "checkpoint_every" << YAML::Value << t.checkpoint_every
+    << YAML::Key << "checkpoint_file" << YAML::Value << YAML::DoubleQuoted << t.checkpoint_file << YAML::Key
+    << "restart_from" << YAML::Value << YAML::DoubleQuoted << t.restart_from << YAML::EndMap;
   e << YAML::Key << "eval" << YAML::Value << YAML::BeginMap << YAML::Key << "checkpoint" << YAML::Value
     << YAML::DoubleQuoted << d.eval.checkpoint << YAML::Key << "output" << YAML::Value << YAML::DoubleQuoted
     << d.eval.output << YAML::EndMap;
+  const auto& g = d.generate;
+  e << YAML::Key << "generate" << YAML::Value << YAML::BeginMap << YAML::Key << "checkpoint" << YAML::Value
+    << YAML::DoubleQuoted << g.checkpoint << YAML::Key << "prompt" << YAML::Value << YAML::DoubleQuoted << g.prompt
+    << YAML::Key << "prompt_file" << YAML::Value << YAML::DoubleQuoted << g.prompt_file << YAML::Key << "length"
+    << YAML::Value << g.length << YAML::Key << "streams" << YAML::Value << g.streams << YAML::Key << "temperature"
+    << YAML::Value << num(g.temperature) << YAML::Key << "top_k" << YAML::Value << g.top_k << YAML::Key << "top_p"
+    << YAML::Value << num(g.top_p) << YAML::Key << "seed" << YAML::Value << g.seed << YAML::Key << "output"
+    << YAML::Value << YAML::DoubleQuoted << g.output << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

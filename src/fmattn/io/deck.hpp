@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fmattn/core/options.hpp>
+#include <fmattn/model/config.hpp>
 
 #include <cstdint>
 #include <map>
@@ -74,13 +75,14 @@ struct Deck {
     std::string restart_from;
   } fit;
 
-  // Language models (fmattn train / eval).
+  // Language models (fmattn train / eval / generate).
   struct Model {
     std::int64_t layers = 4;
     std::int64_t width = 256;
     std::int64_t heads = 4;
     std::int64_t context = 2048;
     Dtype dtype = Dtype::float32;
+    Positions positions = Positions::learned;
   } model;
   struct Data {
     std::string train = "data/fortunes-train.bin";
@@ -107,16 +109,18 @@ struct Deck {
     std::string checkpoint;
     std::string output;
   } eval;
+  // Bytes from a model checkpoint (fmattn generate).
   struct Generate {
-    std::string checkpoint;
-    std::string prompt, prompt_file;
-    std::int64_t length = 1024;
+    std::string checkpoint;      // required by fmattn generate
+    std::string prompt;          // inline text, or
+    std::string prompt_file;     // a file of bytes; neither: no prompt
+    std::int64_t length = 1024;  // bytes per stream
     std::int64_t streams = 1;
-    double temperature = 1.0;
-    std::int64_t top_k = 0;
+    double temperature = 1.0;  // 0: the most likely byte
+    std::int64_t top_k = 0;    // 0: all 256
     double top_p = 1.0;
     std::uint64_t seed = 1;
-    std::string output = "results/generated";
+    std::string output = "results/generated";  // stream s: <output>-<s>.txt (one: <output>.txt); "-": stdout
   } generate;
 
   // Where the deck gives each key it sets: "file:line:column" or "--set key" (README, "Input
@@ -148,5 +152,6 @@ const char* name_of(Queries);
 const char* name_of(Source);
 const char* name_of(SyntheticKind);
 const char* name_of(Decomposition);
+const char* name_of(Positions);
 
 }  // namespace fmattn

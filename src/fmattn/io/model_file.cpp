@@ -72,8 +72,8 @@ std::string config_difference(const ModelState& a, const ModelState& b) {
   };
   for (const std::string& d :
        {num("model.layers", x.layers, y.layers), num("model.width", x.width, y.width),
-        num("model.heads", x.heads, y.heads), num("model.context", x.context, y.context),
-        str("model.dtype", name_of(a.dtype), name_of(b.dtype)),
+        num("model.heads", x.heads, y.heads), str("model.positions", name_of(x.positions), name_of(y.positions)),
+        num("model.context", x.context, y.context), str("model.dtype", name_of(a.dtype), name_of(b.dtype)),
         str("attention.method", name_of(x.attention.method), name_of(y.attention.method)),
         str("attention.downsampling", name_of(x.attention.downsampling), name_of(y.attention.downsampling)),
         num("attention.block_size", x.block_size, y.block_size), num("attention.rank", x.rank, y.rank),
@@ -119,6 +119,7 @@ void save_model(const std::string& path, const ModelState& s, const std::string&
   h5::write_attr(file.id(), "width", std::int64_t(c.width));
   h5::write_attr(file.id(), "heads", std::int64_t(c.heads));
   h5::write_attr(file.id(), "context", std::int64_t(c.context));
+  h5::write_attr(file.id(), "positions", std::string(name_of(c.positions)));
   h5::write_attr(file.id(), "vocab", std::int64_t(vocabulary));
   h5::write_attr(file.id(), "block_size", std::int64_t(c.block_size));
   h5::write_attr(file.id(), "rank", std::int64_t(c.rank));
@@ -180,6 +181,11 @@ ModelState load_model(const std::string& path, const ModelState* expect) {
   c.width = positive("width", 1 << 20);
   c.heads = positive("heads", c.width);
   c.context = positive("context", 1 << 30);
+  // Checkpoints from before positions: none hold a position table and no attribute.
+  if (H5Aexists(file, "positions") > 0)
+    c.positions =
+        parse_choice<Positions>(h5::read_attr_string(file, "positions", path),
+                                {{"learned", Positions::learned}, {"none", Positions::none}}, path + ": positions");
   c.block_size = positive("block_size", 1 << 30);
   c.rank = positive("rank", c.block_size);
   if (c.width % c.heads != 0 || !is_pow2(c.block_size) || !is_pow2(c.rank))

@@ -12,8 +12,9 @@ namespace fmattn {
 
 inline constexpr int vocabulary = 256;  // byte values
 
-// learned: a table of T positions added to the embedding; none: no table, so the model runs at
-// any length (the causal mask and FMA's hierarchy are its only sense of order).
+// learned: a table P [T][W] added to the embedding. none: no table, the causal mask and FMA's
+// hierarchy are the only sense of order; no parameter is then tied to the context, so the model
+// runs at any length (adapt_parameters).
 enum class Positions { learned, none };
 
 struct ModelConfig {
@@ -27,6 +28,7 @@ struct ModelConfig {
   int rank = 4;
 
   int head_dim() const { return width / heads; }
+  bool learned_positions() const { return positions == Positions::learned; }
   bool learned_basis() const {
     return attention.method == Method::fma && attention.downsampling == Downsampling::learned;
   }

@@ -41,7 +41,7 @@ struct Decoder<S>::Impl {
   Kokkos::View<int*, Memory> tokens;
 
   Impl(const LanguageModel<S>& model, std::int64_t streams, std::int64_t capacity)
-      : p(model.parameters(), model.slots(), model.config().layers) {
+      : p(model.parameters(), model.slots(), model.config()) {
     const ModelConfig& c = model.config();
     const Geometry window = c.geometry();
     const int H = c.heads, d = c.head_dim(), W = c.width, layers = c.layers;

@@ -167,7 +167,7 @@ struct LanguageModel<S>::Workspace {
 
   Workspace(const ModelConfig& c, std::int64_t windows, const Vec<S>& params, const Vec<S>& grads,
             const std::vector<ParameterSlot>& slots)
-      : p(params, slots, c.layers), dp(grads, slots, c.layers), full(c, windows) {
+      : p(params, slots, c), dp(grads, slots, c), full(c, windows) {
     start = decltype(start)("fmattn::lm::start", vocabulary + 1);
   }
 };

@@ -25,11 +25,11 @@ struct BlockViews {
 
 template <class S, class Memory>
 struct ModelViews {
-  ModelMatrix<S, Memory> embedding, position;
+  ModelMatrix<S, Memory> embedding, position;  // position: empty with positions none
   std::vector<BlockViews<S, Memory>> blocks;
   ModelVector<S, Memory> final_gain, final_bias;
 
-  ModelViews(const ModelVector<S, Memory>& flat, const std::vector<ParameterSlot>& slots, int layers) {
+  ModelViews(const ModelVector<S, Memory>& flat, const std::vector<ParameterSlot>& slots, const ModelConfig& c) {
     auto m = [&](const std::string& name) {
       const ParameterSlot& s = find_slot(slots, name);
       return ModelMatrix<S, Memory>(flat.data() + s.offset, s.shape[0], s.shape[1]);
@@ -39,8 +39,8 @@ struct ModelViews {
       return ModelVector<S, Memory>(flat.data() + s.offset, s.size);
     };
     embedding = m("embedding");
-    position = m("position");
-    for (int b = 0; b < layers; ++b) {
+    if (c.learned_positions()) position = m("position");
+    for (int b = 0; b < c.layers; ++b) {
       const std::string p = block_prefix(b);
       blocks.push_back({v(p + "ln1_gain"), v(p + "ln1_bias"), v(p + "bq"), v(p + "bk"), v(p + "bv"), v(p + "bo"),
                         v(p + "ln2_gain"), v(p + "ln2_bias"), v(p + "b1"), v(p + "b2"), m(p + "wq"), m(p + "wk"),

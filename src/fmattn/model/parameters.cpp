@@ -4,8 +4,10 @@
 #include <fmattn/util/errors.hpp>
 #include "kernels/synthetic.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 namespace fmattn {
 
@@ -16,7 +18,9 @@ enum class Init { normal, output_normal, zero, one, basis_weight, basis_bias };
 struct Table {
   std::vector<ParameterSlot> slots;
   std::vector<Init> init;
-  std::vector<int> level;  // basis slots: their level
+  std::vector<int> level;             // basis slots: their level
+  std::vector<std::uint64_t> stream;  // the random stream of a slot's initial values
+  std::uint64_t next_stream = 0;
   std::int64_t next = 0;
 
   void add(const std::string& name, std::vector<std::int64_t> shape, Init how, int lvl = 0, double lr_scale = 1.0) {
@@ -32,6 +36,7 @@ struct Table {
     slots.push_back(std::move(s));
     init.push_back(how);
     level.push_back(lvl);
+    stream.push_back(next_stream++);
   }
 };
 
@@ -39,7 +44,10 @@ Table table(const ModelConfig& c) {
   Table t;
   const std::int64_t W = c.width, F = 4 * std::int64_t(c.width), d = c.head_dim();
   t.add("embedding", {vocabulary, W}, Init::normal);
-  t.add("position", {c.context, W}, Init::normal);
+  if (c.learned_positions())
+    t.add("position", {c.context, W}, Init::normal);
+  else
+    ++t.next_stream;  // every other slot starts as in the learned-positions model
   const Geometry g = c.geometry();
   for (int b = 0; b < c.layers; ++b) {
     const std::string p = block_prefix(b);
@@ -68,6 +76,26 @@ Table table(const ModelConfig& c) {
   t.add("final_norm/gain", {W}, Init::one);
   t.add("final_norm/bias", {W}, Init::zero);
   return t;
+}
+
+// Slot s of t at the average operator: its weights as `average` holds them, its biases 0.
+void average_operator(const Table& t, std::size_t s, const Geometry& g, const DownsamplingWeights& average, int d,
+                      double* v) {
+  const std::int64_t n = t.slots[s].size;
+  if (t.init[s] == Init::basis_bias) {
+    std::fill(v, v + n, 0.0);
+    return;
+  }
+  const double* w = average.k_weight.data() + g.weight_offset(t.level[s], d);
+  std::copy(w, w + n, v);
+}
+
+bool same_except_context(const ModelConfig& a, const ModelConfig& b) {
+  const AttentionOptions &u = a.attention, &v = b.attention;
+  return a.layers == b.layers && a.width == b.width && a.heads == b.heads && a.positions == b.positions &&
+         a.block_size == b.block_size && a.rank == b.rank && u.method == v.method && u.downsampling == v.downsampling &&
+         u.count_weighting == v.count_weighting && u.boundary == v.boundary && u.scale == v.scale &&
+         u.coarse_queries == v.coarse_queries;
 }
 
 }  // namespace
@@ -111,22 +139,53 @@ std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<P
       case Init::normal:
       case Init::output_normal: {
         const double sd = t.init[s] == Init::normal ? 0.02 : output_std;
-        for (std::int64_t i = 0; i < n; ++i) v[i] = sd * detail::gaussian(detail::hash_key(seed, 0x1a7e5ull, s, i, 0));
+        for (std::int64_t i = 0; i < n; ++i)
+          v[i] = sd * detail::gaussian(detail::hash_key(seed, 0x1a7e5ull, t.stream[s], i, 0));
         break;
       }
       case Init::one:
         for (std::int64_t i = 0; i < n; ++i) v[i] = 1.0;
         break;
-      case Init::basis_weight: {
-        const double* w = average.k_weight.data() + g.weight_offset(t.level[s], d);
-        for (std::int64_t i = 0; i < n; ++i) v[i] = w[i];
+      case Init::basis_weight:
+      case Init::basis_bias:
+        average_operator(t, s, g, average, d, v);
         break;
-      }
-      default:
-        break;  // zero: biases, and the average operator's biases
+      case Init::zero:
+        break;  // x starts at 0
     }
   }
   return x;
+}
+
+std::vector<double> adapt_parameters(const ModelConfig& from, const std::vector<double>& x, const ModelConfig& to) {
+  if (!same_except_context(from, to))
+    throw std::invalid_argument("adapt_parameters: the models differ in more than the context");
+  if (from.learned_positions() && from.context != to.context)
+    throw std::invalid_argument("adapt_parameters: a model with learned positions (a table of " +
+                                std::to_string(from.context) + " rows) cannot run at context " +
+                                std::to_string(to.context));
+  const std::vector<ParameterSlot> have = parameter_slots(from);
+  if (x.size() != std::size_t(parameter_count(have)))
+    throw std::invalid_argument("adapt_parameters: " + std::to_string(x.size()) + " values for a model of " +
+                                std::to_string(parameter_count(have)) + " parameters");
+  const Table t = table(to);
+  const Geometry g = to.geometry();
+  const int trained_levels = from.geometry().L;
+  const DownsamplingWeights average = DownsamplingWeights::average(g, to.head_dim());
+  std::vector<double> y(std::size_t(parameter_count(t.slots)));
+  for (std::size_t s = 0; s < t.slots.size(); ++s) {
+    const ParameterSlot& slot = t.slots[s];
+    const auto it = std::find_if(have.begin(), have.end(), [&](const ParameterSlot& h) { return h.name == slot.name; });
+    double* v = y.data() + slot.offset;
+    if (it != have.end() && it->shape == slot.shape)
+      std::copy(x.begin() + it->offset, x.begin() + it->offset + it->size, v);
+    else if (it == have.end() && t.level[s] > trained_levels)  // a coarse level the longer context adds
+      average_operator(t, s, g, average, to.head_dim(), v);
+    else
+      throw std::invalid_argument("adapt_parameters: parameter " + slot.name +
+                                  (it == have.end() ? " is missing" : " has another shape"));
+  }
+  return y;
 }
 
 }  // namespace fmattn

@@ -21,17 +21,26 @@ struct ParameterSlot {
   double lr_scale = 1.0;
 };
 
-// The slots of a model in flat order: embedding, position, the blocks (with their basis
-// functions when learned), final_norm.
+// The slots of a model in flat order: embedding, position (learned positions only), the blocks
+// (with their basis functions when learned), final_norm.
 std::vector<ParameterSlot> parameter_slots(const ModelConfig& c);
 std::int64_t parameter_count(const std::vector<ParameterSlot>& slots);
 const ParameterSlot& find_slot(const std::vector<ParameterSlot>& slots, const std::string& name);
 
 // Initial values (docs/language-model.md): matrices, E and P normal(0, 0.02); the output
 // projections normal(0, 0.02 / sqrt(2·layers)); biases 0; gains 1; basis functions the average
-// operator. Each value depends on (seed, slot, element) alone.
+// operator. Each value depends on (seed, slot, element) alone; a positions-none model starts
+// where the learned-positions model of the same seed does, less P.
 std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<ParameterSlot>& slots,
                                        std::uint64_t seed);
+
+// The parameters `x` of model `from` for model `to`, which differs from it in the context alone:
+// what lets a positions-none model run at another length. Every slot of `to` that `from` has
+// (same name and shape) is copied; the basis functions of coarse levels `from` does not have (a
+// longer context has more) start at the average operator, as initial_parameters gives them.
+// std::invalid_argument when the models differ in anything else, when a learned-positions model
+// changes its context, or when any other slot is missing or of another shape.
+std::vector<double> adapt_parameters(const ModelConfig& from, const std::vector<double>& x, const ModelConfig& to);
 
 // "block_03/" for block 3.
 std::string block_prefix(int block);
