@@ -33,6 +33,7 @@ struct Case {
   bool count_weighting;
   bool zero_sink;
   int context;
+  fmattn::Positions positions = fmattn::Positions::learned;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -50,6 +51,7 @@ ModelConfig config_of(const Case& c) {
   m.attention.count_weighting = c.count_weighting;
   m.attention.boundary = c.zero_sink ? fmattn::Boundary::zero_sink : fmattn::Boundary::masked;
   m.attention.scale = 1.0 / std::sqrt(8.0);
+  m.positions = c.positions;
   return m;
 }
 
@@ -70,6 +72,11 @@ std::vector<std::uint8_t> text(std::size_t n, unsigned seed) {
   std::vector<std::uint8_t> w(n);
   for (auto& b : w) b = static_cast<std::uint8_t>('a' + rng() % 12);
   return w;
+}
+
+std::vector<double> host_parameters(const LanguageModel<double>& model) {
+  const auto x = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters());
+  return std::vector<double>(x.data(), x.data() + x.extent(0));
 }
 
 // Largest |a − b| over a row of logits, relative to the row's largest magnitude.
@@ -133,8 +140,60 @@ INSTANTIATE_TEST_SUITE_P(Methods, DecoderVsForward,
                                            Case{"fma_learned_unweighted", fmattn::Method::fma, true, false, false, 29},
                                            Case{"fma_zero_sink", fmattn::Method::fma, false, true, true, 32},
                                            Case{"fma_learned_zero_sink", fmattn::Method::fma, true, true, true, 32},
-                                           Case{"local", fmattn::Method::local, false, true, false, 37}),
+                                           Case{"local", fmattn::Method::local, false, true, false, 37},
+                                           Case{"fma_learned_positions_none", fmattn::Method::fma, true, true, false,
+                                                37, fmattn::Positions::none},
+                                           Case{"exact_positions_none", fmattn::Method::exact, false, true, false, 37,
+                                                fmattn::Positions::none}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// positions none beyond the training context: at every position t the decoder's logits equal
+// the forward over the first t + 1 bytes by a model of that context with the same parameters
+// (more coarse levels, which average), after a prefill shorter or longer than the context, all
+// through the forward or partly stepped.
+class DecoderBeyondContext : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecoderBeyondContext, EqualsTheForwardOverThePrefix) {
+  ModelConfig c = config_of(GetParam());
+  LanguageModel<double> model(c, 7);
+  randomize(model, 21);
+  const std::int64_t n = 70;
+  const std::vector<std::uint8_t> bytes = text(std::size_t(n) + 1, 22);
+  std::vector<std::vector<double>> forward;  // row t of the forward over bytes 0 .. t
+  for (std::int64_t t = 0; t < n; ++t) {
+    ModelConfig longer = c;
+    longer.context = int(t + 1);
+    LanguageModel<double> prefix(longer, 7);
+    prefix.set_parameters(fmattn::adapt_parameters(c, host_parameters(model), longer));
+    prefix.window(bytes.data(), 0.0);
+    const std::vector<double> all = prefix.logits();
+    forward.emplace_back(all.end() - fmattn::vocabulary, all.end());
+  }
+  // Prompts within and beyond the context; the last through the forward as far as a budget of
+  // one byte allows (the context), then stepped.
+  for (const auto& [prompt, budget] :
+       {std::pair<std::int64_t, std::size_t>{5, 1 << 30}, {c.context, 1 << 30}, {41, 1 << 30}, {53, 1}}) {
+    Decoder<double> decoder(model, 1, n);
+    decoder.prefill(std::vector<std::uint8_t>(bytes.begin(), bytes.begin() + prompt), budget);
+    while (true) {
+      const std::int64_t t = decoder.position() - 1;
+      EXPECT_LT(row_error(decoder.logits().data(), forward[std::size_t(t)].data()), 1e-12)
+          << "prompt " << prompt << ", position " << t;
+      if (decoder.position() == n) break;
+      decoder.step({bytes[std::size_t(decoder.position())]});
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Methods, DecoderBeyondContext,
+    ::testing::Values(Case{"fma_average", fmattn::Method::fma, false, true, false, 24, fmattn::Positions::none},
+                      Case{"fma_learned", fmattn::Method::fma, true, true, false, 24, fmattn::Positions::none},
+                      Case{"fma_learned_unweighted", fmattn::Method::fma, true, false, false, 17,
+                           fmattn::Positions::none},
+                      Case{"exact", fmattn::Method::exact, false, true, false, 24, fmattn::Positions::none},
+                      Case{"local", fmattn::Method::local, false, true, false, 24, fmattn::Positions::none}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 // Four streams sampled together (temperature, top-k, top-p) against each stream decoded alone
 // with its own stream number: the same logits bit for bit, so the same bytes.
@@ -153,8 +212,8 @@ TEST(Decoder, StreamsTogetherEqualStreamsAlone) {
     batched.push_back(together.logits());
     std::vector<std::uint8_t> bytes;
     for (int s = 0; s < streams; ++s) {
-      bytes.push_back(std::uint8_t(fmattn::sample_byte(together.logits().data() + s * fmattn::vocabulary, sampling, s,
-                                                       together.position())));
+      bytes.push_back(std::uint8_t(
+          fmattn::sample_byte(together.logits().data() + s * fmattn::vocabulary, sampling, s, together.position())));
       texts[std::size_t(s)] += char(bytes.back());
     }
     if (together.position() == c.context) break;
@@ -210,7 +269,9 @@ TEST(Decoder, StateGrowsByOneLevelPerDoubling) {
   for (int k = 10; k <= 20; ++k) {
     const std::size_t bytes = Decoder<float>(model, 1, std::int64_t(1) << k).state_bytes_per_stream();
     // Capacities up to 2^k reach positions below 2^k: levels while (2^k − 1) / w_l ≥ 2.
-    if (k > 10) EXPECT_EQ(bytes, previous + level) << "capacity 2^" << k;
+    if (k > 10) {
+      EXPECT_EQ(bytes, previous + level) << "capacity 2^" << k;
+    }
     previous = bytes;
   }
   c.attention.method = fmattn::Method::exact;

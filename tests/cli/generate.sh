@@ -40,7 +40,7 @@ for s in 0 1 2 3; do
   cmp out/t1-$s.txt out/t2-$s.txt || fail "stream $s differs between 1 and 2 threads"
 done
 cmp -s out/t1-0.txt out/t1-1.txt && fail "streams 0 and 1 gave the same bytes"
-"$bin" generate deck.yaml --set generate.streams=1 --set generate.output=- >stdout.txt 2>stdout.log ||
+"$bin" generate deck.yaml --set generate.streams=1 --set 'generate.output="-"' >stdout.txt 2>stdout.log ||
   fail "generate to stdout: $(cat stdout.log)"
 cmp stdout.txt out/t1-0.txt || fail "standard output differs from stream 0's file"
 grep -q "done: 60 bytes x 1 stream" stdout.log || fail "no summary on stderr: $(cat stdout.log)"
@@ -81,6 +81,7 @@ echo "SIGINT and SIGTERM: 130 and 143, nothing left"
 # --- 5. bad input
 touch empty.bin
 mkdir folder folder.txt
+touch bad.log
 h5=$(ls)  # nothing below may change or add a file
 expect() {  # expect REGEX ARGS...: exit 2 within 10 s, output matching REGEX
   local regex=$1 status=0 start=$SECONDS

@@ -136,19 +136,20 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
     const std::vector<double>& logits = decoder.logits();
     for (double x : logits)
       if (!std::isfinite(x))
-        throw std::runtime_error("generate: the model gives non-finite logits at position " +
-                                 std::to_string(decoder.position()) + " (a diverged or damaged checkpoint: " +
-                                 shown_path(g.checkpoint) + "); nothing was written");
+        throw std::runtime_error(
+            "generate: the model gives non-finite logits at position " + std::to_string(decoder.position()) +
+            " (a diverged or damaged checkpoint: " + shown_path(g.checkpoint) + "); nothing was written");
     for (std::int64_t st = 0; st < g.streams; ++st) {
-      bytes[std::size_t(st)] = std::uint8_t(
-          sample_byte(logits.data() + st * vocabulary, options, st, decoder.position()));
+      bytes[std::size_t(st)] =
+          std::uint8_t(sample_byte(logits.data() + st * vocabulary, options, st, decoder.position()));
       sinks[std::size_t(st)]->put(bytes[std::size_t(st)]);
     }
     if (i + 1 < s.bytes_per_stream) decoder.step(bytes);
     const double now = decode.seconds();
     if (deck.run.progress_seconds > 0 && now - last_progress >= deck.run.progress_seconds) {
       last_progress = now;
-      std::snprintf(line, sizeof line, "progress   %lld/%lld bytes per stream, position %lld, %.0f bytes/s, %.3f ms/step",
+      std::snprintf(line, sizeof line,
+                    "progress   %lld/%lld bytes per stream, position %lld, %.0f bytes/s, %.3f ms/step",
                     static_cast<long long>(i + 1), static_cast<long long>(s.bytes_per_stream),
                     static_cast<long long>(decoder.position()), double(i + 1) * double(g.streams) / now,
                     1e3 * now / double(i + 1));

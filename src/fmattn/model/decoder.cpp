@@ -136,7 +136,7 @@ template <class S>
 Decoder<S>::~Decoder() = default;
 
 template <class S>
-void Decoder<S>::prefill(const std::vector<std::uint8_t>& prompt) {
+void Decoder<S>::prefill(const std::vector<std::uint8_t>& prompt, std::size_t forward_budget) {
   ScopedRegion region("fmattn::Decoder::prefill");
   const ModelConfig& c = model_.config();
   const std::int64_t n = std::int64_t(prompt.size()), T = c.context;
@@ -145,24 +145,25 @@ void Decoder<S>::prefill(const std::vector<std::uint8_t>& prompt) {
                                 std::to_string(n));
   // A prompt longer than the context (positions none) goes through a model of its length with
   // the same parameters (levels beyond the trained ones average), as far as its activations fit
-  // in forward_budget; the decoder steps through the rest.
+  // in the budget; the decoder steps through the rest.
   std::int64_t head = n;
   auto longer = [&](std::int64_t context) {
     ModelConfig l = c;
     l.context = int(context);
     return l;
   };
-  while (head > T && LanguageModel<S>::activation_bytes(longer(head), 1) > forward_budget)
-    head = std::max(T, head / 2);
+  while (head > T && LanguageModel<S>::activation_bytes(longer(head), 1) > forward_budget) head = std::max(T, head / 2);
   if (head <= T) {
     prefill_forward(model_, prompt, head);
   } else {
     const auto flat = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model_.parameters());
     LanguageModel<S> wide(longer(head), 0, 1);
-    wide.set_parameters(adapt_parameters(c, std::vector<double>(flat.data(), flat.data() + flat.extent(0)), wide.config()));
+    wide.set_parameters(
+        adapt_parameters(c, std::vector<double>(flat.data(), flat.data() + flat.extent(0)), wide.config()));
     prefill_forward(wide, prompt, head);
   }
-  for (std::int64_t i = head; i < n; ++i) step(std::vector<std::uint8_t>(std::size_t(streams_), prompt[std::size_t(i)]));
+  for (std::int64_t i = head; i < n; ++i)
+    step(std::vector<std::uint8_t>(std::size_t(streams_), prompt[std::size_t(i)]));
 }
 
 template <class S>

@@ -39,9 +39,9 @@ class Decoder {
   // Puts `prompt` (at least one byte) through the model's batched forward and builds every
   // stream's state from its keys and values; logits() then predicts position prompt.size().
   // Beyond the context (positions none) the forward takes as much of the prompt as fits in
-  // forward_budget bytes of activations, and the decoder steps through the rest.
-  void prefill(const std::vector<std::uint8_t>& prompt);
-  static constexpr std::size_t forward_budget = std::size_t(4) << 30;
+  // `forward_budget` bytes of activations (at least the context), and the decoder steps
+  // through the rest.
+  void prefill(const std::vector<std::uint8_t>& prompt, std::size_t forward_budget = std::size_t(4) << 30);
   // Appends bytes[s] to stream s at position() and computes the logits that predict the next.
   void step(const std::vector<std::uint8_t>& bytes);
 
