@@ -28,6 +28,9 @@
 
 namespace fmattn::detail {
 
+// Up to this many rows of C, B is read in place (few_rows_gemm) rather than packed.
+inline constexpr std::int64_t few_rows = 16;
+
 template <class Scalar>
 struct GemmShape {
   // 6 rows × two vector registers of columns: 12 accumulators, two loads of B and a broadcast
@@ -160,6 +163,68 @@ struct DenseGemm {
   }
 };
 
+// A few rows of C (decoding: a row per stream) with a row-major B read in place: the packed
+// path would pack all of B and pad the rows to register blocks of 6 for them. Each thread takes
+// a block of CB columns, 6 rows at a time and then the rest in one block, with the same
+// accumulate_block and the same order over k from the same start: the bits of the packed path.
+// Rows i0 .. i0 + R − 1 and columns j0 .. j0 + jn − 1 (jn ≤ CB) of C over all of K.
+template <int R, class AView, class BView, class CView, class S>
+KOKKOS_INLINE_FUNCTION void rows_block(const AView& a, const BView& b, const CView& c, S beta, std::int64_t i0,
+                                       std::int64_t j0, int jn, std::int64_t ars, std::int64_t acs, std::int64_t brs,
+                                       std::int64_t K) {
+  constexpr int CB = GemmShape<S>::cols;
+  S acc[R][CB];
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < CB; ++x) {
+      const S cx = x < jn ? c(i0 + r, j0 + x) : S(0);
+      acc[r][x] = beta == S(1) ? cx : beta == S(0) ? S(0) : beta * cx;
+    }
+  const S* arow = a.data() + i0 * ars;
+  if (jn == CB)
+    accumulate_block<R, CB>(acc, arow, ars, acs, b.data() + j0, brs, 0, int(K));
+  else
+    accumulate_block_tail<R, CB>(acc, arow, ars, acs, b.data() + j0, brs, 0, int(K), jn);
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < jn; ++x) c(i0 + r, j0 + x) = acc[r][x];
+}
+
+template <class Exec, bool TransA, class AView, class BView, class CView>
+void few_rows_gemm(const Exec& space, const AView& a, const BView& b, typename CView::non_const_value_type beta,
+                   const CView& c, std::int64_t M, std::int64_t N, std::int64_t K) {
+  using S = typename CView::non_const_value_type;
+  constexpr int CB = GemmShape<S>::cols, NR = GemmShape<S>::rows;
+  const std::int64_t acs = std::int64_t(TransA ? a.stride(0) : a.stride(1));
+  const std::int64_t ars = std::int64_t(TransA ? a.stride(1) : a.stride(0)), brs = std::int64_t(b.stride(0));
+  Kokkos::parallel_for(
+      "fmattn::lm::gemm_few_rows",
+      Kokkos::RangePolicy<Exec, Kokkos::IndexType<std::int64_t>>(space, 0, (N + CB - 1) / CB),
+      KOKKOS_LAMBDA(const std::int64_t h) {
+        const std::int64_t j0 = h * CB;
+        const int jn = N - j0 < CB ? int(N - j0) : CB;
+        std::int64_t i = 0;
+        for (; i + NR <= M; i += NR) rows_block<NR>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+        switch (M - i) {  // the rest in one block
+          case 5:
+            rows_block<5>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+            break;
+          case 4:
+            rows_block<4>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+            break;
+          case 3:
+            rows_block<3>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+            break;
+          case 2:
+            rows_block<2>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+            break;
+          case 1:
+            rows_block<1>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+            break;
+          default:
+            break;
+        }
+      });
+}
+
 // C = op(A)·op(B) + beta·C; op(X) = Xᵀ where trans_x is 'T'. Shapes must agree (checked).
 template <class Exec, class AView, class BView, class CView>
 void dense_gemm(const Exec& space, char trans_a, char trans_b, const AView& a, const BView& b,
@@ -175,6 +240,11 @@ void dense_gemm(const Exec& space, char trans_a, char trans_b, const AView& a, c
     KokkosBlas::gemm(na, nb, S(1), a, b, beta, c);
   } else {
     if (M == 0 || N == 0) return;
+    if (M <= few_rows && !tb && b.stride(1) == 1 && K <= std::int64_t(1) << 30) {
+      ta ? few_rows_gemm<Exec, true>(space, a, b, beta, c, M, N, K)
+         : few_rows_gemm<Exec, false>(space, a, b, beta, c, M, N, K);
+      return;
+    }
     auto launch = [&](auto ta_c, auto tb_c) {
       using F = DenseGemm<Exec, decltype(ta_c)::value, decltype(tb_c)::value, AView, BView, CView>;
       const F f(a, b, c, beta, M, N, K);
