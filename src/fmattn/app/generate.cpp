@@ -132,6 +132,7 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
   std::vector<std::uint8_t> bytes(std::size_t(g.streams));
   Stopwatch decode;
   double last_progress = 0;
+  std::int64_t last_bytes = 0;
   for (std::int64_t i = 0; i < s.bytes_per_stream; ++i) {
     const std::vector<double>& logits = decoder.logits();
     for (double x : logits)
@@ -147,13 +148,15 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
     if (i + 1 < s.bytes_per_stream) decoder.step(bytes);
     const double now = decode.seconds();
     if (deck.run.progress_seconds > 0 && now - last_progress >= deck.run.progress_seconds) {
-      last_progress = now;
-      std::snprintf(line, sizeof line,
-                    "progress   %lld/%lld bytes per stream, position %lld, %.0f bytes/s, %.3f ms/step",
-                    static_cast<long long>(i + 1), static_cast<long long>(s.bytes_per_stream),
-                    static_cast<long long>(decoder.position()), double(i + 1) * double(g.streams) / now,
-                    1e3 * now / double(i + 1));
+      // The rate since the last line: flat in the position for FMA, falling for exact.
+      const double steps = double(i + 1 - last_bytes), seconds = now - last_progress;
+      std::snprintf(
+          line, sizeof line, "progress   %lld/%lld bytes per stream, position %lld: %.0f bytes/s, %.3f ms/step",
+          static_cast<long long>(i + 1), static_cast<long long>(s.bytes_per_stream),
+          static_cast<long long>(decoder.position()), steps * double(g.streams) / seconds, 1e3 * seconds / steps);
       log(line);
+      last_progress = now;
+      last_bytes = i + 1;
     }
   }
   s.decode_seconds = decode.seconds();
