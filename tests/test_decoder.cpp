@@ -212,8 +212,8 @@ TEST(Decoder, StreamsTogetherEqualStreamsAlone) {
     batched.push_back(together.logits());
     std::vector<std::uint8_t> bytes;
     for (int s = 0; s < streams; ++s) {
-      bytes.push_back(std::uint8_t(
-          fmattn::sample_byte(together.logits().data() + s * fmattn::vocabulary, sampling, s, together.position())));
+      bytes.push_back(std::uint8_t(fmattn::sample_byte(
+          together.logits().data() + std::ptrdiff_t(s) * fmattn::vocabulary, sampling, s, together.position())));
       texts[std::size_t(s)] += char(bytes.back());
     }
     if (together.position() == c.context) break;
@@ -225,7 +225,8 @@ TEST(Decoder, StreamsTogetherEqualStreamsAlone) {
     alone.prefill(prompt);
     std::string mine;
     for (std::size_t i = 0;; ++i) {
-      ASSERT_TRUE(std::equal(alone.logits().begin(), alone.logits().end(), batched[i].begin() + s * fmattn::vocabulary))
+      ASSERT_TRUE(std::equal(alone.logits().begin(), alone.logits().end(),
+                             batched[i].begin() + std::ptrdiff_t(s) * fmattn::vocabulary))
           << "stream " << s << ", position " << alone.position();
       mine += char(fmattn::sample_byte(alone.logits().data(), sampling, s, alone.position()));
       if (alone.position() == c.context) break;

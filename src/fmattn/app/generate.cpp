@@ -114,7 +114,9 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
   Decoder<S> decoder(model, g.streams, s.prompt_bytes + s.bytes_per_stream - 1);
   s.state_bytes_per_stream = decoder.state_bytes_per_stream();
   Stopwatch prefill;
-  decoder.prefill(prompt);
+  // A prompt beyond the context goes through the forward as far as half this node's memory
+  // holds its activations (the decoder steps through the rest, a step per byte).
+  decoder.prefill(prompt, std::size_t(double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)) / 2));
   s.prefill_seconds = prefill.seconds();
   char line[300];
   std::snprintf(line, sizeof line, "prefill    %lld prompt bytes through the forward in %.3f s; state %s per stream",
@@ -149,14 +151,15 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
     const double now = decode.seconds();
     if (deck.run.progress_seconds > 0 && now - last_progress >= deck.run.progress_seconds) {
       // The rate since the last line: flat in the position for FMA, falling for exact.
-      const double steps = double(i + 1 - last_bytes), seconds = now - last_progress;
+      const std::int64_t done = i + 1;
+      const double steps = double(done - last_bytes), seconds = now - last_progress;
       std::snprintf(
           line, sizeof line, "progress   %lld/%lld bytes per stream, position %lld: %.0f bytes/s, %.3f ms/step",
-          static_cast<long long>(i + 1), static_cast<long long>(s.bytes_per_stream),
+          static_cast<long long>(done), static_cast<long long>(s.bytes_per_stream),
           static_cast<long long>(decoder.position()), steps * double(g.streams) / seconds, 1e3 * seconds / steps);
       log(line);
       last_progress = now;
-      last_bytes = i + 1;
+      last_bytes = done;
     }
   }
   s.decode_seconds = decode.seconds();
