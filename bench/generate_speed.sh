@@ -8,7 +8,8 @@
 # the decoder state per stream, and PyTorch's time per step at the same position.
 #   bash bench/generate_speed.sh [OUT_DIR]      (default results/generate-speed-<date>)
 # Environment: FMATTN_BUILD_DIR (build), FMATTN_POSITIONS (default "1024 4096 16384 65536"),
-# FMATTN_STREAMS (default "1 8"), FMATTN_GENERATE_BYTES (bytes per stream timed, default 64),
+# FMATTN_STREAMS (default "1 8"), FMATTN_GENERATE_BYTES (bytes per stream, default 256; the
+# time per step is that of the second half, after the first steps' warm-up from cold caches),
 # OMP_NUM_THREADS (default: all cores), FMATTN_SPEED_CORPUS (default data/fortunes-train.bin).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,7 +22,7 @@ py=$(for p in python3 /usr/bin/python3; do "$p" -c 'import torch' 2>/dev/null &&
 [[ -n $py ]] || { echo "generate_speed.sh: needs python3 with torch (Debian: python3-torch)" >&2; exit 2; }
 positions=${FMATTN_POSITIONS:-1024 4096 16384 65536}
 streams_list=${FMATTN_STREAMS:-1 8}
-length=${FMATTN_GENERATE_BYTES:-64}
+length=${FMATTN_GENERATE_BYTES:-256}
 corpus=${FMATTN_SPEED_CORPUS:-$root/data/fortunes-train.bin}
 [[ -f $corpus ]] || { echo "generate_speed.sh: $corpus missing: bash scripts/make-corpus.sh fortunes" >&2; exit 2; }
 
@@ -44,7 +45,7 @@ for P in $positions; do
         --set generate.prompt= --set generate.prompt_file="$out/prompt-$P.bin" --set generate.length="$length" \
         --set generate.streams="$s" --set generate.output="$out/text-$method-$P-$s" --set run.progress_seconds=0 >"$log"
       line=$(grep 'done:' "$log")
-      ms=$(sed -nE 's/.* ([0-9.]+) ms\/step.*/\1/p' <<<"$line")
+      ms=$(sed -nE 's/.* ([0-9.]+) ms\/step over the second.*/\1/p' "$log")
       rate=$(sed -nE 's/.* ([0-9.]+) bytes\/s.*/\1/p' <<<"$line")
       prefill=$(sed -nE 's/.*prefill ([0-9.]+) s.*/\1/p' <<<"$line")
       state=$(sed -nE 's/.*prompt bytes through the forward in [0-9.]+ s; state (.*) per stream/\1/p' "$log")

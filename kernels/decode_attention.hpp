@@ -10,6 +10,7 @@
 #include <fmattn/core/options.hpp>
 
 #include "kernels/fast_exp.hpp"
+#include "kernels/simd.hpp"
 
 #include <Kokkos_Core.hpp>
 
@@ -129,9 +130,19 @@ struct DecodeLayer {
   template <class F>
   KOKKOS_INLINE_FUNCTION void for_each_slot(std::int64_t u, std::int64_t t, const S* q, F&& f) const {
     const int d = shape.d;
+    // In `lanes` partial sums (a vector's worth, summed in a fixed order at the end): a single
+    // running sum would make every multiply-add wait for the one before it.
     auto dot = [&](const S* k) {
+      constexpr int lanes = 16;
+      S part[lanes] = {};
+      int c = 0;
+      for (; c + lanes <= d; c += lanes) {
+        FMATTN_SIMD
+        for (int x = 0; x < lanes; ++x) part[x] += q[c + x] * k[c + x];
+      }
+      for (int x = 0; c + x < d; ++x) part[x] += q[c + x] * k[c + x];
       S s = 0;
-      for (int c = 0; c < d; ++c) s += q[c] * k[c];
+      for (int x = 0; x < lanes; ++x) s += part[x];
       return S(shape.scale) * s;
     };
     const std::int64_t B = t / shape.m;

@@ -133,7 +133,7 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
   const SamplingOptions options{g.temperature, int(g.top_k), g.top_p, g.seed};
   std::vector<std::uint8_t> bytes(std::size_t(g.streams));
   Stopwatch decode;
-  double last_progress = 0;
+  double last_progress = 0, halfway = 0;
   std::int64_t last_bytes = 0;
   for (std::int64_t i = 0; i < s.bytes_per_stream; ++i) {
     const std::vector<double>& logits = decoder.logits();
@@ -149,6 +149,7 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
     }
     if (i + 1 < s.bytes_per_stream) decoder.step(bytes);
     const double now = decode.seconds();
+    if (i + 1 == s.bytes_per_stream / 2) halfway = now;
     if (deck.run.progress_seconds > 0 && now - last_progress >= deck.run.progress_seconds) {
       // The rate since the last line: flat in the position for FMA, falling for exact.
       const std::int64_t done = i + 1;
@@ -166,6 +167,16 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
   for (auto& sink : sinks) sink->commit();
   s.bytes_per_second = double(s.bytes_per_stream) * double(g.streams) / s.decode_seconds;
   s.seconds_per_step = s.decode_seconds / double(s.bytes_per_stream);
+  // The first steps after a prefill run from cold caches: the halves show the steady rate, and
+  // whether it stays flat as the position grows.
+  const std::int64_t half = s.bytes_per_stream / 2;
+  if (half > 0) {
+    s.seconds_per_step_second_half = (s.decode_seconds - halfway) / double(s.bytes_per_stream - half);
+    std::snprintf(
+        line, sizeof line, "decode     %lld steps: %.3f ms/step over the first half, %.3f ms/step over the second",
+        static_cast<long long>(s.bytes_per_stream), 1e3 * halfway / double(half), 1e3 * s.seconds_per_step_second_half);
+    log(line);
+  }
   for (const std::string& path : s.outputs) log("wrote      " + path);
   return s;
 }

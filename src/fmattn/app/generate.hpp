@@ -19,8 +19,9 @@ namespace fmattn {
 struct GenerateSummary {
   std::int64_t prompt_bytes = 0, bytes_per_stream = 0, streams = 0;
   double prefill_seconds = 0, decode_seconds = 0;
-  double bytes_per_second = 0;  // all streams' bytes over the decode time
-  double seconds_per_step = 0;  // one byte for every stream
+  double bytes_per_second = 0;              // all streams' bytes over the decode time
+  double seconds_per_step = 0;              // one byte for every stream
+  double seconds_per_step_second_half = 0;  // the steady rate, after the first half's warm-up
   std::size_t state_bytes_per_stream = 0;
   bool stopped_at_context = false;  // a learned-positions model ran out of positions
   std::vector<std::string> outputs;
