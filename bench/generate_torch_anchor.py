@@ -19,23 +19,21 @@ bytes/s counting every stream's bytes, and the cache size per stream at position
 """
 import argparse
 import math
+import pathlib
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 
-class Block(torch.nn.Module):
-    def __init__(self, width, heads):
-        super().__init__()
-        self.heads = heads
-        self.ln1 = torch.nn.LayerNorm(width, eps=1e-5)
-        self.qkv = torch.nn.Linear(width, 3 * width)
-        self.out = torch.nn.Linear(width, width)
-        self.ln2 = torch.nn.LayerNorm(width, eps=1e-5)
-        self.fc1 = torch.nn.Linear(width, 4 * width)
-        self.fc2 = torch.nn.Linear(4 * width, width)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from lm_torch_anchor import Block as TrainingBlock  # noqa: E402  the same layers
+
+
+class Block(TrainingBlock):
+    """The training anchor's block, one new position at a time against a growing cache."""
 
     def forward(self, x, past):
         b, t, w = x.shape

@@ -4,6 +4,7 @@
 #include <fmattn/util/profiling.hpp>
 #include "kernels/decode_attention.hpp"
 #include "kernels/dense_gemm.hpp"
+#include "kernels/lm_block.hpp"
 #include "kernels/lm_layers.hpp"
 
 #include <algorithm>
@@ -211,24 +212,11 @@ void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
   detail::lm::embed(e, m.tokens, m.p.embedding, position, m.x);
   for (int b = 0; b < c.layers; ++b) {
     const detail::BlockViews<S, memory_space>& p = m.p.blocks[std::size_t(b)];
-    detail::lm::layer_norm(e, m.x, p.ln1_gain, p.ln1_bias, m.a, m.mean, m.rstd);
-    detail::dense_gemm(e, 'N', 'N', m.a, p.wq, S(0), m.q);
-    detail::dense_gemm(e, 'N', 'N', m.a, p.wk, S(0), m.k);
-    detail::dense_gemm(e, 'N', 'N', m.a, p.wv, S(0), m.v);
-    detail::lm::add_bias(e, m.q, p.bq);
-    detail::lm::add_bias(e, m.k, p.bk);
-    detail::lm::add_bias(e, m.v, p.bv);
-    detail::decode_token(e, m.layer(b), t, m.q, m.k, m.v, m.y);
-    // h = x + y·Wo + bo; x = h + GELU(LN2(h)·W1 + b1)·W2 + b2, as the training forward.
-    Kokkos::deep_copy(e, m.h, m.x);
-    detail::dense_gemm(e, 'N', 'N', m.y, p.wo, S(1), m.h);
-    detail::lm::add_bias(e, m.h, p.bo);
-    detail::lm::layer_norm(e, m.h, p.ln2_gain, p.ln2_bias, m.a, m.mean, m.rstd);
-    detail::dense_gemm(e, 'N', 'N', m.a, p.w1, S(0), m.u);
-    detail::lm::bias_gelu(e, m.u, p.b1, m.g);
-    Kokkos::deep_copy(e, m.x, m.h);
-    detail::dense_gemm(e, 'N', 'N', m.g, p.w2, S(1), m.x);
-    detail::lm::add_bias(e, m.x, p.b2);
+    const detail::BlockRows<S, memory_space> rows{m.x, m.a, m.q, m.k,    m.v,    m.y,    m.h,   m.a,
+                                                  m.u, m.g, m.x, m.mean, m.rstd, m.mean, m.rstd};
+    detail::block_forward(e, p, rows, [&](const auto& q, const auto& k, const auto& v, const auto& y) {
+      detail::decode_token(e, m.layer(b), t, q, k, v, y);
+    });
   }
   detail::lm::layer_norm(e, m.x, m.p.final_gain, m.p.final_bias, m.f, m.mean, m.rstd);
   detail::dense_gemm(e, 'N', 'T', m.f, m.p.embedding, S(0), m.logits);

@@ -1,6 +1,7 @@
 #include <fmattn/model/language_model.hpp>
 
 #include <fmattn/model/model_views.hpp>
+#include "kernels/lm_block.hpp"
 
 #include <fmattn/core/attention.hpp>
 #include <fmattn/core/weights.hpp>
@@ -272,30 +273,16 @@ void LanguageModel<S>::forward(const std::vector<const std::uint8_t*>& windows) 
     BlockActivations<S>& a = n.act[std::size_t(b)];
     const detail::BlockViews<S, memory_space>& p = w.p.blocks[std::size_t(b)];
     const Matrix<S>& x_next = b + 1 < config_.layers ? n.act[std::size_t(b) + 1].x : n.x_final;
-    detail::lm::layer_norm(e, a.x, p.ln1_gain, p.ln1_bias, a.a1, a.mean1, a.rstd1);
-    // q, k, v through the dense products, then into heads.
-    detail::dense_gemm(e, 'N', 'N', a.a1, p.wq, S(0), n.dq);
-    detail::dense_gemm(e, 'N', 'N', a.a1, p.wk, S(0), n.dk);
-    detail::dense_gemm(e, 'N', 'N', a.a1, p.wv, S(0), n.dv);
-    detail::lm::add_bias(e, n.dq, p.bq);
-    detail::lm::add_bias(e, n.dk, p.bk);
-    detail::lm::add_bias(e, n.dv, p.bv);
-    detail::lm::split_heads(e, n.dq, a.q);
-    detail::lm::split_heads(e, n.dk, a.k);
-    detail::lm::split_heads(e, n.dv, a.v);
-    attention(b, nw).forward(a.q, a.k, a.v, a.y, a.lse);
-    // h = x + y·Wo + bo.
-    detail::lm::merge_heads(e, a.y, n.dy);
-    Kokkos::deep_copy(e, a.h, a.x);
-    detail::dense_gemm(e, 'N', 'N', n.dy, p.wo, S(1), a.h);
-    detail::lm::add_bias(e, a.h, p.bo);
-    // x_next = h + GELU(LN2(h)·W1 + b1)·W2 + b2.
-    detail::lm::layer_norm(e, a.h, p.ln2_gain, p.ln2_bias, a.a2, a.mean2, a.rstd2);
-    detail::dense_gemm(e, 'N', 'N', a.a2, p.w1, S(0), a.u);
-    detail::lm::bias_gelu(e, a.u, p.b1, a.g);
-    Kokkos::deep_copy(e, x_next, a.h);
-    detail::dense_gemm(e, 'N', 'N', a.g, p.w2, S(1), x_next);
-    detail::lm::add_bias(e, x_next, p.b2);
+    const detail::BlockRows<S, memory_space> rows{a.x, a.a1, n.dq,   n.dk,    n.dv,    n.dy,    a.h,    a.a2,
+                                                  a.u, a.g,  x_next, a.mean1, a.rstd1, a.mean2, a.rstd2};
+    detail::block_forward(e, p, rows, [&](const auto& q, const auto& k, const auto& v, const auto& y) {
+      // Into heads, through the block's Attention, back into rows.
+      detail::lm::split_heads(e, q, a.q);
+      detail::lm::split_heads(e, k, a.k);
+      detail::lm::split_heads(e, v, a.v);
+      attention(b, nw).forward(a.q, a.k, a.v, a.y, a.lse);
+      detail::lm::merge_heads(e, a.y, y);
+    });
   }
   detail::lm::layer_norm(e, n.x_final, w.p.final_gain, w.p.final_bias, n.f, n.mean_f, n.rstd_f);
   detail::dense_gemm(e, 'N', 'T', n.f, w.p.embedding, S(0), n.logits);
