@@ -26,6 +26,8 @@ YAML
 "$bin" train deck.yaml >train.log 2>&1 || fail "train: $(cat train.log)"
 "$bin" train deck.yaml --set model.positions=none --set train.checkpoint_file=none.h5 >>train.log 2>&1 ||
   fail "train (positions none): $(cat train.log)"
+"$bin" train deck.yaml --set model.positions=none --set attention.method=exact --set train.checkpoint_file=exact.h5 \
+  >>train.log 2>&1 || fail "train (exact, positions none): $(cat train.log)"
 "$bin" eval deck.yaml --set eval.checkpoint=learned.h5 --set eval.output=eval.h5 >>train.log 2>&1 || fail "eval: $(cat train.log)"
 mkdir -p out
 
@@ -105,6 +107,8 @@ expect "generate[.]temperature: expected" --set generate.temperature=-1
 expect "generate[.]top_p: expected" --set generate.top_p=0
 expect "generate[.]top_p: expected" --set generate.top_p=1.5
 expect "generate[.]top_k: expected" --set generate.top_k=-1
+expect "generate[.]length: 4 stream[(]s[)] of .* positions need .* of decoder state [(]exact attention[)], more than" \
+  --set generate.checkpoint=exact.h5 --set generate.length=1099511627776
 expect "generate[.]output: cannot write into '/proc/self'" --set generate.output=/proc/self/x
 expect "generate[.]output: .*folder[.]txt" --set generate.streams=1 --set generate.output=folder
 echo "bad input: exit 2 naming the key, nothing written"

@@ -111,12 +111,20 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
         "): generating " + std::to_string(s.bytes_per_stream) + " of the " + std::to_string(g.length) +
         " bytes asked for (a model trained with model.positions: none generates at any length)");
   }
-  Decoder<S> decoder(model, g.streams, s.prompt_bytes + s.bytes_per_stream - 1);
+  const std::int64_t capacity = s.prompt_bytes + s.bytes_per_stream - 1;
+  const double state_bytes = double(Decoder<S>::state_bytes(c, capacity)) * double(g.streams),
+               memory = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (state_bytes > 0.8 * memory)
+    throw InputError(deck.where(g.length > 1 ? "generate.length" : "generate.streams") + ": " +
+                     std::to_string(g.streams) + " stream(s) of " + std::to_string(capacity) + " positions need " +
+                     format_bytes(state_bytes) + " of decoder state (" + name_of(c.attention.method) +
+                     " attention), more than this node's " + format_bytes(memory) + " allows");
+  Decoder<S> decoder(model, g.streams, capacity);
   s.state_bytes_per_stream = decoder.state_bytes_per_stream();
   Stopwatch prefill;
   // A prompt beyond the context goes through the forward as far as half this node's memory
   // holds its activations (the decoder steps through the rest, a step per byte).
-  decoder.prefill(prompt, std::size_t(double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)) / 2));
+  decoder.prefill(prompt, std::size_t(memory / 2));
   s.prefill_seconds = prefill.seconds();
   char line[300];
   std::snprintf(line, sizeof line, "prefill    %lld prompt bytes through the forward in %.3f s; state %s per stream",

@@ -24,6 +24,25 @@ int levels_for(std::int64_t capacity, int m) {
   return l;
 }
 
+// What the decoder of model c keeps for positions 0 .. capacity − 1.
+detail::DecodeShape shape_of(const ModelConfig& c, std::int64_t capacity) {
+  const Geometry window = c.geometry();
+  detail::DecodeShape shape;
+  shape.heads = c.heads;
+  shape.d = c.head_dim();
+  shape.m = c.block_size;
+  shape.p = c.rank;
+  shape.method = c.attention.method;
+  shape.count_weighting = c.attention.count_weighting;
+  shape.scale = c.attention.scale;
+  shape.zero_sink = c.attention.boundary == Boundary::zero_sink;
+  shape.sink_levels = shape.zero_sink ? window.L : 0;
+  if (shape.method == Method::fma) shape.levels = std::max(levels_for(capacity, c.block_size), shape.sink_levels);
+  shape.learned_levels = c.learned_basis() ? std::min(shape.levels, window.L) : 0;
+  shape.ring = shape.method == Method::exact ? capacity : 2 * std::int64_t(c.block_size);
+  return shape;
+}
+
 }  // namespace
 
 template <class S>
@@ -44,20 +63,8 @@ struct Decoder<S>::Impl {
   Impl(const LanguageModel<S>& model, std::int64_t streams, std::int64_t capacity)
       : p(model.parameters(), model.slots(), model.config()) {
     const ModelConfig& c = model.config();
-    const Geometry window = c.geometry();
     const int H = c.heads, d = c.head_dim(), W = c.width, layers = c.layers;
-    shape.heads = H;
-    shape.d = d;
-    shape.m = c.block_size;
-    shape.p = c.rank;
-    shape.method = c.attention.method;
-    shape.count_weighting = c.attention.count_weighting;
-    shape.scale = c.attention.scale;
-    shape.zero_sink = c.attention.boundary == Boundary::zero_sink;
-    shape.sink_levels = shape.zero_sink ? window.L : 0;
-    if (shape.method == Method::fma) shape.levels = std::max(levels_for(capacity, c.block_size), shape.sink_levels);
-    shape.learned_levels = c.learned_basis() ? std::min(shape.levels, window.L) : 0;
-    shape.ring = shape.method == Method::exact ? capacity : 2 * std::int64_t(c.block_size);
+    shape = shape_of(c, capacity);
     const std::int64_t units = streams * H, cells = std::int64_t(detail::kept_cells) * c.rank;
     auto state4 = [&](const char* label, std::int64_t n1) {
       return decltype(state.ring_k)(std::string("fmattn::decoder::") + label, layers, units, n1, d);
@@ -226,11 +233,18 @@ void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
 }
 
 template <class S>
+std::size_t Decoder<S>::state_bytes(const ModelConfig& c, std::int64_t capacity) {
+  // Per layer and head, keys and values: the ring, and per level the kept cells and the sums.
+  const detail::DecodeShape shape = shape_of(c, capacity);
+  const double values = 2.0 * double(c.layers) * c.heads * shape.d *
+                        (double(shape.ring) + double(shape.levels) * (detail::kept_cells + 1) * shape.p);
+  return values * sizeof(S) < double(std::numeric_limits<std::size_t>::max()) ? std::size_t(values * sizeof(S))
+                                                                              : std::numeric_limits<std::size_t>::max();
+}
+
+template <class S>
 std::size_t Decoder<S>::state_bytes_per_stream() const {
-  const auto& st = impl_->state;
-  const std::size_t elements =
-      st.ring_k.span() + st.ring_v.span() + st.cell_k.span() + st.cell_v.span() + st.sum_k.span() + st.sum_v.span();
-  return elements * sizeof(S) / std::size_t(streams_);
+  return state_bytes(model_.config(), capacity_);
 }
 
 template class Decoder<float>;

@@ -53,6 +53,8 @@ class Decoder {
   const std::vector<double>& logits() const { return logits_; }
   // Bytes of one stream's state (all layers and heads), sized for the capacity.
   std::size_t state_bytes_per_stream() const;
+  // The same for a decoder of model c with room for `capacity` positions, before making one.
+  static std::size_t state_bytes(const ModelConfig& c, std::int64_t capacity);
 
  private:
   struct Impl;
