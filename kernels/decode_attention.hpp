@@ -68,50 +68,61 @@ struct DecodeLayer {
 
   // Key and value rows of position t (d values each) into unit u's ring.
   KOKKOS_INLINE_FUNCTION void feed_ring(std::int64_t u, std::int64_t t, const S* k, const S* v) const {
-    const std::int64_t slot = t % shape.ring;
+    S* rk = &st.ring_k(layer, u, t % shape.ring, 0);
+    S* rv = &st.ring_v(layer, u, t % shape.ring, 0);
+    FMATTN_SIMD
     for (int c = 0; c < shape.d; ++c) {
-      st.ring_k(layer, u, slot, c) = k[c];
-      st.ring_v(layer, u, slot, c) = v[c];
+      rk[c] = k[c];
+      rv[c] = v[c];
     }
   }
 
   // The same rows into level l's running sums; completes the cell at its last position. The
   // sums start from the bias (learned) or 0 (average) and take the cell's tokens in order, as
-  // the training forward sums them.
+  // the training forward sums them. (Rows of d contiguous values, through pointers: the loops
+  // vectorize.)
   KOKKOS_INLINE_FUNCTION void feed_level(std::int64_t u, int l, std::int64_t t, const S* k, const S* v) const {
     const int p = shape.p, d = shape.d;
-    const std::int64_t w = shape.cell_size(l), seg = w / p, off = t % w;
+    const std::int64_t w = shape.cell_size(l), seg = w / p, off = t % w, pd = std::int64_t(p) * d;
     const bool learned = l <= shape.learned_levels;
     const int li = l - 1;
-    if (off == 0)
-      for (int r = 0; r < p; ++r)
-        for (int c = 0; c < d; ++c) {
-          st.sum_k(layer, u, li, r, c) = learned ? st.bias_k(layer, (std::int64_t(li) * p + r) * d + c) : S(0);
-          st.sum_v(layer, u, li, r, c) = learned ? st.bias_v(layer, (std::int64_t(li) * p + r) * d + c) : S(0);
-        }
+    S* sk = &st.sum_k(layer, u, li, 0, 0);  // [p][d]
+    S* sv = &st.sum_v(layer, u, li, 0, 0);
+    if (off == 0) {
+      const S* bk = learned ? &st.bias_k(layer, li * pd) : nullptr;
+      const S* bv = learned ? &st.bias_v(layer, li * pd) : nullptr;
+      for (std::int64_t i = 0; i < pd; ++i) {
+        sk[i] = bk ? bk[i] : S(0);
+        sv[i] = bv ? bv[i] : S(0);
+      }
+    }
     if (learned) {
-      const std::int64_t base = shape.weight_offset(l) + off * d;
-      for (int r = 0; r < p; ++r)
+      const S* wk = &st.weight_k(layer, shape.weight_offset(l) + off * d);  // W_l[r][off][·] at r·w·d
+      const S* wv = &st.weight_v(layer, shape.weight_offset(l) + off * d);
+      for (int r = 0; r < p; ++r) {
+        FMATTN_SIMD
         for (int c = 0; c < d; ++c) {
-          const std::int64_t i = base + r * w * d + c;
-          st.sum_k(layer, u, li, r, c) += st.weight_k(layer, i) * k[c];
-          st.sum_v(layer, u, li, r, c) += st.weight_v(layer, i) * v[c];
+          sk[r * d + c] += wk[r * w * d + c] * k[c];
+          sv[r * d + c] += wv[r * w * d + c] * v[c];
         }
+      }
     } else {
-      const int r = int(off / seg);
+      const std::int64_t r0 = off / seg * d;
+      FMATTN_SIMD
       for (int c = 0; c < d; ++c) {
-        st.sum_k(layer, u, li, r, c) += k[c];
-        st.sum_v(layer, u, li, r, c) += v[c];
+        sk[r0 + c] += k[c];
+        sv[r0 + c] += v[c];
       }
     }
     if (off != w - 1) return;
-    const std::int64_t first = (t / w) % kept_cells * p;
+    S* ck = &st.cell_k(layer, u, li, (t / w) % kept_cells * p, 0);
+    S* cv = &st.cell_v(layer, u, li, (t / w) % kept_cells * p, 0);
     const S inv = learned ? S(1) : S(1) / S(seg);
-    for (int r = 0; r < p; ++r)
-      for (int c = 0; c < d; ++c) {
-        st.cell_k(layer, u, li, first + r, c) = st.sum_k(layer, u, li, r, c) * inv;
-        st.cell_v(layer, u, li, first + r, c) = st.sum_v(layer, u, li, r, c) * inv;
-      }
+    FMATTN_SIMD
+    for (std::int64_t i = 0; i < pd; ++i) {
+      ck[i] = sk[i] * inv;
+      cv[i] = sv[i] * inv;
+    }
   }
 
   // Levels whose far field a query at position t has: masked, those with a cell two before
@@ -124,15 +135,16 @@ struct DecodeLayer {
     return l;
   }
 
-  // Calls f(score or nothing, weight, value row or nullptr) for each slot of the query at
-  // position t of unit u, in a fixed order: near field (or every key), then the far cells
-  // level by level. `sigma` is the slot's score when `value` is not null, else 0 (a sink).
-  template <class F>
+  // Calls f(score, weight, value row or nullptr) for each slot of the query at position t of
+  // unit u, in a fixed order: near field (or every key), then the far cells level by level. The
+  // score of a sink (null value) is 0; without Scores every score is passed as 0 (not computed).
+  template <bool Scores, class F>
   KOKKOS_INLINE_FUNCTION void for_each_slot(std::int64_t u, std::int64_t t, const S* q, F&& f) const {
     const int d = shape.d;
     // In `lanes` partial sums (a vector's worth, summed in a fixed order at the end): a single
     // running sum would make every multiply-add wait for the one before it.
     auto dot = [&](const S* k) {
+      if (!Scores) return S(0);
       constexpr int lanes = 16;
       S part[lanes] = {};
       int c = 0;
@@ -180,7 +192,7 @@ struct DecodeLayer {
   KOKKOS_INLINE_FUNCTION void attend(std::int64_t u, std::int64_t t, const S* q, S* y) const {
     std::int64_t n = 0;
     S mx = 0;
-    for_each_slot(u, t, q, [&](S sigma, S, const S*) {
+    for_each_slot<true>(u, t, q, [&](S sigma, S, const S*) {
       st.scores(u, n) = sigma;
       mx = n == 0 || sigma > mx ? sigma : mx;
       ++n;
@@ -188,7 +200,7 @@ struct DecodeLayer {
     for (int c = 0; c < shape.d; ++c) y[c] = S(0);
     S den = 0;
     n = 0;
-    for_each_slot(u, t, q, [&](S, S alpha, const S* value) {
+    for_each_slot<false>(u, t, q, [&](S, S alpha, const S* value) {
       const S e = alpha * exp_nonpositive(st.scores(u, n++) - mx);
       den += e;
       if (value)
