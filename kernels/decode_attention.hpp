@@ -154,7 +154,7 @@ struct DecodeLayer {
       }
       for (int x = 0; c + x < d; ++x) part[x] += q[c + x] * k[c + x];
       S s = 0;
-      for (int x = 0; x < lanes; ++x) s += part[x];
+      for (const S x : part) s += x;
       return S(shape.scale) * s;
     };
     const std::int64_t B = t / shape.m;
