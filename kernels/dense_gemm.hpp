@@ -188,6 +188,17 @@ KOKKOS_INLINE_FUNCTION void rows_block(const AView& a, const BView& b, const CVi
     for (int x = 0; x < jn; ++x) c(i0 + r, j0 + x) = acc[r][x];
 }
 
+// The last `rows` (< R + 1) rows from i0 in one block of that many.
+template <int R, class AView, class BView, class CView, class S>
+KOKKOS_INLINE_FUNCTION void rest_block(const AView& a, const BView& b, const CView& c, S beta, std::int64_t i0,
+                                       int rows, std::int64_t j0, int jn, std::int64_t ars, std::int64_t acs,
+                                       std::int64_t brs, std::int64_t K) {
+  if (rows == R)
+    rows_block<R>(a, b, c, beta, i0, j0, jn, ars, acs, brs, K);
+  else if constexpr (R > 1)
+    rest_block<R - 1>(a, b, c, beta, i0, rows, j0, jn, ars, acs, brs, K);
+}
+
 template <class Exec, bool TransA, class AView, class BView, class CView>
 void few_rows_gemm(const Exec& space, const AView& a, const BView& b, typename CView::non_const_value_type beta,
                    const CView& c, std::int64_t M, std::int64_t N, std::int64_t K) {
@@ -203,25 +214,7 @@ void few_rows_gemm(const Exec& space, const AView& a, const BView& b, typename C
         const int jn = N - j0 < CB ? int(N - j0) : CB;
         std::int64_t i = 0;
         for (; i + NR <= M; i += NR) rows_block<NR>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-        switch (M - i) {  // the rest in one block
-          case 5:
-            rows_block<5>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-            break;
-          case 4:
-            rows_block<4>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-            break;
-          case 3:
-            rows_block<3>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-            break;
-          case 2:
-            rows_block<2>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-            break;
-          case 1:
-            rows_block<1>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-            break;
-          default:
-            break;
-        }
+        rest_block<NR - 1>(a, b, c, beta, i, int(M - i), j0, jn, ars, acs, brs, K);
       });
 }
 
