@@ -113,8 +113,8 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
   }
   const std::int64_t capacity = s.prompt_bytes + s.bytes_per_stream - 1;
   const double state_bytes = double(Decoder<S>::state_bytes(c, capacity)) * double(g.streams),
-               memory = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
-  if (state_bytes > 0.8 * memory)
+               memory = node_memory_bytes();
+  if (memory > 0 && state_bytes > 0.8 * memory)
     throw InputError(deck.where(g.length > 1 ? "generate.length" : "generate.streams") + ": " +
                      std::to_string(g.streams) + " stream(s) of " + std::to_string(capacity) + " positions need " +
                      format_bytes(state_bytes) + " of decoder state (" + name_of(c.attention.method) +
@@ -124,7 +124,10 @@ GenerateSummary generate_typed(const Deck& deck, const ModelState& state, const 
   Stopwatch prefill;
   // A prompt beyond the context goes through the forward as far as half this node's memory
   // holds its activations (the decoder steps through the rest, a step per byte).
-  decoder.prefill(prompt, std::size_t(memory / 2));
+  if (memory > 0)
+    decoder.prefill(prompt, std::size_t(memory / 2));
+  else
+    decoder.prefill(prompt);
   s.prefill_seconds = prefill.seconds();
   char line[300];
   std::snprintf(line, sizeof line, "prefill    %lld prompt bytes through the forward in %.3f s; state %s per stream",

@@ -3,12 +3,11 @@
 #include <fmattn/app/run.hpp>
 
 #include <fmattn/util/errors.hpp>
+#include <fmattn/util/log.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <new>
-
-#include <unistd.h>
 
 namespace fmattn {
 
@@ -105,8 +104,8 @@ std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype
     n = std::max<std::int64_t>(1, std::min(std::int64_t((std::size_t(4) << 30) / bytes(1)),
                                            (std::int64_t(1) << 17) / std::int64_t(c.context)));
   n = std::min(n, share);
-  const double memory = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
-  if (double(bytes(n)) > 0.8 * memory)
+  const double memory = node_memory_bytes();
+  if (memory > 0 && double(bytes(n)) > 0.8 * memory)
     throw InputError(deck.where(deck.train.micro_batch > 0 ? "train.micro_batch" : "model.context") + ": " +
                      std::to_string(n) + " window(s) of " + std::to_string(c.context) + " bytes need " +
                      format_bytes(double(bytes(n))) + " of activations, more than this node's " + format_bytes(memory) +

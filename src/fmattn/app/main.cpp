@@ -299,13 +299,14 @@ int main(int argc, char** argv) {
             say("[fmattn] " + line + "\n");
         });
         char buf[512];
-        std::snprintf(buf, sizeof buf,
-                      "[fmattn] done: %lld bytes x %lld stream(s) after a %lld-byte prompt, %.1f bytes/s, %.3f ms/step, "
-                      "prefill %.3f s, decoder state %s per stream, peak RSS %s\n",
-                      static_cast<long long>(s.bytes_per_stream), static_cast<long long>(s.streams),
-                      static_cast<long long>(s.prompt_bytes), s.bytes_per_second, 1e3 * s.seconds_per_step,
-                      s.prefill_seconds, fmattn::format_bytes(double(s.state_bytes_per_stream)).c_str(),
-                      fmattn::format_bytes(double(fmattn::peak_rss_bytes())).c_str());
+        std::snprintf(
+            buf, sizeof buf,
+            "[fmattn] done: %lld bytes x %lld stream(s) after a %lld-byte prompt, %.1f bytes/s, %.3f ms/step, "
+            "prefill %.3f s, decoder state %s per stream, peak RSS %s\n",
+            static_cast<long long>(s.bytes_per_stream), static_cast<long long>(s.streams),
+            static_cast<long long>(s.prompt_bytes), s.bytes_per_second, 1e3 * s.seconds_per_step, s.prefill_seconds,
+            fmattn::format_bytes(double(s.state_bytes_per_stream)).c_str(),
+            fmattn::format_bytes(double(fmattn::peak_rss_bytes())).c_str());
         if (text_out)
           std::cerr << buf;
         else

@@ -14,8 +14,6 @@
 #include "kernels/allocation.hpp"
 #include "kernels/finite.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -41,11 +39,9 @@ double memory_needed(const Deck& deck, std::int64_t heads, std::int64_t rows, st
   return (4.0 * tokens + levels) * (deck.problem.dtype == Dtype::float32 ? 4.0 : 8.0);
 }
 
-double node_memory() { return double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)); }
-
 // Refuses problems that cannot fit in this node's memory before allocating anything.
 void check_memory(double need) {
-  const double have = node_memory();
+  const double have = node_memory_bytes();
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, Kokkos::DefaultExecutionSpace::memory_space>::accessible &&
       need > have)
     throw InputError("problem needs " + format_bytes(need) +
@@ -339,7 +335,7 @@ RunNeeds run_needs(const Deck& deck, int ranks) {
   needs.output_bytes = deck.output.write_output ? double(heads) * double(g.n) * double(deck.problem.head_dim) *
                                                       (deck.problem.dtype == Dtype::float32 ? 4.0 : 8.0)
                                                 : 0.0;
-  needs.node_bytes = node_memory();
+  needs.node_bytes = node_memory_bytes();
   if (ranks > 1 && deck.resolved_decomposition() == Decomposition::sequence) {
     // Rank 0 holds the most: balanced ranges give the extra blocks to the first ranks.
     const Shard s = plan_shard(g, 0, ranks).shard;

@@ -2,6 +2,7 @@
 
 #include <fmattn/io/output_file.hpp>
 #include <fmattn/util/errors.hpp>
+#include <fmattn/util/log.hpp>
 
 #include <hdf5.h>
 #include <sys/stat.h>
@@ -24,12 +25,6 @@ std::string kind_of(mode_t mode) {
   if (S_ISBLK(mode)) return "a block device";
   if (S_ISSOCK(mode)) return "a socket";
   return "not a regular file";
-}
-
-// This node's memory in bytes (0 when unknown).
-double node_memory() {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && size > 0 ? double(pages) * double(size) : 0;
 }
 
 std::string quoted(const std::string& path) { return "'" + shown_path(path) + "'"; }
@@ -148,8 +143,7 @@ std::vector<FileUse> files_of(const Deck& d, const std::string& verb, const std:
   }
   if (verb == "generate") {
     in("generate.checkpoint", d.generate.checkpoint, true);
-    if (d.generate.checkpoint.empty())
-      throw InputError(d.where("generate.checkpoint") + ": no model checkpoint given");
+    if (d.generate.checkpoint.empty()) throw InputError(d.where("generate.checkpoint") + ": no model checkpoint given");
     in("generate.prompt_file", d.generate.prompt_file, false);
     for (const std::string& path : generated_files(d)) out("generate.output", path);
   }
@@ -178,7 +172,7 @@ void check_files(const Deck& d, const std::vector<FileUse>& files, MPI_Comm comm
       if (u.hdf5 && H5Fis_hdf5(u.path.c_str()) <= 0)
         throw InputError(label(u) + ": " + shown_path(u.path) + ": not an HDF5 file");
       struct stat st {};
-      const double memory = node_memory();
+      const double memory = node_memory_bytes();
       if (!u.hdf5 && ::stat(u.path.c_str(), &st) == 0 && memory > 0 && double(st.st_size) > memory / 2)
         throw InputError(label(u) + ": " + quoted(u.path) + " holds " + format_bytes(double(st.st_size)) +
                          ", more than half of this node's memory (" + format_bytes(memory) + ")");

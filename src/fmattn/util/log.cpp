@@ -1,6 +1,7 @@
 #include <fmattn/util/log.hpp>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <ctime>
@@ -18,6 +19,11 @@ std::size_t peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return std::size_t(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+double node_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? double(pages) * double(size) : 0;
 }
 
 std::string format_bytes(double bytes) {

@@ -34,6 +34,8 @@ class Stopwatch {
 
 // Peak resident memory of this process, bytes.
 std::size_t peak_rss_bytes();
+// This node's physical memory in bytes (0 when unknown).
+double node_memory_bytes();
 // "1.23 GiB" style.
 std::string format_bytes(double bytes);
 // Current UTC time, ISO 8601.
