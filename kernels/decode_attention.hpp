@@ -25,7 +25,7 @@ inline constexpr int kept_cells = 4;
 
 struct DecodeShape {
   int heads = 1, d = 1, m = 1, p = 1;
-  int levels = 0;          // coarse levels the state holds
+  int levels = 0;          // coarse levels the state holds (at least sink_levels)
   int learned_levels = 0;  // levels 1 .. learned_levels downsample with learned basis functions
   int sink_levels = 0;     // zero_sink: the window's levels, whose cells before the text are sinks
   bool zero_sink = false;
@@ -37,9 +37,8 @@ struct DecodeShape {
   KOKKOS_INLINE_FUNCTION std::int64_t cell_size(int l) const { return std::int64_t(m) << (l - 1); }
   // Slots a query may have: the near field (or every key) and p per far cell (or sink).
   KOKKOS_INLINE_FUNCTION std::int64_t max_slots() const {
-    const int far_levels = levels > sink_levels ? levels : sink_levels;
     return (method == Method::exact ? ring : 2 * std::int64_t(m)) +
-           (method == Method::fma ? 2 * std::int64_t(p) * far_levels : 0);
+           (method == Method::fma ? 2 * std::int64_t(p) * levels : 0);
   }
   // First element of level l's K (or V) basis-function weights [p][w_l][d] in a layer's row.
   KOKKOS_INLINE_FUNCTION std::int64_t weight_offset(int l) const {

@@ -59,6 +59,9 @@ struct Decoder<S>::Impl {
   Matrix x, a, h, q, k, v, y, u, g, f, logits;
   Vec mean, rstd;
   Kokkos::View<int*, Memory> tokens;
+  // Their host copies, made once: a step moves bytes in and logits out.
+  typename Kokkos::View<int*, Memory>::HostMirror tokens_host;
+  typename Matrix::HostMirror logits_host;
 
   Impl(const LanguageModel<S>& model, std::int64_t streams, std::int64_t capacity)
       : p(model.parameters(), model.slots(), model.config()) {
@@ -119,6 +122,8 @@ struct Decoder<S>::Impl {
     mean = Vec("fmattn::decoder::mean", streams);
     rstd = Vec("fmattn::decoder::rstd", streams);
     tokens = decltype(tokens)("fmattn::decoder::tokens", streams);
+    tokens_host = Kokkos::create_mirror_view(tokens);
+    logits_host = Kokkos::create_mirror_view(logits);
   }
 
   detail::DecodeLayer<S, Memory> layer(int b) const { return {shape, state, b}; }
@@ -187,10 +192,9 @@ void Decoder<S>::prefill_forward(LanguageModel<S>& model, const std::vector<std:
     detail::decode_prefill(m.space, m.layer(b), n, Kokkos::subview(model.keys(b), heads, Kokkos::ALL, Kokkos::ALL),
                            Kokkos::subview(model.values(b), heads, Kokkos::ALL, Kokkos::ALL), streams_);
   m.space.fence();
-  const std::vector<double> all = model.logits();
+  const std::vector<double> last = model.logits(n - 1);
   logits_.resize(std::size_t(streams_) * vocabulary);
-  for (std::int64_t s = 0; s < streams_; ++s)
-    std::copy_n(all.begin() + (n - 1) * vocabulary, vocabulary, logits_.begin() + s * vocabulary);
+  for (std::int64_t s = 0; s < streams_; ++s) std::copy(last.begin(), last.end(), logits_.begin() + s * vocabulary);
   position_ = n;
 }
 
@@ -204,12 +208,8 @@ void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
   const auto& e = m.space;
   const ModelConfig& c = model_.config();
   const std::int64_t t = position_;
-  {
-    auto host = Kokkos::create_mirror_view(m.tokens);
-    for (std::int64_t s = 0; s < streams_; ++s) host(s) = bytes[std::size_t(s)];
-    Kokkos::deep_copy(e, m.tokens, host);
-    e.fence();
-  }
+  for (std::int64_t s = 0; s < streams_; ++s) m.tokens_host(s) = bytes[std::size_t(s)];
+  Kokkos::deep_copy(e, m.tokens, m.tokens_host);
   // x = E[byte] + P[t]: the embedding kernel of training with the one row of P of position t
   // (none without a position table).
   const typename Impl::Matrix position =
@@ -227,8 +227,9 @@ void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
   }
   detail::lm::layer_norm(e, m.x, m.p.final_gain, m.p.final_bias, m.f, m.mean, m.rstd);
   detail::dense_gemm(e, 'N', 'T', m.f, m.p.embedding, S(0), m.logits);
-  const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.logits);
-  for (std::size_t i = 0; i < logits_.size(); ++i) logits_[i] = double(host.data()[i]);
+  Kokkos::deep_copy(e, m.logits_host, m.logits);
+  e.fence();
+  for (std::size_t i = 0; i < logits_.size(); ++i) logits_[i] = double(m.logits_host.data()[i]);
   ++position_;
 }
 

@@ -392,6 +392,15 @@ std::vector<double> LanguageModel<S>::logits() const {
 }
 
 template <class S>
+std::vector<double> LanguageModel<S>::logits(std::int64_t row) const {
+  const auto host =
+      Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), Kokkos::subview(ws_->now.logits, row, Kokkos::ALL));
+  std::vector<double> out(host.extent(0));
+  for (std::size_t v = 0; v < out.size(); ++v) out[v] = double(host(v));
+  return out;
+}
+
+template <class S>
 typename Attention<S>::Tensor LanguageModel<S>::keys(int block) const {
   return ws_->now.act.at(std::size_t(block)).k;
 }

@@ -58,6 +58,8 @@ class LanguageModel {
   double window(const std::uint8_t* bytes, double grad_scale, std::vector<double>* per_token = nullptr);
   // The logits [windows·T][256] of the last call (for tests and analysis): copied to the host.
   std::vector<double> logits() const;
+  // Row r of them (the decoder's prefill needs the prompt's last).
+  std::vector<double> logits(std::int64_t row) const;
   // Block b's keys and values of the last call, per window and head [windows·H][T][d]: what
   // the decoder's prefill builds its state from.
   typename Attention<Scalar>::Tensor keys(int block) const;
