@@ -57,6 +57,9 @@ struct Decoder<S>::Impl {
   // Rows of the streams: the residual stream, the LayerNorms' outputs, q, k, v, attention
   // output, the MLP's pre- and post-GELU values, the final norm and the logits.
   Matrix x, a, h, q, k, v, y, u, g, f, logits;
+  // Eᵀ [W][256], for the logits f·Eᵀ as a product whose B is read in place (few rows), not
+  // packed every step; the same sums in the same order, so the same logits.
+  Matrix embedding_t;
   Vec mean, rstd;
   Kokkos::View<int*, Memory> tokens;
   // Their host copies, made once: a step moves bytes in and logits out.
@@ -122,6 +125,13 @@ struct Decoder<S>::Impl {
     mean = Vec("fmattn::decoder::mean", streams);
     rstd = Vec("fmattn::decoder::rstd", streams);
     tokens = decltype(tokens)("fmattn::decoder::tokens", streams);
+    embedding_t =
+        Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::decoder::embedding_t"), W, vocabulary);
+    const Matrix E = p.embedding, Et = embedding_t;
+    Kokkos::parallel_for(
+        "fmattn::decoder::transpose_embedding",
+        Kokkos::MDRangePolicy<execution_space, Kokkos::Rank<2>>(space, {0, 0}, {vocabulary, W}),
+        KOKKOS_LAMBDA(const int t, const int c) { Et(c, t) = E(t, c); });
     tokens_host = Kokkos::create_mirror_view(tokens);
     logits_host = Kokkos::create_mirror_view(logits);
   }
@@ -226,7 +236,7 @@ void Decoder<S>::step(const std::vector<std::uint8_t>& bytes) {
     });
   }
   detail::lm::layer_norm(e, m.x, m.p.final_gain, m.p.final_bias, m.f, m.mean, m.rstd);
-  detail::dense_gemm(e, 'N', 'T', m.f, m.p.embedding, S(0), m.logits);
+  detail::dense_gemm(e, 'N', 'N', m.f, m.embedding_t, S(0), m.logits);
   Kokkos::deep_copy(e, m.logits_host, m.logits);
   e.fence();
   for (std::size_t i = 0; i < logits_.size(); ++i) logits_[i] = double(m.logits_host.data()[i]);
