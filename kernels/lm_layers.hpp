@@ -226,6 +226,14 @@ void merge_heads(const Exec& space, const Tensor& a, const Matrix& m) {
   move_heads(space, m, a, false);
 }
 
+// out(c, r) = in(r, c).
+template <class Exec, class CMatrix, class Matrix>
+void transpose(const Exec& space, const CMatrix& in, const Matrix& out) {
+  Kokkos::parallel_for(
+      "fmattn::lm::transpose", Range2<Exec>(space, {0, 0}, {std::int64_t(in.extent(0)), std::int64_t(in.extent(1))}),
+      KOKKOS_LAMBDA(const std::int64_t r, const std::int64_t c) { out(c, r) = in(r, c); });
+}
+
 // Cross-entropy of logits [T][V] against target(t): loss(t) = logsumexp − logit of the target,
 // in double. With grad_scale > 0, dlogits = (softmax − one-hot) · grad_scale.
 template <class Exec, class CMatrix, class Tokens, class Losses, class Matrix>

@@ -127,11 +127,7 @@ struct Decoder<S>::Impl {
     tokens = decltype(tokens)("fmattn::decoder::tokens", streams);
     embedding_t =
         Matrix(Kokkos::view_alloc(Kokkos::WithoutInitializing, "fmattn::decoder::embedding_t"), W, vocabulary);
-    const Matrix E = p.embedding, Et = embedding_t;
-    Kokkos::parallel_for(
-        "fmattn::decoder::transpose_embedding",
-        Kokkos::MDRangePolicy<execution_space, Kokkos::Rank<2>>(space, {0, 0}, {vocabulary, W}),
-        KOKKOS_LAMBDA(const int t, const int c) { Et(c, t) = E(t, c); });
+    detail::lm::transpose(space, p.embedding, embedding_t);
     tokens_host = Kokkos::create_mirror_view(tokens);
     logits_host = Kokkos::create_mirror_view(logits);
   }
