@@ -221,6 +221,8 @@ void measure(const Options& o, const std::string& name, const Case& c, std::int6
   csv << name << ',' << threads << ',' << d << ',' << n << ',' << best << ',' << gflops << ',' << 100 * gflops / ceiling
       << ',' << ceiling << ',' << flops << ',' << bytes << ',' << resident_bytes() << ',' << bandwidth << ','
       << (c.backward ? forward_s : best) << ',' << dtype << '\n';
+  // Each row on disk when measured: a sweep stopped by a time limit keeps what it measured.
+  csv.flush();
 }
 
 }  // namespace

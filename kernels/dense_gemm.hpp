@@ -167,43 +167,57 @@ struct DenseGemm {
 // path would pack all of B and pad the rows to register blocks of 6 for them. Each thread takes
 // a block of CB columns, 6 rows at a time and then the rest in one block, with the same
 // accumulate_block and the same order over k from the same start: the bits of the packed path.
-// Rows i0 .. i0 + R − 1 and columns j0 .. j0 + jn − 1 (jn ≤ CB) of C over all of K.
-template <int R, class AView, class BView, class CView, class S>
+// Rows i0 .. i0 + R − 1 and columns j0 .. j0 + jn − 1 of C over all of K; Full: jn = CB. A full
+// block is an instantiation of its own, so that no loop with a run-time bound indexes its
+// accumulators (which would keep them in memory rather than in registers).
+template <int R, bool Full, class AView, class BView, class CView, class S>
 KOKKOS_INLINE_FUNCTION void rows_block(const AView& a, const BView& b, const CView& c, S beta, std::int64_t i0,
                                        std::int64_t j0, int jn, std::int64_t ars, std::int64_t acs, std::int64_t brs,
                                        std::int64_t K) {
   constexpr int CB = GemmShape<S>::cols;
+  const int w = Full ? CB : jn;
   S acc[R][CB];
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < CB; ++x) {
-      const S cx = x < jn ? c(i0 + r, j0 + x) : S(0);
+      const S cx = x < w ? c(i0 + r, j0 + x) : S(0);
       acc[r][x] = beta == S(1) ? cx : beta == S(0) ? S(0) : beta * cx;
     }
   const S* arow = a.data() + i0 * ars;
-  if (jn == CB)
+  if constexpr (Full)
     accumulate_block<R, CB>(acc, arow, ars, acs, b.data() + j0, brs, 0, int(K));
   else
     accumulate_block_tail<R, CB>(acc, arow, ars, acs, b.data() + j0, brs, 0, int(K), jn);
   for (int r = 0; r < R; ++r)
-    for (int x = 0; x < jn; ++x) c(i0 + r, j0 + x) = acc[r][x];
+    for (int x = 0; x < w; ++x) c(i0 + r, j0 + x) = acc[r][x];
 }
 
 // The last `rows` (< R + 1) rows from i0 in one block of that many.
-template <int R, class AView, class BView, class CView, class S>
+template <int R, bool Full, class AView, class BView, class CView, class S>
 KOKKOS_INLINE_FUNCTION void rest_block(const AView& a, const BView& b, const CView& c, S beta, std::int64_t i0,
                                        int rows, std::int64_t j0, int jn, std::int64_t ars, std::int64_t acs,
                                        std::int64_t brs, std::int64_t K) {
   if (rows == R)
-    rows_block<R>(a, b, c, beta, i0, j0, jn, ars, acs, brs, K);
+    rows_block<R, Full>(a, b, c, beta, i0, j0, jn, ars, acs, brs, K);
   else if constexpr (R > 1)
-    rest_block<R - 1>(a, b, c, beta, i0, rows, j0, jn, ars, acs, brs, K);
+    rest_block<R - 1, Full>(a, b, c, beta, i0, rows, j0, jn, ars, acs, brs, K);
+}
+
+// All M rows of one block of columns.
+template <bool Full, class AView, class BView, class CView, class S>
+KOKKOS_INLINE_FUNCTION void column_block(const AView& a, const BView& b, const CView& c, S beta, std::int64_t M,
+                                         std::int64_t j0, int jn, std::int64_t ars, std::int64_t acs, std::int64_t brs,
+                                         std::int64_t K) {
+  constexpr int NR = GemmShape<S>::rows;
+  std::int64_t i = 0;
+  for (; i + NR <= M; i += NR) rows_block<NR, Full>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
+  rest_block<NR - 1, Full>(a, b, c, beta, i, int(M - i), j0, jn, ars, acs, brs, K);
 }
 
 template <class Exec, bool TransA, class AView, class BView, class CView>
 void few_rows_gemm(const Exec& space, const AView& a, const BView& b, typename CView::non_const_value_type beta,
                    const CView& c, std::int64_t M, std::int64_t N, std::int64_t K) {
   using S = typename CView::non_const_value_type;
-  constexpr int CB = GemmShape<S>::cols, NR = GemmShape<S>::rows;
+  constexpr int CB = GemmShape<S>::cols;
   const std::int64_t acs = std::int64_t(TransA ? a.stride(0) : a.stride(1));
   const std::int64_t ars = std::int64_t(TransA ? a.stride(1) : a.stride(0)), brs = std::int64_t(b.stride(0));
   Kokkos::parallel_for(
@@ -212,9 +226,10 @@ void few_rows_gemm(const Exec& space, const AView& a, const BView& b, typename C
       KOKKOS_LAMBDA(const std::int64_t h) {
         const std::int64_t j0 = h * CB;
         const int jn = N - j0 < CB ? int(N - j0) : CB;
-        std::int64_t i = 0;
-        for (; i + NR <= M; i += NR) rows_block<NR>(a, b, c, beta, i, j0, jn, ars, acs, brs, K);
-        rest_block<NR - 1>(a, b, c, beta, i, int(M - i), j0, jn, ars, acs, brs, K);
+        if (jn == CB)
+          column_block<true>(a, b, c, beta, M, j0, jn, ars, acs, brs, K);
+        else
+          column_block<false>(a, b, c, beta, M, j0, jn, ars, acs, brs, K);
       });
 }
 

@@ -82,9 +82,12 @@ KOKKOS_INLINE_FUNCTION void lane_blocks(Scalar* out, std::int64_t os, const type
 }
 
 // Rows × channels: acc[r][x] = rescale[r]·acc[r][x] + Σ_{c in [c0, c1)} P(r, c)·V_c[x] for
-// the NR rows from r0 and the CB channels from x0 (fewer past `width`: V rows read in place),
-// where P(r, c) = p[r·prs + c·pcs], V_c is at v + c·vs, and rescale null keeps acc as it is.
-template <int NR, int CB, class Scalar>
+// the NR rows from r0 and the CB channels from x0 (only the first `width` when not Full: V rows
+// read in place), where P(r, c) = p[r·prs + c·pcs], V_c is at v + c·vs, and rescale null keeps
+// acc as it is. Full and partial blocks are separate instantiations: an accumulator array that a
+// runtime-bounded loop also indexes lives in memory rather than in registers, which halved the
+// speed of the full blocks (bench/tile_gemm.cpp).
+template <int NR, int CB, bool Full, class Scalar>
 KOKKOS_INLINE_FUNCTION void row_block(Scalar* acc, std::int64_t accs, const typename NonDeduced<Scalar>::type* rescale,
                                       const Scalar* p, std::int64_t prs, std::int64_t pcs, const Scalar* v,
                                       std::int64_t vs, int c0, int c1, int width) {
@@ -95,7 +98,7 @@ KOKKOS_INLINE_FUNCTION void row_block(Scalar* acc, std::int64_t accs, const type
     FMATTN_SIMD
     for (int cc = 0; cc < CB; ++cc) a[rr][cc] = arow[cc] * f;
   }
-  if (width == CB)
+  if constexpr (Full)
     accumulate_block<NR, CB>(a, p, prs, pcs, v, vs, c0, c1);
   else
     accumulate_block_tail<NR, CB>(a, p, prs, pcs, v, vs, c0, c1, width);
@@ -117,9 +120,15 @@ KOKKOS_INLINE_FUNCTION void row_blocks(Scalar* acc, std::int64_t accs, const typ
   const int dp = (d + CB - 1) / CB * CB;
   for (; r0 + NR <= r_end; r0 += NR) {
     const auto span = range(r0, r0 + NR);
-    for (int x0 = 0; x0 < (padded ? dp : d); x0 += CB)
-      row_block<NR, CB>(acc + r0 * accs + x0, accs, rescale ? rescale + r0 : nullptr, p + r0 * prs, prs, pcs, v + x0,
-                        vs, span.first, span.second, padded || x0 + CB <= d ? CB : d - x0);
+    for (int x0 = 0; x0 < (padded ? dp : d); x0 += CB) {
+      const Scalar* rs = rescale ? rescale + r0 : nullptr;
+      if (padded || x0 + CB <= d)
+        row_block<NR, CB, true>(acc + r0 * accs + x0, accs, rs, p + r0 * prs, prs, pcs, v + x0, vs, span.first,
+                                span.second, CB);
+      else
+        row_block<NR, CB, false>(acc + r0 * accs + x0, accs, rs, p + r0 * prs, prs, pcs, v + x0, vs, span.first,
+                                 span.second, d - x0);
+    }
   }
   if constexpr (NR > 1) row_blocks<NR / 2, CB>(acc, accs, rescale, p, prs, pcs, v, vs, d, padded, r0, r_end, range);
 }

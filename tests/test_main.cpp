@@ -1,6 +1,7 @@
 // Test main shared by every test executable: MPI first, then Kokkos, and floating-point
 // exceptions on so that a NaN fails the test where it is born. Kokkos is initialised after
-// GoogleTest has parsed its flags, so test discovery (--gtest_list_tests) prints only the list.
+// GoogleTest has parsed its flags, and not at all to list the tests: discovery prints only the
+// list, and works for a GPU build on a machine without the GPU.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <Kokkos_Core.hpp>
@@ -19,6 +20,16 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
   // Warnings (e.g. about OMP_PROC_BIND) would go to stdout during test discovery.
+#ifdef GTEST_FLAG_GET
+  const bool listing = GTEST_FLAG_GET(list_tests);
+#else  // GoogleTest < 1.12
+  const bool listing = ::testing::GTEST_FLAG(list_tests);
+#endif
+  if (listing) {
+    const int result = RUN_ALL_TESTS();
+    MPI_Finalize();
+    return result;
+  }
   std::vector<char*> kargs(argv, argv + argc);
   char quiet[] = "--kokkos-disable-warnings";
   kargs.push_back(quiet);

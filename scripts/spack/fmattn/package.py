@@ -53,7 +53,7 @@ class Fmattn(CMakePackage, CudaPackage, ROCmPackage):
             self.define_from_variant("FMATTN_ENABLE_TESTS", "tests"),
             self.define("FMATTN_ENABLE_BENCH", False),
             # Spack chooses the target architecture flags itself.
-            self.define("FMATTN_NATIVE", False),
+            self.define("FMATTN_HOST_ARCH", ""),
             self.define("Kokkos_ROOT", spec["kokkos"].prefix),
             self.define("KokkosKernels_ROOT", spec["kokkos-kernels"].prefix),
             self.define("MPI_C_COMPILER", spec["mpi"].mpicc),
