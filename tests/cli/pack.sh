@@ -20,7 +20,7 @@ fail() { echo "pack.sh: $*" >&2; exit 1; }
 
 bash "$src/bench/pack_collect.sh" pack "$bin" 2>collect.log || fail "pack_collect: $(cat collect.log)"
 [[ -x pack/bin/fmattn && -x pack/run.sh ]] || fail "no pack/bin/fmattn or run.sh: $(ls -R pack)"
-file pack/bin/fmattn | grep -q "not stripped" && fail "pack/bin/fmattn is not stripped"
+[[ $(readelf -S pack/bin/fmattn) == *.symtab* ]] && fail "pack/bin/fmattn is not stripped"
 glibc='^(libc|libm|libdl|libpthread|librt|ld-linux-x86-64)\.so'
 for f in pack/lib/*; do
   [[ $(basename "$f") =~ $glibc ]] && fail "glibc's $(basename "$f") was packed"
