@@ -59,15 +59,17 @@ KOKKOS_INLINE_FUNCTION void lane_block(Scalar* out, std::int64_t os, const typen
                                        const Scalar* a, std::int64_t as, const Scalar* b, std::int64_t bs, int depth,
                                        int c0) {
   Scalar acc[NK][CB];
+  FMATTN_UNROLL
   for (int kk = 0; kk < NK; ++kk) {
     const Scalar w = init ? init[c0 + kk] : Scalar(0);
-    FMATTN_SIMD
+    FMATTN_UNROLL
     for (int cc = 0; cc < CB; ++cc) acc[kk][cc] = w;
   }
   accumulate_block<NK, CB>(acc, a + c0 * as, as, 1, b, bs, 0, depth);
+  FMATTN_UNROLL
   for (int kk = 0; kk < NK; ++kk) {
     Scalar* orow = out + (c0 + kk) * os;
-    FMATTN_SIMD
+    FMATTN_UNROLL
     for (int cc = 0; cc < CB; ++cc) orow[cc] = acc[kk][cc];
   }
 }
@@ -92,19 +94,21 @@ KOKKOS_INLINE_FUNCTION void row_block(Scalar* acc, std::int64_t accs, const type
                                       const Scalar* p, std::int64_t prs, std::int64_t pcs, const Scalar* v,
                                       std::int64_t vs, int c0, int c1, int width) {
   Scalar a[NR][CB];
+  FMATTN_UNROLL
   for (int rr = 0; rr < NR; ++rr) {
     const Scalar f = rescale ? rescale[rr] : Scalar(1);
     const Scalar* arow = acc + rr * accs;
-    FMATTN_SIMD
+    FMATTN_UNROLL
     for (int cc = 0; cc < CB; ++cc) a[rr][cc] = arow[cc] * f;
   }
   if constexpr (Full)
     accumulate_block<NR, CB>(a, p, prs, pcs, v, vs, c0, c1);
   else
     accumulate_block_tail<NR, CB>(a, p, prs, pcs, v, vs, c0, c1, width);
+  FMATTN_UNROLL
   for (int rr = 0; rr < NR; ++rr) {
     Scalar* arow = acc + rr * accs;
-    FMATTN_SIMD
+    FMATTN_UNROLL
     for (int cc = 0; cc < CB; ++cc) arow[cc] = a[rr][cc];
   }
 }

@@ -8,6 +8,14 @@
 #include <cstddef>
 #include <cstdint>
 
+// Bytes of query lanes (or channels) in a register block: two vector registers, so that a block
+// of 6 keys holds 12 accumulators on AVX2 (16 registers) and on AVX-512 (32) alike.
+#if defined(__AVX512F__)
+#define FMATTN_TILE_LANE_BYTES 128
+#else
+#define FMATTN_TILE_LANE_BYTES 64
+#endif
+
 namespace fmattn::detail {
 
 // The host shape: one thread per team walks the tile in register blocks.
@@ -15,14 +23,16 @@ template <class Scalar>
 struct HostTileShape {
   static constexpr int query_rows = 64;  // queries per team
   static constexpr int key_chunk = 64;   // keys streamed through scratch at a time
-  // Register blocks: 6 keys (or rows) × 64 bytes of lanes is 12 AVX2 accumulators, plus two
-  // vectors of the other operand and a broadcast: 15 of 16 registers. Per step that is 12 FMAs
-  // against 8 loads, so the FMA units rather than the load ports set the pace (4 × 16 floats was
-  // load-bound at about half the speed, and 16 doubles per row spill: bench/tile_gemm.cpp).
-  // Ragged ends use blocks of 3 and 1.
+  // Register blocks: 6 keys (or rows) × two vectors of lanes is 12 accumulators, plus two
+  // vectors of the other operand and a broadcast: 15 of AVX2's 16 registers. Per step that is 12
+  // FMAs against 8 loads, so the FMA units rather than the load ports set the pace (4 × 16
+  // floats was load-bound at about half the speed, and 16 doubles per row spill on AVX2:
+  // bench/tile_gemm.cpp). AVX-512 builds used one vector (6 accumulators) until measured: two
+  // are 7–9 % faster in the FMA forward on Zen 4 (README, "Performance"). Ragged ends use
+  // blocks of 3 and 1.
   static constexpr int block_keys = 6;
   static constexpr int block_rows = 6;
-  static constexpr int block_cols = int(64 / sizeof(Scalar));
+  static constexpr int block_cols = int(FMATTN_TILE_LANE_BYTES / sizeof(Scalar));
   // Scratch rows padded by one cache line (see AttentionTiles::pad).
   static constexpr int scratch_pad = int(64 / sizeof(Scalar));
   // Query rows split among threads with vector lanes over keys (the device shape's loops).
