@@ -124,9 +124,7 @@ for exe in "$pack"/bin/*; do
   esac
   LD_DEBUG=files LD_LIBRARY_PATH=$stub bash "$pack/run.sh" "$name" "${args[@]}" >"$work/start-$name.log" \
     2>"$work/loader-$name.log" || { tail -n 5 "$work/start-$name.log" >&2; die "$name does not start from the pack"; }
-  outside=$(grep -o 'file=/[^ ]*' "$work/loader-$name.log" | sed 's/^file=//' | sort -u | grep -v "^$pack/" |
-    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux-x86-64)\.so[.0-9]*$' | grep -v "^$cuda_dir/" |
-    grep -v "^${stub:-/nonexistent}/" || true)
+  outside=$(bash "$root/bench/pack_outside.sh" "$pack" "$work/loader-$name.log" "^($cuda_dir|${stub:-/nonexistent})/")
   [[ -z $outside ]] || die "$name loaded from outside the pack: $outside"
 done
 log "every packed program starts ($(ls "$pack/bin" | wc -l)), loading only the pack, glibc and CUDA"

@@ -39,9 +39,7 @@ YAML
 "$bin" run deck.yaml >plain.log 2>&1 || fail "fmattn run: $(cat plain.log)"
 LD_DEBUG=files bash pack/run.sh fmattn run deck.yaml --set output.file=packed.h5 >packed.log 2>loader.log ||
   fail "the packed fmattn run failed: $(cat packed.log; tail -n 20 loader.log)"
-here=$(pwd)
-outside=$(grep -o 'file=/[^ ]*' loader.log | sed 's/^file=//' | sort -u | grep -v "^$here/pack/" |
-  grep -vE "/$(tr -d '^' <<<"${glibc%\\.so}")\.so[.0-9]*$" | grep -vE '/lib(openblas|gfortran|quadmath)\.so' || true)
+outside=$(bash "$src/bench/pack_outside.sh" pack loader.log '/lib(openblas|gfortran|quadmath)\.so')
 [[ -z $outside ]] || fail "the packed fmattn loaded libraries from outside the pack: $outside"
 grep -q 'mca_pml_ob1' loader.log || fail "no Open MPI plug-in was loaded (is MPI_Init run?)"
 h5diff -d 0 plain.h5 packed.h5 /output >/dev/null || fail "the packed fmattn wrote other output than the plain one"
