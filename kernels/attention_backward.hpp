@@ -39,6 +39,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
+#include <functional>
 
 namespace fmattn::detail {
 
@@ -49,7 +50,7 @@ std::int64_t plan_backward(K& f) {
   const Geometry& g = f.g;
   f.blocks_per_team = K::query_span > g.m ? K::query_span / g.m : 1;
   f.span = f.blocks_per_team * g.m;
-  f.teams_per_head = (present_blocks(g) + f.blocks_per_team - 1) / f.blocks_per_team;
+  f.teams_per_head = (f.s.block_end - 1) / f.blocks_per_team - f.s.block_begin / f.blocks_per_team + 1;
   // The window table depends on the geometry alone: a caller that keeps f.windows with its
   // geometry (Attention does) has it built and copied to the device once, not on every backward.
   const bool fresh = f.windows.extent(0) != std::size_t(g.L) + 1;
@@ -74,16 +75,20 @@ std::int64_t plan_backward(K& f) {
   f.window_rows = rows;
   const bool blocks = has_near_blocks(f.opt.method);
   f.tile_rows = blocks && g.m < K::Tq ? g.m : K::Tq;
-  f.pair_tiles = blocks ? present_blocks(g) * (g.m / f.tile_rows) : (g.n + f.tile_rows - 1) / f.tile_rows;
+  f.pair_tiles =
+      blocks ? (f.s.block_end - f.s.block_begin) * (g.m / f.tile_rows) : (g.n + f.tile_rows - 1) / f.tile_rows;
   return rows * f.teams_per_head;
 }
 
 // Runs the passes in dependency order: far teams, reduce, pairs diagonal by diagonal, weights.
 // `f` carries the inputs (in its AttentionTiles base, with the forward's geometry and coarse
 // levels), the workspace (pk, pv sized by plan_backward) and the output Views; empty dq/dk/dv
-// or dkw skip those parts.
+// or dkw skip those parts. `coarse_formed`, when given, runs once the shard's queries' terms
+// of the coarse gradients are in dkc, dvc (launched, not fenced) and before anything reads
+// them: a sharded sequence completes them there with the other ranks' terms.
 template <class ExecSpace, class Scalar>
-void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace, Scalar> f) {
+void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace, Scalar> f,
+                            const std::function<void()>& coarse_formed = {}) {
   using K = AttentionBackward<ExecSpace, Scalar>;
   using Idx = Kokkos::IndexType<std::int64_t>;
   const std::int64_t H = std::int64_t(f.out.extent(0));
@@ -116,6 +121,7 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
         as_kernel_argument(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ReduceTag>(
             space, {0, 0}, {H, std::int64_t(f.dkc.extent(1))})),
         f);
+  if (f.want_coarse && coarse_formed) coarse_formed();
   if (f.want_dq || f.want_dkv) {
     // Diagonals 0, 1, -1, 2, -2, ... of the pairs that can see each other: those of the near
     // field (FMA, local) or all (exact); causal attention has no negative ones.

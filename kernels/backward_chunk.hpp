@@ -27,9 +27,9 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::load_query_til
     Kokkos::parallel_reduce(
         Kokkos::TeamThreadRange(team, t.rows),
         [&](const int r, int& any) {
-          const Scalar* qi = q(bh, t.i0 + r);
-          const Scalar* gi = &dout(bh, t.i0 + r, 0);
-          const Scalar* o = &out(bh, t.i0 + r, 0);
+          const Scalar* qi = q(bh, own_row(t.i0) + r);
+          const Scalar* gi = &dout(bh, own_row(t.i0) + r, 0);
+          const Scalar* o = &out(bh, own_row(t.i0) + r, 0);
           Scalar sum = Scalar(0);
           int nonzero = 0;
           Kokkos::parallel_reduce(
@@ -43,7 +43,7 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::load_query_til
           Kokkos::parallel_reduce(
               Kokkos::ThreadVectorRange(team, d), [&](const int x, int& nz) { nz = nz || gi[x] != Scalar(0); },
               Kokkos::LOr<int>(nonzero));
-          Kokkos::single(Kokkos::PerThread(team), [&]() { delta(bh, t.i0 + r) = sum; });
+          Kokkos::single(Kokkos::PerThread(team), [&]() { delta(bh, own_row(t.i0) + r) = sum; });
           any = any || nonzero;
         },
         Kokkos::LOr<int>(live));
@@ -53,21 +53,21 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::load_query_til
       Kokkos::TeamThreadRange(team, t.lanes),
       [&](const int r, int& any) {
         const bool row = r < t.rows;
-        const Scalar* qi = row ? q(bh, t.i0 + r) : nullptr;
-        const Scalar* gi = row ? &dout(bh, t.i0 + r, 0) : nullptr;
+        const Scalar* qi = row ? q(bh, own_row(t.i0) + r) : nullptr;
+        const Scalar* gi = row ? &dout(bh, own_row(t.i0) + r, 0) : nullptr;
         for (int x = 0; x < d; ++x) {
           t.qt(x, r) = row ? s * qi[x] : Scalar(0);
           t.vt(x, r) = row ? gi[x] : Scalar(0);
         }
         if (!row) return;
-        const Scalar* o = &out(bh, t.i0 + r, 0);
+        const Scalar* o = &out(bh, own_row(t.i0) + r, 0);
         Scalar sum = 0;
         bool nonzero = false;
         for (int x = 0; x < d; ++x) {
           sum += gi[x] * o[x];
           nonzero = nonzero || gi[x] != Scalar(0);
         }
-        Kokkos::single(Kokkos::PerThread(team), [&]() { delta(bh, t.i0 + r) = sum; });
+        Kokkos::single(Kokkos::PerThread(team), [&]() { delta(bh, own_row(t.i0) + r) = sum; });
         any = any || nonzero;
       },
       Kokkos::LOr<int>(live));
@@ -99,8 +99,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::query_lane_sof
   int vis[CB];
   for (int cc = 0; cc < CB; ++cc) {
     const bool row = r0 + cc < t.rows;
-    l[cc] = row ? forward_lse(bh, t.i0 + r0 + cc) : Scalar(0);
-    dl[cc] = row ? delta(bh, t.i0 + r0 + cc) : Scalar(0);
+    l[cc] = row ? forward_lse(bh, own_row(t.i0) + r0 + cc) : Scalar(0);
+    dl[cc] = row ? delta(bh, own_row(t.i0) + r0 + cc) : Scalar(0);
     vis[cc] = row ? seen(r0 + cc) : 0;
   }
   for (int c = 0; c < c_end; ++c) {
@@ -155,7 +155,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk_spl
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
     const int len = visible(t, ch, r);
-    const Scalar l = forward_lse(bh, t.i0 + r), dl = delta(bh, t.i0 + r);
+    const Scalar l = forward_lse(bh, own_row(t.i0) + r), dl = delta(bh, own_row(t.i0) + r);
     // Slots the row does not see hold zero: the slot terms below run over all rows.
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, ch.len), [&](const int c) {
       Scalar p = Scalar(0), ds = Scalar(0);
@@ -177,8 +177,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk_spl
       });
     });
   if (!slots) return;
-  const Scalar* qrows = q(bh, t.i0);
-  const Scalar* grows = &dout(bh, t.i0, 0);
+  const Scalar* qrows = q(bh, own_row(t.i0));
+  const Scalar* grows = &dout(bh, own_row(t.i0), 0);
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, ch.len), [&](const int c) {
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
       t.acc2(c, x) = Scalar(0);
@@ -232,9 +232,10 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::slot_chunk_blo
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, (ch.len + RB - 1) / RB), [&](const int block) {
     const int c0 = block * RB, c_end = c0 + RB < ch.len ? c0 + RB : ch.len;
     const auto rows = [&](int, int) { return Kokkos::pair<int, int>(0, t.rows); };
-    row_blocks<RB, CB>(&t.acc2(0, 0), ld, nullptr, &t.dpt(0, 0), LQ, 1, q(bh, t.i0), d, d, false, c0, c_end, rows);
-    row_blocks<RB, CB>(&t.acc3(0, 0), ld, nullptr, &t.st(0, 0), LQ, 1, &dout(bh, t.i0, 0), d, d, false, c0, c_end,
+    row_blocks<RB, CB>(&t.acc2(0, 0), ld, nullptr, &t.dpt(0, 0), LQ, 1, q(bh, own_row(t.i0)), d, d, false, c0, c_end,
                        rows);
+    row_blocks<RB, CB>(&t.acc3(0, 0), ld, nullptr, &t.st(0, 0), LQ, 1, &dout(bh, own_row(t.i0), 0), d, d, false, c0,
+                       c_end, rows);
   });
   team.team_barrier();
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, ch.len),

@@ -22,7 +22,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_sha
                                                                                    std::int64_t j, Scalar* dkr,
                                                                                    Scalar* dvr) const {
   for (int l = 1; l <= g.L; ++l) {
-    const std::int64_t w = g.cell_size(l), cell = j / w, pos = j % w, base = g.level_offset(l) + cell * g.p;
+    const std::int64_t w = g.cell_size(l), cell = j / w, pos = j % w, base = s.coarse_index(l, cell, 0);
     if (opt.downsampling == Downsampling::average) {
       const int r = int(pos / (w / g.p));
       const Scalar inv = Scalar(1.0 / g.count(Downsampling::average, l, cell, r));
@@ -66,12 +66,16 @@ KOKKOS_INLINE_FUNCTION int AttentionBackward<ExecSpace, Scalar>::tile_extent(std
 // Pair (query tile a, key tile a − diagonal) for a = the team's tile. The keys must be seen
 // by the queries (the near field of their block for FMA; j <= i for causal attention).
 // Diagonal 0 writes dK, dV (plus the coarse shares) and, unless the far pass did, dQ, of
-// every tile even when nothing is seen; the other diagonals add.
+// every tile even when nothing is seen; the other diagonals add (a shard's halo rows, which
+// no diagonal 0 reaches, start cleared).
 template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(PairTag, const Member& team) const {
-  const std::int64_t bh = team.league_rank() / pair_tiles, a = team.league_rank() % pair_tiles;
+  // FMA's tiles lie inside blocks: the shard's query tiles, against the tiles of stored blocks.
+  const std::int64_t per_block = has_near_blocks(opt.method) ? g.m / tile_rows : 0;
+  const std::int64_t bh = team.league_rank() / pair_tiles,
+                     a = s.block_begin * per_block + team.league_rank() % pair_tiles;
   const std::int64_t b = a - diagonal;
-  if (b < 0 || b >= pair_tiles) return;
+  if (b < 0 || (per_block > 0 ? !stores_block(b / per_block) : b >= pair_tiles)) return;
   Tile t = make_tile(team, true);
   std::int64_t j0 = 0;
   t.rows = tile_extent(a, t.i0);
@@ -88,8 +92,8 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
   const bool write_dq = want_dq && (live || (first && !far_done));
   if (write_dq) clear_rows(team, t.acc, t.rows);
   const auto store_terms = [&](std::int64_t j, int, const Scalar* terms_k, const Scalar* terms_v) {
-    Scalar* rk = &dk(bh, j, 0);
-    Scalar* rv = &dv(bh, j, 0);
+    Scalar* rk = &dk(bh, key_row(j), 0);
+    Scalar* rv = &dv(bh, key_row(j), 0);
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), [&](const int x) {
       rk[x] = first ? terms_k[x] : rk[x] + terms_k[x];
       rv[x] = first ? terms_v[x] : rv[x] + terms_v[x];
@@ -112,7 +116,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
   team.team_barrier();
   const bool add = far_done || !first;
   Kokkos::parallel_for(Kokkos::TeamThreadRange(team, t.rows), [&](const int r) {
-    Scalar* row = &dq(bh, t.i0 + r, 0);
+    Scalar* row = &dq(bh, own_row(t.i0) + r, 0);
     Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d),
                          [&](const int x) { row[x] = add ? row[x] + t.acc(r, x) : t.acc(r, x); });
   });

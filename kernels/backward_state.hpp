@@ -51,6 +51,7 @@ struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   using Tiles::make_tile;
   using Tiles::opt;
   using Tiles::q;
+  using Tiles::s;
   using Tiles::seen_by_rows_before;
   using Tiles::v;
   using Tiles::vc;
@@ -71,10 +72,23 @@ struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   std::int64_t span = 0, blocks_per_team = 0, teams_per_head = 0, window_rows = 0;
   Kokkos::View<const std::int64_t* [2], Kokkos::LayoutRight, Mem> windows;
   KOKKOS_INLINE_FUNCTION std::int64_t window_offset(int l) const { return windows(l, 0); }
+  // The far teams cover the shard's own blocks: team T holds blocks [T, T + 1)·blocks_per_team.
+  KOKKOS_INLINE_FUNCTION std::int64_t first_team() const { return s.block_begin / blocks_per_team; }
   KOKKOS_INLINE_FUNCTION std::int64_t window_cells(int l) const { return windows(l, 1); }
   Out pk, pv;
   // The pairs: tiles of tile_rows positions (inside fine blocks for FMA); this launch's diagonal.
   std::int64_t tile_rows = 0, pair_tiles = 0, diagonal = 0;
+
+  // A shard's own rows (q, out, dout, lse, delta, dq) start at its first token; its stored
+  // fine K/V rows (k, v, dk, dv) at s.key_begin; its coarse rows are the window of cells it
+  // stores (s.coarse_index). The whole sequence is the shard that starts at 0 and stores all.
+  KOKKOS_INLINE_FUNCTION std::int64_t own_row(std::int64_t i) const { return i - s.token_begin(g); }
+  KOKKOS_INLINE_FUNCTION std::int64_t key_row(std::int64_t j) const { return j - s.key_begin; }
+  // Fine blocks whose K/V rows are stored: own blocks and the halo.
+  KOKKOS_INLINE_FUNCTION bool stores_block(std::int64_t B) const {
+    const std::int64_t right = g.variant == Variant::bidirectional ? 1 : 0;
+    return B >= s.key_begin / g.m && B < s.block_end + right && B * g.m < g.n;
+  }
 
   // f(c) for the channels c of a row: the thread's vector lanes on the device shape, one SIMD
   // loop on the host (where a ThreadVectorRange is a plain loop, with no promise to vectorise).

@@ -19,14 +19,15 @@ KOKKOS_INLINE_FUNCTION bool AttentionBackward<ExecSpace, Scalar>::zero_row(const
 }
 
 // Positions [pos0, pos0 + weight_block) of one level's weights (block f of all levels' blocks),
-// channels [c_begin, c_end): the sums over heads and cells, in that order.
+// channels [c_begin, c_end): the sums over heads and cells, in that order, of the shard's own
+// fine tokens (a sharded sequence's ranks add their sums).
 template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::weight_channels(std::int64_t f, const int c_begin,
                                                                                   const int c_end) const {
   int l = 1;
   while (f >= weight_blocks(g, l)) f -= weight_blocks(g, l++);
   const std::int64_t w = g.cell_size(l), pos0 = f * weight_block, off = g.weight_offset(l, d);
-  const std::int64_t base = g.level_offset(l);
+  const std::int64_t own0 = s.token_begin(g), own1 = s.token_end(g);
   const int npos = int(w - pos0 < weight_block ? w - pos0 : weight_block);
   for (int r = 0; r < g.p; ++r)
     for (int j = 0; j < npos; ++j)
@@ -35,16 +36,18 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::weight_channel
         dvw(off + (r * w + pos0 + j) * d + c) = 0;
       }
   for (std::int64_t h = 0; h < std::int64_t(dkc.extent(0)); ++h)
-    for (std::int64_t cell = 0; cell * w + pos0 < g.n; ++cell) {
-      const std::int64_t row0 = cell * w + pos0;
-      const int rows = int(g.n - row0 < npos ? g.n - row0 : npos);
+    for (std::int64_t cell = own0 / w; cell * w + pos0 < own1; ++cell) {
+      // The block's rows in this cell that the shard owns.
+      const std::int64_t row0 = cell * w + pos0, row_end = row0 + npos < own1 ? row0 + npos : own1;
+      const int j0 = int(row0 < own0 ? own0 - row0 : 0), rows = int(row_end - row0);
+      if (j0 >= rows) continue;
       for (int r = 0; r < g.p; ++r) {
-        const Scalar* gk = &dkc(h, base + cell * g.p + r, 0);
-        const Scalar* gv = &dvc(h, base + cell * g.p + r, 0);
+        const Scalar* gk = &dkc(h, s.coarse_index(l, cell, r), 0);
+        const Scalar* gv = &dvc(h, s.coarse_index(l, cell, r), 0);
         if (zero_row(gk) && zero_row(gv)) continue;
-        for (int j = 0; j < rows; ++j) {
-          const Scalar* xk = k(h, row0 + j);
-          const Scalar* xv = v(h, row0 + j);
+        for (int j = j0; j < rows; ++j) {
+          const Scalar* xk = k(h, key_row(row0 + j));
+          const Scalar* xv = v(h, key_row(row0 + j));
           double* sk = &dkw(off + (r * w + pos0 + j) * d);
           double* sv = &dvw(off + (r * w + pos0 + j) * d);
           FMATTN_SIMD
@@ -69,19 +72,20 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Wei
 }
 
 // Row b_l[r][:] of the K and V biases (f = (l - 1) * p + r), channels [c_begin, c_end): the sum
-// of the coarse gradients over heads and cells (absent tokens hold zero gradients).
+// of the coarse gradients over heads and the cells the shard owns.
 template <class ExecSpace, class Scalar>
 KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::bias_channels(const std::int64_t f, const int c_begin,
                                                                                 const int c_end) const {
   const int r = int(f % g.p), l = int(f / g.p) + 1;
-  const std::int64_t base = g.level_offset(l) + r;
+  const std::int64_t w = g.cell_size(l), own0 = s.token_begin(g), own1 = s.token_end(g);
   double* sk = &dkb(f * d);
   double* sv = &dvb(f * d);
   for (int c = c_begin; c < c_end; ++c) sk[c] = sv[c] = 0;
+  // The cells whose first token the shard owns (each cell is counted by one shard).
   for (std::int64_t h = 0; h < std::int64_t(dkc.extent(0)); ++h)
-    for (std::int64_t cell = 0; cell < g.num_cells(l); ++cell) {
-      const Scalar* gk = &dkc(h, base + cell * g.p, 0);
-      const Scalar* gv = &dvc(h, base + cell * g.p, 0);
+    for (std::int64_t cell = (own0 + w - 1) / w; cell * w < own1; ++cell) {
+      const Scalar* gk = &dkc(h, s.coarse_index(l, cell, r), 0);
+      const Scalar* gv = &dvc(h, s.coarse_index(l, cell, r), 0);
       FMATTN_SIMD
       for (int c = c_begin; c < c_end; ++c) {
         sk[c] += double(gk[c]);

@@ -114,11 +114,15 @@ void Attention<Scalar, ExecSpace>::check_shapes(ConstTensor q, ConstTensor k, Co
 
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out,
-                                            const std::function<void(double)>& progress) {
+                                            const std::function<void(double)>& progress, RowValues lse) {
   ScopedRegion region("fmattn::Attention::evaluate");
   check_shapes(q, k, v, out);
+  if (lse.extent(0) != 0 && (lse.extent(0) != std::size_t(heads_) || lse.extent(1) != out.extent(1)))
+    throw InputError("attention: lse must be [heads][own rows]");
+  if (lse.extent(0) != 0 && opt_.coarse_queries)
+    throw InputError("attention: the linear variant (attention.queries: coarse) keeps no lse: it has no backward");
   detail::evaluate_attention<ExecSpace, Scalar>(space_, g_, shard_, shard_levels_, opt_, q, k, v, qc_, kc_, vc_,
-                                                {part_max_, part_den_, part_num_}, out, progress);
+                                                {part_max_, part_den_, part_num_}, out, progress, lse);
 }
 
 template <class Scalar, class ExecSpace>
@@ -158,28 +162,31 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out,
                                             ConstRowValues lse, ConstTensor dout, Tensor dq, Tensor dk, Tensor dv,
-                                            DownsamplingWeights* dweights) {
+                                            DownsamplingWeights* dweights, const std::function<void()>& coarse_formed) {
   ScopedRegion region("fmattn::Attention::backward");
-  auto fits = [&](const auto& t) {
-    return t.extent(0) == std::size_t(heads_) && t.extent(1) == std::size_t(g_.n) && t.extent(2) == std::size_t(d_);
+  const std::size_t own = std::size_t(shard_.token_end(g_) - shard_.token_begin(g_)),
+                    keys = std::size_t(shard_.key_end - shard_.key_begin);
+  auto fits = [&](const auto& t, std::size_t rows) {
+    return t.extent(0) == std::size_t(heads_) && t.extent(1) == rows && t.extent(2) == std::size_t(d_);
   };
-  auto fits_or_empty = [&](const Tensor& t) { return t.extent(0) == 0 || fits(t); };
-  if (!fits(q) || !fits(k) || !fits(v) || !fits(out) || !fits(dout) || !fits_or_empty(dq) || !fits_or_empty(dk) ||
-      !fits_or_empty(dv) || (dk.extent(0) == 0) != (dv.extent(0) == 0))
+  auto fits_or_empty = [&](const Tensor& t, std::size_t rows) { return t.extent(0) == 0 || fits(t, rows); };
+  if (!fits(q, own) || !fits(k, keys) || !fits(v, keys) || !fits(out, own) || !fits(dout, own) ||
+      !fits_or_empty(dq, own) || !fits_or_empty(dk, keys) || !fits_or_empty(dv, keys) ||
+      (dk.extent(0) == 0) != (dv.extent(0) == 0))
     throw InputError(
-        "attention backward: q, k, v, out, dout (and dq, dk, dv unless empty) must be [heads][n][head_dim]");
-  if (lse.extent(0) != std::size_t(heads_) || lse.extent(1) != std::size_t(g_.n))
-    throw InputError("attention backward: lse must be [heads][n], from forward()");
+        "attention backward: q, out, dout (and dq unless empty) must be [heads][own rows][head_dim], k, v (and dk, "
+        "dv unless empty) [heads][stored rows][head_dim] (all [heads][n][head_dim] for a whole sequence)");
+  if (lse.extent(0) != std::size_t(heads_) || lse.extent(1) != own)
+    throw InputError("attention backward: lse must be [heads][own rows], from the forward");
   if (opt_.coarse_queries)
     throw InputError("attention backward: not available for the linear variant (attention.queries: coarse)");
-  if (!whole_) throw InputError("attention backward: needs the whole sequence, not a shard");
   const bool learned = opt_.method == Method::fma && opt_.downsampling == Downsampling::learned;
   if (dweights && !learned) throw InputError("attention backward: weight gradients need FMA with learned downsampling");
   using K = detail::AttentionBackward<ExecSpace, Scalar>;
   if (delta_.extent(0) == 0) {
-    delta_ = detail::allocate<RowValues>(space_, "fmattn::backward_delta", heads_, g_.n);
+    delta_ = detail::allocate<RowValues>(space_, "fmattn::backward_delta", heads_, std::int64_t(own));
     if (opt_.method == Method::fma) {
-      const std::int64_t T = g_.total_coarse_tokens();
+      const std::int64_t T = shard_.coarse_tokens(g_);
       dkc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_key_grad", heads_, T, d_);
       dvc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_value_grad", heads_, T, d_);
     }
@@ -222,7 +229,21 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
     f.dkb = Kokkos::View<double*, memory_space>(Kokkos::view_alloc(space_, std::string("fmattn::k_bias_grad")), b);
     f.dvb = Kokkos::View<double*, memory_space>(Kokkos::view_alloc(space_, std::string("fmattn::v_bias_grad")), b);
   }
-  detail::run_attention_backward<ExecSpace, Scalar>(space_, f);
+  if (!whole_ && dk.extent(0) != 0) {
+    // Halo rows get only the terms of the pairs across the shard's edge: they start cleared.
+    const std::int64_t left = shard_.token_begin(g_) - shard_.key_begin, right = left + std::int64_t(own);
+    for (const auto& rows : {std::make_pair(std::int64_t(0), left), std::make_pair(right, std::int64_t(keys))})
+      if (rows.second > rows.first)
+        Kokkos::parallel_for(
+            "fmattn::backward::clear_halo",
+            Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>(
+                space_, {0, rows.first, 0}, {heads_, rows.second, std::int64_t(d_)}),
+            KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t j, const std::int64_t c) {
+              dk(h, j, c) = Scalar(0);
+              dv(h, j, c) = Scalar(0);
+            });
+  }
+  detail::run_attention_backward<ExecSpace, Scalar>(space_, f, coarse_formed);
   if (!dweights) return;
   auto download = [](const Kokkos::View<double*, memory_space>& src) {
     auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), src);

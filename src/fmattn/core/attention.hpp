@@ -58,11 +58,15 @@ class Attention {
   void coarse_sums(int level, ConstTensor k, ConstTensor v);
   void finish_coarse();
   // `progress`, when given, is called with the fraction of query tiles done, from time to time.
+  // With `lse` (not empty, [heads][own rows]) each row's log-sum-exp, as forward() keeps it.
   void evaluate(ConstTensor q, ConstTensor k, ConstTensor v, Tensor out,
-                const std::function<void(double)>& progress = {});
-  // The coarse K and V arrays [heads][shard coarse tokens][d], for packing messages.
+                const std::function<void(double)>& progress = {}, RowValues lse = {});
+  // The coarse K and V arrays [heads][shard coarse tokens][d], for packing messages; and their
+  // gradients, once a backward has run.
   Tensor coarse_keys_mutable() const { return kc_; }
   Tensor coarse_values_mutable() const { return vc_; }
+  Tensor coarse_key_gradients() const { return dkc_; }
+  Tensor coarse_value_gradients() const { return dvc_; }
 
   // Gradients of the loss sum(dout · forward(q, k, v)): dq, dk, dv (each may be an empty View
   // when not wanted) and, when `dweights` is given (learned downsampling), the gradients of
@@ -74,8 +78,14 @@ class Attention {
   // The same from the output and lse of forward(q, k, v, out, lse) on these inputs, as training
   // has them: no forward is repeated. The coarse levels that forward built are used, so no
   // other forward may come in between.
+  // On a shard (sequence_parallel.hpp) the rows are those of evaluate(), and dk, dv, the
+  // coarse gradients and the weight gradients are this shard's terms alone: its queries' terms,
+  // until `coarse_formed` (called once the coarse gradients of the shard's queries are formed,
+  // before anything reads them) completes the coarse gradients of its window; the weight
+  // gradients sum over its own tokens and the cells it owns.
   void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out, ConstRowValues lse, ConstTensor dout,
-                Tensor dq, Tensor dk, Tensor dv, DownsamplingWeights* dweights = nullptr);
+                Tensor dq, Tensor dk, Tensor dv, DownsamplingWeights* dweights = nullptr,
+                const std::function<void()>& coarse_formed = {});
 
   const ExecSpace& execution_space_instance() const { return space_; }
   const Geometry& geometry() const { return g_; }

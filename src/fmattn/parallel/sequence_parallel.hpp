@@ -39,13 +39,31 @@ class ShardedAttention {
   // Totals of all forward() calls so far on this rank.
   const CommStats& stats() const { return stats_; }
 
+  using RowValues = typename Attention<Scalar>::RowValues;
+  using ConstRowValues = typename Attention<Scalar>::ConstRowValues;
+
   // q and out: the shard's own rows; k and v: its stored rows with the own rows filled in (the
-  // halo rows are received here).
-  void forward(ConstTensor q, Tensor k, Tensor v, Tensor out, const std::function<void(double)>& progress = {});
+  // halo rows are received here). With `lse` ([heads][own rows]) each row's log-sum-exp, for
+  // backward().
+  void forward(ConstTensor q, Tensor k, Tensor v, Tensor out, const std::function<void(double)>& progress = {},
+               RowValues lse = {});
+
+  // The gradients of sum(dout · forward(q, k, v)) with the rows of forward() and that forward's
+  // out and lse (no other forward in between): dq of the own rows; dk, dv of the own rows with
+  // every rank's terms (the halo rows are scratch); with `dweights`, this rank's terms of the
+  // learned basis functions' gradients (its own tokens and the cells it owns: the caller sums
+  // them over the ranks). The forward's exchanges run backwards: each coarse cell's gradient is
+  // summed up its delivery tree to its owner and handed down its reduction tree to every rank
+  // holding some of its tokens; the gradients of halo rows go back to their owners.
+  void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out, ConstRowValues lse, ConstTensor dout,
+                Tensor dq, Tensor dk, Tensor dv, DownsamplingWeights* dweights = nullptr);
 
  private:
   void reduce(int level);  // level 0: all levels at once
   void deliver();
+  void gather_coarse_gradients();  // delivery trees, leaves to owner
+  void spread_coarse_gradients();  // reduction trees, owner to contributors
+  void return_halo_gradients(Tensor dk, Tensor dv);
 
   Geometry g_;
   AttentionOptions opt_;
