@@ -200,30 +200,30 @@ void gelu_backward(const Exec& space, const CMatrix& u, const Matrix& dg) {
       });
 }
 
-// Between the model's rows m [windows·T][H·d] and the attention's heads a [windows·H][T][d],
-// either way: one (window·head, position) row of d contiguous values each.
+// Between the model's rows m [windows·T][H·d] and the attention's heads a [windows·H][rows][d]
+// from row `first` (a sharded window's keys: T own rows after a halo), either way: one
+// (window·head, position) row of d contiguous values each.
 template <class Exec, class Matrix, class Tensor>
-void move_heads(const Exec& space, const Matrix& m, const Tensor& a, bool to_heads) {
-  const std::int64_t T = a.extent(1), d = a.extent(2), H = m.extent(1) / d;
+void move_heads(const Exec& space, const Matrix& m, const Tensor& a, bool to_heads, std::int64_t first) {
+  const std::int64_t d = a.extent(2), H = m.extent(1) / d, WH = a.extent(0), T = WH > 0 ? m.extent(0) * H / WH : 0;
   Kokkos::parallel_for(
-      "fmattn::lm::move_heads", Range<Exec>(space, 0, std::int64_t(a.extent(0)) * T),
-      KOKKOS_LAMBDA(const std::int64_t r) {
+      "fmattn::lm::move_heads", Range<Exec>(space, 0, WH * T), KOKKOS_LAMBDA(const std::int64_t r) {
         const std::int64_t wh = r / T, t = r % T, row = wh / H * T + t, h = wh % H;
         for (std::int64_t c = 0; c < d; ++c) {
           if (to_heads)
-            a(wh, t, c) = m(row, h * d + c);
+            a(wh, first + t, c) = m(row, h * d + c);
           else
-            m(row, h * d + c) = a(wh, t, c);
+            m(row, h * d + c) = a(wh, first + t, c);
         }
       });
 }
 template <class Exec, class Matrix, class Tensor>
-void split_heads(const Exec& space, const Matrix& m, const Tensor& a) {
-  move_heads(space, m, a, true);
+void split_heads(const Exec& space, const Matrix& m, const Tensor& a, std::int64_t first = 0) {
+  move_heads(space, m, a, true, first);
 }
 template <class Exec, class Tensor, class Matrix>
-void merge_heads(const Exec& space, const Tensor& a, const Matrix& m) {
-  move_heads(space, m, a, false);
+void merge_heads(const Exec& space, const Tensor& a, const Matrix& m, std::int64_t first = 0) {
+  move_heads(space, m, a, false, first);
 }
 
 // out(c, r) = in(r, c).

@@ -28,4 +28,18 @@ void move_row_blocks(const ExecSpace& space, const Tensor& a, const Tensor& b, c
       });
 }
 
+// Rows [first, last) of a and b, all heads, set to zero.
+template <class ExecSpace, class Tensor>
+void clear_rows(const ExecSpace& space, const Tensor& a, const Tensor& b, std::int64_t first, std::int64_t last) {
+  using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>;
+  if (last <= first) return;
+  Kokkos::parallel_for(
+      "fmattn::sequence_parallel::clear_rows",
+      Policy(space, {0, first, 0}, {std::int64_t(a.extent(0)), last, std::int64_t(a.extent(2))}),
+      KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t j, const std::int64_t c) {
+        a(h, j, c) = 0;
+        b(h, j, c) = 0;
+      });
+}
+
 }  // namespace fmattn::detail

@@ -5,6 +5,7 @@
 #include <fmattn/io/output_file.hpp>
 #include <fmattn/io/provenance.hpp>
 #include <fmattn/model/parameters.hpp>
+#include <fmattn/parallel/shard_plan.hpp>
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/profiling.hpp>
 
@@ -25,10 +26,14 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const ModelCon
   int ranks = 1;
   MPI_Comm_size(comm, &ranks);
   const std::int64_t T = c.context, windows = deck.train.eval_windows;
+  const bool by_sequence = shards_windows(deck, c, ranks);
   const Corpus val = load_corpus(deck, "data.val", deck.data.val, T + 1);
-  // Windows in batches, as many at once as training takes (train.micro_batch).
-  LanguageModel<S> model(c, state.seed, windows_at_once(deck, c, state.dtype, windows));
-  model.set_parameters(adapt_parameters(state.config, state.params, c));
+  // Windows in batches, as many at once as training takes (train.micro_batch); sharded, every
+  // rank takes every window, and its rows of P.
+  const std::int64_t rows = by_sequence ? plan_shard(c.geometry(), 0, ranks).shard.token_end(c.geometry()) : 0;
+  LanguageModel<S> model(c, state.seed, windows_at_once(deck, c, state.dtype, windows, rows),
+                         by_sequence ? comm : MPI_COMM_NULL);
+  model.set_parameters(take_rows(parameter_slots(c), adapt_parameters(state.config, state.params, c), model.slots()));
   std::vector<double> by_position;
   const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm, &by_position);
   for (double& x : by_position) x /= std::log(2.0);

@@ -1,6 +1,7 @@
 #include <fmattn/app/lm_common.hpp>
 
 #include <fmattn/app/run.hpp>
+#include <fmattn/parallel/shard_plan.hpp>
 
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/log.hpp>
@@ -94,15 +95,37 @@ void check_deck_matches(const Deck& deck, const ModelState& state) {
   differ("attention.boundary", name_of(a.boundary), name_of(c.attention.boundary));
 }
 
-std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share) {
+bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks) {
+  const Decomposition d = deck.parallel.decomposition;
+  if (d == Decomposition::heads)
+    throw InputError(deck.where("parallel.decomposition") +
+                     ": heads applies to fmattn run; train and eval take data (windows per rank) or sequence (every "
+                     "window sharded)");
+  const bool sequence = d == Decomposition::sequence || (d == Decomposition::automatic && ranks > deck.train.batch);
+  if (!sequence) return false;
+  if (c.attention.method != Method::fma)
+    throw InputError(deck.where("parallel.decomposition") + ": sequence sharding needs attention.method fma, not " +
+                     name_of(c.attention.method) + " (use data, with at most train.batch ranks)");
+  const std::int64_t blocks = (std::int64_t(c.context) + c.block_size - 1) / c.block_size;
+  if (ranks > blocks)
+    throw InputError(deck.where("parallel.decomposition") + ": " + std::to_string(ranks) +
+                     " ranks cannot share a window of model.context = " + std::to_string(c.context) +
+                     " bytes in blocks of attention.block_size = " + std::to_string(c.block_size) + ": at most " +
+                     std::to_string(blocks) + " (one block per rank)");
+  return true;
+}
+
+std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share,
+                             std::int64_t rows) {
   const bool single = dtype == Dtype::float32;
   const auto bytes = [&](std::int64_t w) {
-    return single ? LanguageModel<float>::activation_bytes(c, w) : LanguageModel<double>::activation_bytes(c, w);
+    return single ? LanguageModel<float>::activation_bytes(c, w, rows)
+                  : LanguageModel<double>::activation_bytes(c, w, rows);
   };
   std::int64_t n = deck.train.micro_batch;
   if (n == 0)  // up to 2^17 tokens a call (a stop is honoured between calls) in 4 GiB
     n = std::max<std::int64_t>(1, std::min(std::int64_t((std::size_t(4) << 30) / bytes(1)),
-                                           (std::int64_t(1) << 17) / std::int64_t(c.context)));
+                                           (std::int64_t(1) << 17) / (rows > 0 ? rows : std::int64_t(c.context))));
   n = std::min(n, share);
   const double memory = node_memory_bytes();
   if (memory > 0 && double(bytes(n)) > 0.8 * memory)
@@ -110,6 +133,41 @@ std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype
                      std::to_string(n) + " window(s) of " + std::to_string(c.context) + " bytes need " +
                      format_bytes(double(bytes(n))) + " of activations, more than this node's " + format_bytes(memory) +
                      " allows (set train.micro_batch lower, or a smaller model.context)");
+  return n;
+}
+
+TrainNeeds train_needs(const Deck& deck, int ranks) {
+  TrainNeeds n;
+  const ModelConfig c = model_config(deck);
+  const Geometry g = c.geometry();
+  const std::int64_t B = deck.train.batch;
+  n.sequence = shards_windows(deck, c, ranks);
+  n.windows_per_rank = n.sequence ? B : (B + ranks - 1) / ranks;
+  n.tokens_per_window = c.context;
+  const std::size_t scalar = deck.model.dtype == Dtype::float32 ? sizeof(float) : sizeof(double);
+  std::int64_t params = parameter_count(parameter_slots(c));
+  if (n.sequence) {
+    // Rank 0 holds the most (balanced ranges give the extra blocks to the first ranks). Per
+    // layer and window, a rank sends what the forward's plan sends and, in the backward,
+    // what it received (the gradients go back the same ways).
+    const Shard s = plan_shard(g, 0, ranks).shard;
+    n.tokens_per_window = s.token_end(g) - s.token_begin(g);
+    params = parameter_count(parameter_slots(c, s.token_begin(g), s.token_end(g)));
+    std::int64_t most = 0;
+    for (int r = 0; r < ranks; ++r) {
+      const ShardPlan p = plan_shard(g, r, ranks);
+      most = std::max(most, p.fine_sent + p.coarse_sent + p.fine_received + p.coarse_received);
+    }
+    n.sent_per_layer = double(most) * 2.0 * double(c.width) * double(scalar);
+    n.sent_per_step = n.sent_per_layer * double(c.layers) * double(B);
+  }
+  const std::int64_t rows = n.sequence ? n.tokens_per_window : 0;
+  const std::int64_t at_once = windows_at_once(deck, c, deck.model.dtype, n.windows_per_rank, rows);
+  const std::size_t activations = deck.model.dtype == Dtype::float32
+                                      ? LanguageModel<float>::activation_bytes(c, at_once, rows)
+                                      : LanguageModel<double>::activation_bytes(c, at_once, rows);
+  // Parameters, gradients and AdamW's two moments.
+  n.bytes_per_rank = double(activations) + 4.0 * double(params) * double(scalar);
   return n;
 }
 
@@ -136,8 +194,8 @@ std::vector<double> validation_losses(LanguageModel<S>& model, const Corpus& cor
   int rank = 0, ranks = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &ranks);
-  std::int64_t first = 0, last = 0;
-  window_share(windows, rank, ranks, first, last);
+  std::int64_t first = 0, last = windows;
+  if (!model.sharded()) window_share(windows, rank, ranks, first, last);
   const std::int64_t T = model.config().context;
   std::vector<double> mine, tokens, batch_tokens;
   for (std::int64_t i = first; i < last; i += model.max_windows()) {
@@ -145,8 +203,26 @@ std::vector<double> validation_losses(LanguageModel<S>& model, const Corpus& cor
     for (std::int64_t j = i; j < last && j < i + model.max_windows(); ++j)
       batch.push_back(corpus.at(validation_offset(seed, j, corpus.size(), T + 1)));
     for (double sum : model.windows(batch, 0.0, position_losses ? &batch_tokens : nullptr))
-      mine.push_back(sum / double(T));
+      mine.push_back(model.sharded() ? sum : sum / double(T));
     tokens.insert(tokens.end(), batch_tokens.begin(), batch_tokens.end());
+  }
+  if (model.sharded()) {
+    // Every rank's terms of every window, added in rank order; each rank's positions are a run
+    // of the window's, in rank order.
+    const std::vector<double> all = all_gather(mine, comm);
+    std::vector<double> losses(std::size_t(windows), 0.0);
+    for (int r = 0; r < ranks; ++r)
+      for (std::int64_t w = 0; w < windows; ++w) losses[std::size_t(w)] += all[std::size_t(r * windows + w)];
+    for (double& x : losses) x /= double(T);
+    if (position_losses) {
+      const std::int64_t own = model.token_end() - model.token_begin();
+      std::vector<double> by_position(std::size_t(own), 0.0);
+      for (std::int64_t w = 0; w < windows; ++w)
+        for (std::int64_t t = 0; t < own; ++t) by_position[std::size_t(t)] += tokens[std::size_t(w * own + t)];
+      for (double& x : by_position) x /= double(windows);
+      *position_losses = all_gather(by_position, comm);
+    }
+    return losses;
   }
   if (position_losses) {
     // Every window's token losses in window order, summed in that order: the same bits on any

@@ -38,19 +38,39 @@ void check_deck_matches(const Deck& deck, const ModelState& state);
 // the model has no position table (check_deck_matches refuses another context otherwise).
 ModelConfig eval_config(const Deck& deck, const ModelState& state);
 
+// Whether train and eval shard every window of model `c` over `ranks` ranks (model.md §7):
+// parallel.decomposition sequence, or auto with more ranks than train.batch. InputError naming
+// the key when the deck asks for heads (fmattn run's), or for sequence with attention other than
+// fma, or with fewer fine blocks in a window than there are ranks.
+bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks);
+
 // How many of a rank's `share` windows go through the model at once: train.micro_batch, or
 // for 0 (auto) up to 2^17 tokens whose activations fit in 4 GiB (a function of the deck
-// alone, so the same deck gives the same bits on any node). InputError naming the key when that many
-// windows' activations exceed this node's memory.
-std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share);
+// alone, so the same deck gives the same bits on any node). `rows`: a window's positions on
+// this rank (0: the whole context). InputError naming the key when that many windows'
+// activations exceed this node's memory.
+std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share,
+                             std::int64_t rows = 0);
+
+// What `fmattn validate` reports for training a deck's model on `ranks` ranks: the bytes a rank
+// holds (parameters, gradients and AdamW moments, activations of the windows it takes at once)
+// and, with sequence sharding, the attention's bytes sent by the busiest rank per step.
+struct TrainNeeds {
+  bool sequence = false;
+  std::int64_t windows_per_rank = 0, tokens_per_window = 0;  // a rank's share of a step
+  double bytes_per_rank = 0;
+  double sent_per_step = 0, sent_per_layer = 0;  // per window and layer
+};
+TrainNeeds train_needs(const Deck& deck, int ranks);
 
 // Windows [first, last) of `count` that rank `rank` of `ranks` takes: contiguous shares, the
 // same windows in the same order whatever the number of ranks.
 void window_share(std::int64_t count, int rank, int ranks, std::int64_t& first, std::int64_t& last);
 
 // Each window's mean loss (nats per byte) over validation windows 0 .. windows-1 of `corpus`,
-// computed by the ranks of `comm` in shares and returned to every rank in window order. With
-// `position_losses`, also the mean over the windows of the loss at each position [T].
+// computed by the ranks of `comm` in shares (or every window by all of them, for a sharded
+// model) and returned to every rank in window order. With `position_losses`, also the mean
+// over the windows of the loss at each position [T].
 template <class Scalar>
 std::vector<double> validation_losses(LanguageModel<Scalar>& model, const Corpus& corpus, std::uint64_t seed,
                                       std::int64_t windows, MPI_Comm comm,

@@ -3,6 +3,7 @@
 #include <fmattn/app/blas_info.hpp>
 #include <fmattn/app/fit.hpp>
 #include <fmattn/app/generate.hpp>
+#include <fmattn/app/lm_common.hpp>
 #include <fmattn/app/run.hpp>
 #include <fmattn/app/train.hpp>
 #include <fmattn/io/deck.hpp>
@@ -190,6 +191,27 @@ std::string oversubscription_warning() {
          std::to_string(local) + " rank(s) per node\n";
 }
 
+// What training the deck's model on `ranks` ranks needs, for decks that set up training (an
+// InputError for a decomposition training cannot use); nothing for others.
+std::string train_line(const fmattn::Deck& deck, int ranks) {
+  const bool training = std::any_of(deck.origins.begin(), deck.origins.end(), [](const auto& o) {
+    return o.first.rfind("model.", 0) == 0 || o.first.rfind("train.", 0) == 0 || o.first.rfind("data.", 0) == 0;
+  });
+  if (!training) return "";
+  const fmattn::TrainNeeds n = fmattn::train_needs(deck, ranks);
+  std::string line =
+      "# fmattn train on " + std::to_string(ranks) + " rank(s): " +
+      (n.sequence
+           ? "every window sharded (sequence), " + std::to_string(n.tokens_per_window) + " positions of each on rank 0"
+           : "data parallel, up to " + std::to_string(n.windows_per_rank) + " window(s) per rank per step") +
+      "; " + fmattn::format_bytes(n.bytes_per_rank) +
+      " per rank for parameters, gradients, AdamW moments and activations";
+  if (n.sequence)
+    line += "; the busiest rank sends " + fmattn::format_bytes(n.sent_per_layer) + " per layer and window, " +
+            fmattn::format_bytes(n.sent_per_step) + " per step";
+  return line + "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,7 +286,7 @@ int main(int argc, char** argv) {
             fmattn::format_bytes(needs.bytes_per_rank) +
             " per rank for q, k, v, output and coarse levels (this node has " + fmattn::format_bytes(needs.node_bytes) +
             "); " + std::to_string(needs.levels) + " coarse levels; output dataset " +
-            fmattn::format_bytes(needs.output_bytes) + "\n" + fmattn::to_yaml(deck));
+            fmattn::format_bytes(needs.output_bytes) + "\n" + train_line(deck, ranks) + fmattn::to_yaml(deck));
       } else if (cli.command == "train") {
         say("[fmattn] train '" + deck.run.name + "': " + std::to_string(deck.train.steps) + " steps of " +
             std::to_string(deck.train.batch) + " windows, " + std::to_string(ranks) + " rank(s) x " +

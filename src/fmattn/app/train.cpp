@@ -6,51 +6,18 @@
 #include <fmattn/io/paths.hpp>
 #include <fmattn/model/flops.hpp>
 #include <fmattn/model/optimizer.hpp>
+#include <fmattn/model/training_reduction.hpp>
 #include <fmattn/util/errors.hpp>
 #include <fmattn/util/interrupt.hpp>
 #include <fmattn/util/profiling.hpp>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 namespace fmattn {
 
 namespace {
-
-template <class S>
-MPI_Datatype mpi_type() {
-  return sizeof(S) == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE;
-}
-
-// Sums every rank's gradient into every rank's, rank 0's first, then 1, 2, ...: the same
-// additions in the same order whatever the network does.
-template <class V>
-void sum_in_rank_order(const V& grads, MPI_Comm comm) {
-  using S = typename V::non_const_value_type;
-  int rank = 0, ranks = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &ranks);
-  if (ranks == 1) return;
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), grads);
-  const std::int64_t n = std::int64_t(host.extent(0));
-  // Messages of at most 2^30 elements (MPI counts are int).
-  constexpr std::int64_t piece = std::int64_t(1) << 30;
-  if (rank == 0) {
-    std::vector<S> other(std::size_t(std::min(n, piece)));
-    for (int r = 1; r < ranks; ++r)
-      for (std::int64_t at = 0; at < n; at += piece) {
-        const int count = int(std::min(piece, n - at));
-        MPI_Recv(other.data(), count, mpi_type<S>(), r, 0, comm, MPI_STATUS_IGNORE);
-        for (int i = 0; i < count; ++i) host(at + i) += other[std::size_t(i)];
-      }
-  } else {
-    for (std::int64_t at = 0; at < n; at += piece)
-      MPI_Send(host.data() + at, int(std::min(piece, n - at)), mpi_type<S>(), 0, 0, comm);
-  }
-  for (std::int64_t at = 0; at < n; at += piece)
-    MPI_Bcast(host.data() + at, int(std::min(piece, n - at)), mpi_type<S>(), 0, comm);
-  Kokkos::deep_copy(grads, host);
-}
 
 template <class V>
 std::vector<double> to_host(const V& v) {
@@ -99,10 +66,11 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   MPI_Comm_size(comm, &ranks);
   const ModelConfig config = model_config(deck);
   const std::int64_t B = deck.train.batch, T = config.context, steps = deck.train.steps;
-  if (ranks > B)
+  const bool by_sequence = shards_windows(deck, config, ranks);
+  if (!by_sequence && ranks > B)
     throw InputError("train.batch: " + std::to_string(B) + " windows per step cannot be shared by " +
                      std::to_string(ranks) + " ranks (run at most " + std::to_string(B) +
-                     " ranks, or raise train.batch)");
+                     " ranks, raise train.batch, or shard every window: parallel.decomposition: sequence)");
   const Corpus train_data = load_corpus(deck, "data.train", deck.data.train, T + 1);
   const Corpus val_data = load_corpus(deck, "data.val", deck.data.val, T + 1);
   const std::string& path = deck.train.checkpoint_file;
@@ -125,17 +93,25 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
                        " (" + std::to_string(state.step) + ")");
     log("restart    from " + from + " at step " + std::to_string(state.step) + " of " + std::to_string(steps));
   }
-  std::int64_t first = 0, last = 0;
-  window_share(B, rank, ranks, first, last);
+  // Data parallel: a share of the step's windows per rank. Sequence: every window, each rank its
+  // run of blocks of it.
+  std::int64_t first = 0, last = B;
+  if (!by_sequence) window_share(B, rank, ranks, first, last);
+  const TrainNeeds needs = train_needs(deck, ranks);
   // A rank's windows of a step go through the model together, train.micro_batch at a time.
-  LanguageModel<S> model(config, deck.run.seed, windows_at_once(deck, config, deck.model.dtype, last - first));
+  LanguageModel<S> model(
+      config, deck.run.seed,
+      windows_at_once(deck, config, deck.model.dtype, last - first, by_sequence ? needs.tokens_per_window : 0),
+      by_sequence ? comm : MPI_COMM_NULL);
   const OptimizerConfig schedule = optimizer_config(deck);
   AdamW<S> adamw(schedule, model.slots());
   const double flops_per_token = training_flops_per_token(config);
   if (!from.empty()) {
-    model.set_parameters(state.params);
-    from_host(state.moment1, adamw.moment1());
-    from_host(state.moment2, adamw.moment2());
+    // The checkpoint holds the whole model; a sharded rank takes its rows of P.
+    const std::vector<ParameterSlot> whole = parameter_slots(config);
+    model.set_parameters(take_rows(whole, state.params, model.slots()));
+    from_host(take_rows(whole, state.moment1, model.slots()), adamw.moment1());
+    from_host(take_rows(whole, state.moment2, model.slots()), adamw.moment2());
   }
   {
     char line[256];
@@ -150,13 +126,22 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     log(line);
     log("data       " + train_data.path() + " (" + format_bytes(double(train_data.size())) + "), validation " +
         val_data.path() + " (" + format_bytes(double(val_data.size())) + ")");
+    if (by_sequence) {
+      std::snprintf(line, sizeof line,
+                    "parallel   sequence: every window sharded over %d ranks, %lld positions on rank 0, %s per rank, "
+                    "%s sent per rank per step (planned)",
+                    ranks, static_cast<long long>(needs.tokens_per_window), format_bytes(needs.bytes_per_rank).c_str(),
+                    format_bytes(needs.sent_per_step).c_str());
+      log(line);
+    }
   }
 
   const std::string yaml = to_yaml(deck);
   auto save = [&]() {
-    state.params = to_host(model.parameters());
-    state.moment1 = to_host(adamw.moment1());
-    state.moment2 = to_host(adamw.moment2());
+    // Rank 0 writes the whole model: a sharded model's rows of P come to it from every rank.
+    state.params = gather_whole(config, model.slots(), to_host(model.parameters()), by_sequence, comm);
+    state.moment1 = gather_whole(config, model.slots(), to_host(adamw.moment1()), by_sequence, comm);
+    state.moment2 = gather_whole(config, model.slots(), to_host(adamw.moment2()), by_sequence, comm);
     const std::string problem = failure_on_root(comm, [&] { save_model(path, state, yaml, ranks); });
     if (!problem.empty()) throw std::runtime_error("writing checkpoint " + path + ": " + problem);
   };
@@ -189,6 +174,7 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   const interrupt::Deferred finish_the_step;
   for (std::int64_t t = state.step + 1; t <= steps; ++t) {
     Stopwatch watch;
+    const CommStats comm_before = model.communication();
     model.zero_gradients();
     std::vector<double> mine;
     double stop_seen = -1;  // a stop finishes the step unless that takes over 5 s more
@@ -219,8 +205,9 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     double loss = 0;
     for (double l : all_gather(mine, comm)) loss += l;
     loss /= double(T * B) * std::log(2.0);
-    sum_in_rank_order(model.gradients(), comm);
-    const double gnorm = adamw.step(t, model.parameters(), model.gradients());
+    sum_gradients(model, comm);
+    const double gnorm = gradient_norm(model, adamw, comm);
+    adamw.step(t, model.parameters(), model.gradients(), gnorm);
     model.parameters_changed();
     if (!std::isfinite(loss) || !std::isfinite(gnorm) || !std::isfinite(adamw.norm(model.parameters())) ||
         !std::isfinite(adamw.norm(adamw.moment1())) || !std::isfinite(adamw.norm(adamw.moment2())))
@@ -238,11 +225,19 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     state.history.tokens_per_second.push_back(double(T * B) / seconds);
     if (t == summary.first_step) summary.first_loss = loss;
     summary.last_loss = loss;
-    char line[200];
+    char line[256];
     std::snprintf(line, sizeof line, "step %6lld/%lld  loss %.4f bpb  lr %.3e  |g| %.3e  %9.0f tok/s  %7.1f GFLOP/s",
                   static_cast<long long>(t), static_cast<long long>(steps), loss, state.history.learning_rate.back(),
                   gnorm, state.history.tokens_per_second.back(),
                   state.history.tokens_per_second.back() * flops_per_token * 1e-9);
+    if (by_sequence) {
+      // The attention's messages of the step: the slowest rank's waiting, the busiest's bytes.
+      const CommStats now = model.communication();
+      double most[2] = {now.seconds - comm_before.seconds, double(now.bytes_sent - comm_before.bytes_sent)};
+      MPI_Allreduce(MPI_IN_PLACE, most, 2, MPI_DOUBLE, MPI_MAX, comm);
+      std::snprintf(line + std::strlen(line), sizeof line - std::strlen(line), "  comm %.2fs %s", most[0],
+                    format_bytes(most[1]).c_str());
+    }
     log(line);
     const double taken = double(t - summary.first_step + 1);
     if (deck.run.progress_seconds > 0 && since_start.seconds() - last_progress >= deck.run.progress_seconds &&

@@ -6,6 +6,7 @@
 #include "kernels/attention_backward.hpp"
 #include "kernels/attention_forward.hpp"
 #include "kernels/coarse_levels.hpp"
+#include "kernels/move_rows.hpp"
 #include "kernels/reference_rows.hpp"
 
 namespace fmattn {
@@ -232,16 +233,8 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
   if (!whole_ && dk.extent(0) != 0) {
     // Halo rows get only the terms of the pairs across the shard's edge: they start cleared.
     const std::int64_t left = shard_.token_begin(g_) - shard_.key_begin, right = left + std::int64_t(own);
-    for (const auto& rows : {std::make_pair(std::int64_t(0), left), std::make_pair(right, std::int64_t(keys))})
-      if (rows.second > rows.first)
-        Kokkos::parallel_for(
-            "fmattn::backward::clear_halo",
-            Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Kokkos::IndexType<std::int64_t>>(
-                space_, {0, rows.first, 0}, {heads_, rows.second, std::int64_t(d_)}),
-            KOKKOS_LAMBDA(const std::int64_t h, const std::int64_t j, const std::int64_t c) {
-              dk(h, j, c) = Scalar(0);
-              dv(h, j, c) = Scalar(0);
-            });
+    detail::clear_rows(space_, dk, dv, 0, left);
+    detail::clear_rows(space_, dk, dv, right, std::int64_t(keys));
   }
   detail::run_attention_backward<ExecSpace, Scalar>(space_, f, coarse_formed);
   if (!dweights) return;

@@ -207,9 +207,9 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   if (a.queries == Queries::coarse && a.method != Method::fma)
     fail("attention.queries", "coarse queries need method fma");
   if (d.parallel.decomposition == Decomposition::sequence && (a.method != Method::fma || a.queries != Queries::fine))
-    fail(
-        "parallel.decomposition",
-        "sequence sharding supports method fma with queries fine; use heads for exact attention or the linear variant");
+    fail("parallel.decomposition",
+         "sequence sharding supports method fma with queries fine; exact and local attention and the linear variant "
+         "take heads (fmattn run) or data (train, eval)");
   if (d.input.source == Source::hdf5 && d.input.file.empty())
     fail("input.file", "input.source is hdf5 but no file is given");
   if (d.input.source == Source::hdf5) {
@@ -426,7 +426,16 @@ const char* name_of(Boundary v) { return v == Boundary::masked ? "masked" : "zer
 const char* name_of(Queries v) { return v == Queries::fine ? "fine" : "coarse"; }
 const char* name_of(Positions v) { return v == Positions::learned ? "learned" : "none"; }
 const char* name_of(Decomposition v) {
-  return v == Decomposition::automatic ? "auto" : v == Decomposition::sequence ? "sequence" : "heads";
+  switch (v) {
+    case Decomposition::automatic:
+      return "auto";
+    case Decomposition::sequence:
+      return "sequence";
+    case Decomposition::heads:
+      return "heads";
+    default:
+      return "data";
+  }
 }
 
 Decomposition Deck::resolved_decomposition() const {

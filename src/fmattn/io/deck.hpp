@@ -18,7 +18,10 @@ enum class Source { synthetic, hdf5 };
 enum class SyntheticKind { gaussian, smooth, piecewise_constant };
 // How MPI ranks divide a run: contiguous token ranges of one sequence (all heads), or whole
 // batch·head problems; automatic = sequence where supported (FMA with fine queries).
-enum class Decomposition { automatic, sequence, heads };
+// How MPI ranks share the work: `fmattn run` shards the sequence or gives each rank whole heads;
+// `train` and `eval` give each rank a share of the windows (data) or shard every window
+// (sequence). `automatic` picks per verb.
+enum class Decomposition { automatic, sequence, heads, data };
 
 struct Deck {
   struct Run {

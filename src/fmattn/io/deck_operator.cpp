@@ -133,7 +133,8 @@ Schema operator_schema() {
            d.parallel.decomposition = r.choice<Decomposition>(n, p,
                                                               {{"auto", Decomposition::automatic},
                                                                {"sequence", Decomposition::sequence},
-                                                               {"heads", Decomposition::heads}});
+                                                               {"heads", Decomposition::heads},
+                                                               {"data", Decomposition::data}});
          }}}},
   };
 }

@@ -5,6 +5,7 @@
 
 #include <fmattn/core/attention.hpp>
 #include <fmattn/core/weights.hpp>
+#include <fmattn/util/errors.hpp>
 #include <fmattn/util/profiling.hpp>
 #include "kernels/dense_gemm.hpp"
 #include "kernels/lm_layers.hpp"
@@ -53,7 +54,9 @@ void for_each_basis_slot(const std::vector<ParameterSlot>& slots, const Geometry
 
 }  // namespace
 
-// What the backward needs of one block's forward, for the windows of a call: rows [w·T + t].
+// What the backward needs of one block's forward, for the windows of a call: rows [w·T + t]
+// (T: the positions of a window the model holds; the keys and values of a sharded model also
+// hold the halo rows before them).
 template <class S>
 struct BlockActivations {
   Matrix<S> x;          // input [rows][W]
@@ -80,8 +83,9 @@ struct Activations {
   Tensor dqh, dkh, dvh, dyh;
 
   Activations() = default;
-  Activations(const ModelConfig& c, std::int64_t windows) {
-    const std::int64_t T = c.context, R = windows * T, W = c.width, WH = windows * c.heads, d = c.head_dim();
+  // Windows of T positions; `keys` rows of keys and values per window and head.
+  Activations(const ModelConfig& c, std::int64_t windows, std::int64_t T, std::int64_t keys) {
+    const std::int64_t R = windows * T, W = c.width, WH = windows * c.heads, d = c.head_dim();
     for (int b = 0; b < c.layers; ++b) {
       BlockActivations<S> a;
       a.x = matrix<S>("x", R, W);
@@ -93,8 +97,8 @@ struct Activations {
       a.mean2 = vec<S>("mean2", R);
       a.rstd2 = vec<S>("rstd2", R);
       a.q = Tensor("fmattn::lm::q", WH, T, d);
-      a.k = Tensor("fmattn::lm::k", WH, T, d);
-      a.v = Tensor("fmattn::lm::v", WH, T, d);
+      a.k = Tensor("fmattn::lm::k", WH, keys, d);
+      a.v = Tensor("fmattn::lm::v", WH, keys, d);
       a.y = Tensor("fmattn::lm::y", WH, T, d);
       a.lse = typename Attention<S>::RowValues("fmattn::lm::lse", WH, T);
       a.u = matrix<S>("mlp_u", R, 4 * W);
@@ -113,7 +117,8 @@ struct Activations {
     loss = decltype(loss)("fmattn::lm::loss", R);
     for (Matrix<S>* m : {&dx, &dh, &da, &dy, &dq, &dk, &dv}) *m = matrix<S>("grad", R, W);
     dg = matrix<S>("grad_mlp", R, 4 * W);
-    for (Tensor* t : {&dqh, &dkh, &dvh, &dyh}) *t = Tensor("fmattn::lm::grad_heads", WH, T, d);
+    for (Tensor* t : {&dqh, &dyh}) *t = Tensor("fmattn::lm::grad_heads", WH, T, d);
+    for (Tensor* t : {&dkh, &dvh}) *t = Tensor("fmattn::lm::grad_heads", WH, keys, d);
   }
 
   // The same arrays for the first `rows` rows and `heads` window·heads.
@@ -164,24 +169,41 @@ struct LanguageModel<S>::Workspace {
   // windows·H); made on first use. With learned downsampling, every block's basis functions
   // as parameters_changed() last handed them on.
   std::map<std::int64_t, std::vector<std::unique_ptr<Attention<S>>>> attention;
+  std::map<std::int64_t, std::vector<std::unique_ptr<ShardedAttention<S>>>> sharded;
   std::vector<DownsamplingWeights> basis;
 
-  Workspace(const ModelConfig& c, std::int64_t windows, const Vec<S>& params, const Vec<S>& grads,
-            const std::vector<ParameterSlot>& slots)
-      : p(params, slots, c), dp(grads, slots, c), full(c, windows) {
+  Workspace(const ModelConfig& c, std::int64_t windows, std::int64_t T, std::int64_t keys, const Vec<S>& params,
+            const Vec<S>& grads, const std::vector<ParameterSlot>& slots)
+      : p(params, slots, c), dp(grads, slots, c), full(c, windows, T, keys) {
     start = decltype(start)("fmattn::lm::start", vocabulary + 1);
   }
 };
 
 template <class S>
-LanguageModel<S>::LanguageModel(const ModelConfig& config, std::uint64_t seed, std::int64_t max_windows)
-    : config_(config), slots_(parameter_slots(config)), max_windows_(max_windows) {
+LanguageModel<S>::LanguageModel(const ModelConfig& config, std::uint64_t seed, std::int64_t max_windows,
+                                MPI_Comm sequence)
+    : config_(config), token_end_(config.context), key_end_(config.context), max_windows_(max_windows) {
   if (config.width % config.heads != 0) throw std::invalid_argument("model width must be a multiple of heads");
   if (max_windows < 1) throw std::invalid_argument("LanguageModel: max_windows must be at least 1");
+  if (sequence != MPI_COMM_NULL) {
+    if (config.attention.method != Method::fma)
+      throw InputError("a sequence-sharded model needs FMA attention (attention.method: fma)");
+    int rank = 0, ranks = 1;
+    MPI_Comm_rank(sequence, &rank);
+    MPI_Comm_size(sequence, &ranks);
+    const Shard s = plan_shard(config.geometry(), rank, ranks).shard;
+    token_begin_ = s.token_begin(config.geometry());
+    token_end_ = s.token_end(config.geometry());
+    key_begin_ = s.key_begin;
+    key_end_ = s.key_end;
+    MPI_Comm_dup(sequence, &sequence_);
+  }
+  slots_ = config.learned_positions() ? parameter_slots(config, token_begin_, token_end_) : parameter_slots(config);
   const std::int64_t n = parameter_count(slots_);
   params_ = Vector("fmattn::lm::parameters", n);
   grads_ = Vector("fmattn::lm::gradients", n);
-  ws_ = std::make_unique<Workspace>(config, max_windows, params_, grads_, slots_);
+  ws_ = std::make_unique<Workspace>(config, max_windows, token_end_ - token_begin_, key_end_ - key_begin_, params_,
+                                    grads_, slots_);
   set_parameters(initial_parameters(config, slots_, seed));
 }
 
@@ -195,7 +217,22 @@ void LanguageModel<S>::set_parameters(const std::vector<double>& x) {
 }
 
 template <class S>
-LanguageModel<S>::~LanguageModel() = default;
+LanguageModel<S>::~LanguageModel() {
+  ws_.reset();  // the sharded attention uses sequence_ until then
+  if (sequence_ != MPI_COMM_NULL) MPI_Comm_free(&sequence_);
+}
+
+template <class S>
+CommStats LanguageModel<S>::communication() const {
+  CommStats total;
+  for (const auto& [windows, blocks] : ws_->sharded)
+    for (const auto& a : blocks) {
+      total.seconds += a->stats().seconds;
+      total.bytes_sent += a->stats().bytes_sent;
+      total.bytes_received += a->stats().bytes_received;
+    }
+  return total;
+}
 
 template <class S>
 void LanguageModel<S>::zero_gradients() {
@@ -221,6 +258,7 @@ void LanguageModel<S>::parameters_changed() {
       });
     }
     for (auto& [windows, blocks] : ws_->attention) blocks[std::size_t(b)]->set_weights(w);
+    for (auto& [windows, blocks] : ws_->sharded) blocks[std::size_t(b)]->local().set_weights(w);
     ws_->basis.push_back(std::move(w));
   }
 }
@@ -238,11 +276,23 @@ Attention<S>& LanguageModel<S>::attention(int block, std::int64_t windows) {
 }
 
 template <class S>
+ShardedAttention<S>& LanguageModel<S>::sharded_attention(int block, std::int64_t windows) {
+  auto& blocks = ws_->sharded[windows];
+  if (blocks.empty())
+    for (int b = 0; b < config_.layers; ++b) {
+      blocks.push_back(std::make_unique<ShardedAttention<S>>(config_.geometry(), config_.attention, config_.head_dim(),
+                                                             windows * config_.heads, sequence_, ws_->space));
+      if (config_.learned_basis()) blocks.back()->local().set_weights(ws_->basis[std::size_t(b)]);
+    }
+  return *blocks[std::size_t(block)];
+}
+
+template <class S>
 void LanguageModel<S>::forward(const std::vector<const std::uint8_t*>& windows) {
   ScopedRegion region("fmattn::LanguageModel::forward");
   Workspace& w = *ws_;
   const auto& e = w.space;
-  const std::int64_t T = config_.context, nw = std::int64_t(windows.size()), R = nw * T;
+  const std::int64_t T = token_end_ - token_begin_, nw = std::int64_t(windows.size()), R = nw * T;
   w.now = w.full.first(R, nw * config_.heads);
   Activations<S>& n = w.now;
   {
@@ -254,7 +304,7 @@ void LanguageModel<S>::forward(const std::vector<const std::uint8_t*>& windows) 
     auto start = Kokkos::create_mirror_view(w.start);
     std::array<int, vocabulary + 1> count{};
     for (std::int64_t r = 0; r < R; ++r) {
-      const std::uint8_t* bytes = windows[std::size_t(r / T)];
+      const std::uint8_t* bytes = windows[std::size_t(r / T)] + token_begin_;
       in(r) = bytes[r % T];
       tg(r) = bytes[r % T + 1];
       ++count[std::size_t(in(r)) + 1];
@@ -278,9 +328,12 @@ void LanguageModel<S>::forward(const std::vector<const std::uint8_t*>& windows) 
     detail::block_forward(e, p, rows, [&](const auto& q, const auto& k, const auto& v, const auto& y) {
       // Into heads, through the block's Attention, back into rows.
       detail::lm::split_heads(e, q, a.q);
-      detail::lm::split_heads(e, k, a.k);
-      detail::lm::split_heads(e, v, a.v);
-      attention(b, nw).forward(a.q, a.k, a.v, a.y, a.lse);
+      detail::lm::split_heads(e, k, a.k, token_begin_ - key_begin_);
+      detail::lm::split_heads(e, v, a.v, token_begin_ - key_begin_);
+      if (sharded())
+        sharded_attention(b, nw).forward(a.q, a.k, a.v, a.y, {}, a.lse);
+      else
+        attention(b, nw).forward(a.q, a.k, a.v, a.y, a.lse);
       detail::lm::merge_heads(e, a.y, y);
     });
   }
@@ -296,7 +349,7 @@ void LanguageModel<S>::backward() {
   const auto& e = w.space;
   const Geometry geo = config_.geometry();
   const int d = config_.head_dim();
-  const std::int64_t windows = std::int64_t(n.x_final.extent(0)) / config_.context;
+  const std::int64_t windows = std::int64_t(n.x_final.extent(0)) / (token_end_ - token_begin_);
   // The weight gradients are sums over all rows of the call in row order: the same sums, in
   // the same order, as the windows taken one call at a time.
   // Tied output: dE += dlogitsᵀ·f; df = dlogits·E.
@@ -327,11 +380,14 @@ void LanguageModel<S>::backward() {
     detail::dense_gemm(e, 'N', 'T', n.dh, p.wo, S(0), n.dy);
     detail::lm::split_heads(e, n.dy, n.dyh);
     DownsamplingWeights dbasis;
-    attention(b, windows)
-        .backward(a.q, a.k, a.v, a.y, a.lse, n.dyh, n.dqh, n.dkh, n.dvh, config_.learned_basis() ? &dbasis : nullptr);
+    DownsamplingWeights* const basis = config_.learned_basis() ? &dbasis : nullptr;
+    if (sharded())
+      sharded_attention(b, windows).backward(a.q, a.k, a.v, a.y, a.lse, n.dyh, n.dqh, n.dkh, n.dvh, basis);
+    else
+      attention(b, windows).backward(a.q, a.k, a.v, a.y, a.lse, n.dyh, n.dqh, n.dkh, n.dvh, basis);
     detail::lm::merge_heads(e, n.dqh, n.dq);
-    detail::lm::merge_heads(e, n.dkh, n.dk);
-    detail::lm::merge_heads(e, n.dvh, n.dv);
+    detail::lm::merge_heads(e, n.dkh, n.dk, token_begin_ - key_begin_);
+    detail::lm::merge_heads(e, n.dvh, n.dv, token_begin_ - key_begin_);
     // Projections q, k, v in turn: dW += a1ᵀ·d(proj), db += Σ d(proj), da = Σ d(proj)·Wᵀ.
     const std::array<std::tuple<const Matrix<S>*, const Matrix<S>*, const Matrix<S>*, const Vec<S>*>, 3> projections{
         {{&n.dq, &p.wq, &dp.wq, &dp.bq}, {&n.dk, &p.wk, &dp.wk, &dp.bk}, {&n.dv, &p.wv, &dp.wv, &dp.bv}}};
@@ -373,7 +429,7 @@ std::vector<double> LanguageModel<S>::windows(const std::vector<const std::uint8
   if (grad_scale > 0) backward();
   w.space.fence();
   auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), w.now.loss);
-  const std::size_t T = std::size_t(config_.context);
+  const std::size_t T = std::size_t(token_end_ - token_begin_);
   std::vector<double> sums(windows.size(), 0.0);
   for (std::size_t r = 0; r < host.extent(0); ++r) sums[r / T] += host(r);
   if (per_token) per_token->assign(host.data(), host.data() + host.extent(0));
@@ -411,11 +467,14 @@ typename Attention<S>::Tensor LanguageModel<S>::values(int block) const {
 }
 
 template <class S>
-std::size_t LanguageModel<S>::activation_bytes(const ModelConfig& c, std::int64_t windows) {
-  const std::size_t R = std::size_t(windows * c.context), W = std::size_t(c.width), N = std::size_t(c.layers);
+std::size_t LanguageModel<S>::activation_bytes(const ModelConfig& c, std::int64_t windows, std::int64_t rows) {
+  // A sharded window's keys and values (and their gradients) hold a block of halo rows more.
+  const std::size_t halo = rows > 0 ? std::size_t(c.block_size) : 0;
+  const std::size_t R = std::size_t(windows * (rows > 0 ? rows : c.context)), W = std::size_t(c.width),
+                    N = std::size_t(c.layers), K = std::size_t(windows) * halo * W;
   const std::size_t per_block = R * W * (4 + 4 + 8) + 4 * R + std::size_t(c.heads) * R;
-  return sizeof(S) * (N * per_block + R * W * (2 + 7 + 4 + 4) + 2 * R * vocabulary) + 3 * sizeof(int) * R +
-         sizeof(double) * R;
+  return sizeof(S) * (N * per_block + R * W * (2 + 7 + 4 + 4) + 2 * R * vocabulary + 2 * (N + 1) * K) +
+         3 * sizeof(int) * R + sizeof(double) * R;
 }
 
 template <class S>
@@ -425,7 +484,10 @@ std::size_t LanguageModel<S>::workspace_bytes() const {
   const auto it = ws_->attention.find(max_windows_);
   if (it != ws_->attention.end())
     for (const auto& a : it->second) attention += a->workspace_bytes() + a->backward_workspace_bytes();
-  return activation_bytes(config_, max_windows_) + attention;
+  const auto is = ws_->sharded.find(max_windows_);
+  if (is != ws_->sharded.end())
+    for (const auto& a : is->second) attention += a->local().workspace_bytes() + a->local().backward_workspace_bytes();
+  return activation_bytes(config_, max_windows_, sharded() ? token_end_ - token_begin_ : 0) + attention;
 }
 
 template class LanguageModel<float>;

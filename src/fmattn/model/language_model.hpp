@@ -12,7 +12,9 @@
 #include <fmattn/core/weights.hpp>
 #include <fmattn/model/config.hpp>
 #include <fmattn/model/parameters.hpp>
+#include <fmattn/parallel/sequence_parallel.hpp>
 
+#include <mpi.h>
 #include <Kokkos_Core.hpp>
 
 #include <cstdint>
@@ -29,13 +31,25 @@ class LanguageModel {
   using Vector = Kokkos::View<Scalar*, memory_space>;
 
   // Parameters at their initial values for `seed`; activations for calls of up to
-  // `max_windows` windows.
-  LanguageModel(const ModelConfig& config, std::uint64_t seed, std::int64_t max_windows = 1);
+  // `max_windows` windows. With a `sequence` communicator (not MPI_COMM_NULL) the model is this
+  // rank's part of a sequence-sharded one (docs/language-model.md): of every window it holds
+  // the tokens [token_begin(), token_end()) that ShardPlan gives the rank, and those rows of
+  // the position table (every other parameter whole); attention runs through
+  // ShardedAttention. Its losses and gradients are then the rank's terms, which the caller
+  // sums over the ranks (replicated parameters; each rank keeps its rows of P).
+  LanguageModel(const ModelConfig& config, std::uint64_t seed, std::int64_t max_windows = 1,
+                MPI_Comm sequence = MPI_COMM_NULL);
   ~LanguageModel();
   LanguageModel(const LanguageModel&) = delete;
   LanguageModel& operator=(const LanguageModel&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  bool sharded() const { return sequence_ != MPI_COMM_NULL; }
+  // The positions of a window this model holds: all of them unless sharded.
+  std::int64_t token_begin() const { return token_begin_; }
+  std::int64_t token_end() const { return token_end_; }
+  // Totals of the sharded attention's messages (nothing unless sharded).
+  CommStats communication() const;
   std::int64_t max_windows() const { return max_windows_; }
   const std::vector<ParameterSlot>& slots() const { return slots_; }
   Vector parameters() const { return params_; }
@@ -48,9 +62,9 @@ class LanguageModel {
   // hands the basis functions to the attention of every block.
   void parameters_changed();
 
-  // The T predictions (bytes[t] → bytes[t + 1]) of each of 1 … max_windows() windows: returns
-  // each window's summed loss in nats (double, summed in order) and, when `per_token` is
-  // given, writes every loss there, window after window. With grad_scale > 0 adds
+  // The T predictions (bytes[t] → bytes[t + 1]) of each of 1 … max_windows() windows (its own
+  // positions' when sharded): returns each window's summed loss in nats (double, summed in
+  // order) and, when `per_token` is given, writes every loss there, window after window. With grad_scale > 0 adds
   // grad_scale · ∂(summed loss)/∂θ to gradients().
   std::vector<double> windows(const std::vector<const std::uint8_t*>& windows, double grad_scale,
                               std::vector<double>* per_token = nullptr);
@@ -67,18 +81,22 @@ class LanguageModel {
 
   // Bytes of the activations and scratch of a call of max_windows() windows.
   std::size_t workspace_bytes() const;
-  // Bytes of the activations of a call of `windows` windows (the attention's coarse levels and
-  // backward scratch, a few percent more, aside).
-  static std::size_t activation_bytes(const ModelConfig& config, std::int64_t windows);
+  // Bytes of the activations of a call of `windows` windows of `rows` positions each (all of
+  // the context for 0; a sharded rank's own, with a block of halo keys) (the attention's coarse
+  // levels and backward scratch, a few percent more, aside).
+  static std::size_t activation_bytes(const ModelConfig& config, std::int64_t windows, std::int64_t rows = 0);
 
  private:
   struct Workspace;
   void forward(const std::vector<const std::uint8_t*>& windows);
   void backward();
-  // Block b's attention for calls of `windows` windows.
+  // Block b's attention for calls of `windows` windows (sharded or not).
   Attention<Scalar>& attention(int block, std::int64_t windows);
+  ShardedAttention<Scalar>& sharded_attention(int block, std::int64_t windows);
 
   ModelConfig config_;
+  MPI_Comm sequence_ = MPI_COMM_NULL;  // a duplicate of the caller's, for the attention's messages
+  std::int64_t token_begin_ = 0, token_end_ = 0, key_begin_ = 0, key_end_ = 0;
   std::vector<ParameterSlot> slots_;
   std::int64_t max_windows_ = 1;
   Vector params_, grads_;

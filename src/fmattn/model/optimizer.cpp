@@ -24,19 +24,33 @@ AdamW<S>::AdamW(const OptimizerConfig& c, std::vector<ParameterSlot> slots) : c_
 
 template <class S>
 double AdamW<S>::norm(const Vector& g) const {
+  return std::sqrt(sum_of_squares(g, 0, std::int64_t(g.extent(0))));
+}
+
+template <class S>
+double AdamW<S>::sum_of_squares(const Vector& g, std::int64_t first, std::int64_t last) const {
   using Exec = Kokkos::DefaultExecutionSpace;
-  if (g.extent(0) != m1_.extent(0)) throw std::invalid_argument("AdamW::norm: not a vector of the parameters' size");
-  detail::chunked_sum_of_squares(Exec(), g, partial_);
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), partial_);
+  if (g.extent(0) != m1_.extent(0) || first < 0 || last < first || last > std::int64_t(g.extent(0)))
+    throw std::invalid_argument("AdamW::norm: not a vector of the parameters' size");
+  const auto part = Kokkos::subview(
+      partial_, std::make_pair(std::int64_t(0), (last - first + detail::norm_chunk - 1) / detail::norm_chunk));
+  detail::chunked_sum_of_squares(Exec(), Kokkos::subview(g, std::make_pair(first, last)), part);
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), part);
   double sum = 0;
   for (std::size_t j = 0; j < host.extent(0); ++j) sum += host(j);
-  return std::sqrt(sum);
+  return sum;
 }
 
 template <class S>
 double AdamW<S>::step(std::int64_t t, const Vector& x, const Vector& g) {
-  using Exec = Kokkos::DefaultExecutionSpace;
   const double gnorm = norm(g);
+  step(t, x, g, gnorm);
+  return gnorm;
+}
+
+template <class S>
+void AdamW<S>::step(std::int64_t t, const Vector& x, const Vector& g, double gnorm) {
+  using Exec = Kokkos::DefaultExecutionSpace;
   detail::AdamWStep s;
   s.beta1 = c_.beta1;
   s.beta2 = c_.beta2;
@@ -51,7 +65,6 @@ double AdamW<S>::step(std::int64_t t, const Vector& x, const Vector& g) {
     detail::adamw(Exec(), slot.offset, slot.offset + slot.size, s, x, g, m1_, m2_);
   }
   Exec().fence();
-  return gnorm;
 }
 
 template class AdamW<float>;

@@ -31,10 +31,14 @@ class AdamW {
   Vector moment1() const { return m1_; }
   Vector moment2() const { return m2_; }
 
-  // The global L2 norm of g (as long as the parameters), summed the same way at any thread count.
+  // The global L2 norm of g (as long as the parameters), summed the same way at any thread count;
+  // the sum of the squares of its elements [first, last).
   double norm(const Vector& g) const;
+  double sum_of_squares(const Vector& g, std::int64_t first, std::int64_t last) const;
   // Step t on x with gradient g (clipped to clip_norm first); returns the norm before clipping.
   double step(std::int64_t t, const Vector& x, const Vector& g);
+  // The same with the norm of the gradient given (a sharded model's, over all ranks).
+  void step(std::int64_t t, const Vector& x, const Vector& g, double gnorm);
 
  private:
   OptimizerConfig c_;

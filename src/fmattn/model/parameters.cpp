@@ -23,8 +23,10 @@ struct Table {
   std::uint64_t next_stream = 0;
   std::int64_t next = 0;
 
-  void add(const std::string& name, std::vector<std::int64_t> shape, Init how, int lvl = 0, double lr_scale = 1.0) {
+  void add(const std::string& name, std::vector<std::int64_t> shape, Init how, int lvl = 0, double lr_scale = 1.0,
+           std::int64_t row_begin = 0) {
     ParameterSlot s;
+    s.row_begin = row_begin;
     s.name = name;
     s.size = 1;
     for (std::int64_t e : shape) s.size *= e;
@@ -40,12 +42,14 @@ struct Table {
   }
 };
 
-Table table(const ModelConfig& c) {
+// With position rows [p0, p1) of the table (the whole table when p1 < 0).
+Table table(const ModelConfig& c, std::int64_t p0 = 0, std::int64_t p1 = -1) {
   Table t;
   const std::int64_t W = c.width, F = 4 * std::int64_t(c.width), d = c.head_dim();
+  if (p1 < 0) p1 = c.context;
   t.add("embedding", {vocabulary, W}, Init::normal);
   if (c.learned_positions())
-    t.add("position", {c.context, W}, Init::normal);
+    t.add("position", {p1 - p0, W}, Init::normal, 0, 1.0, p0);
   else
     ++t.next_stream;  // every other slot starts as in the learned-positions model
   const Geometry g = c.geometry();
@@ -114,6 +118,47 @@ std::string basis_prefix(int block, char op, int level) {
 
 std::vector<ParameterSlot> parameter_slots(const ModelConfig& c) { return table(c).slots; }
 
+std::vector<ParameterSlot> parameter_slots(const ModelConfig& c, std::int64_t position_begin,
+                                           std::int64_t position_end) {
+  if (position_begin < 0 || position_end < position_begin || position_end > c.context)
+    throw std::invalid_argument("parameter_slots: position rows outside the context");
+  return table(c, position_begin, position_end).slots;
+}
+
+namespace {
+
+// Calls f(part slot, offset of its row_begin row in `whole`'s slot) for every slot of `part`.
+template <class F>
+void for_each_part(const std::vector<ParameterSlot>& whole, const std::vector<ParameterSlot>& part, F&& f) {
+  for (const ParameterSlot& s : part) {
+    const ParameterSlot& w = find_slot(whole, s.name);
+    const std::int64_t row = s.shape[0] > 0 ? s.size / s.shape[0] : 0,
+                       whole_row = w.shape[0] > 0 ? w.size / w.shape[0] : 0;
+    const std::int64_t first = s.row_begin - w.row_begin;
+    if (row != whole_row || first < 0 || first + s.shape[0] > w.shape[0])
+      throw std::invalid_argument("parameter rows of " + s.name + " are not part of the model's");
+    f(s, w.offset + first * row);
+  }
+}
+
+}  // namespace
+
+std::vector<double> take_rows(const std::vector<ParameterSlot>& whole, const std::vector<double>& x,
+                              const std::vector<ParameterSlot>& part) {
+  std::vector<double> y(std::size_t(parameter_count(part)));
+  for_each_part(whole, part, [&](const ParameterSlot& s, std::int64_t at) {
+    std::copy(x.begin() + at, x.begin() + at + s.size, y.begin() + s.offset);
+  });
+  return y;
+}
+
+void put_rows(const std::vector<ParameterSlot>& part, const std::vector<double>& values,
+              const std::vector<ParameterSlot>& whole, std::vector<double>& x) {
+  for_each_part(whole, part, [&](const ParameterSlot& s, std::int64_t at) {
+    std::copy(values.begin() + s.offset, values.begin() + s.offset + s.size, x.begin() + at);
+  });
+}
+
 std::int64_t parameter_count(const std::vector<ParameterSlot>& slots) {
   return slots.empty() ? 0 : slots.back().offset + slots.back().size;
 }
@@ -134,13 +179,14 @@ std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<P
   const double output_std = 0.02 / std::sqrt(2.0 * c.layers);
   for (std::size_t s = 0; s < slots.size(); ++s) {
     double* v = x.data() + slots[s].offset;
-    const std::int64_t n = slots[s].size;
+    const std::int64_t n = slots[s].size,
+                       first = slots[s].row_begin * (n / std::max<std::int64_t>(1, slots[s].shape[0]));
     switch (t.init[s]) {
       case Init::normal:
       case Init::output_normal: {
         const double sd = t.init[s] == Init::normal ? 0.02 : output_std;
         for (std::int64_t i = 0; i < n; ++i)
-          v[i] = sd * detail::gaussian(detail::hash_key(seed, 0x1a7e5ull, t.stream[s], i, 0));
+          v[i] = sd * detail::gaussian(detail::hash_key(seed, 0x1a7e5ull, t.stream[s], first + i, 0));
         break;
       }
       case Init::one:

@@ -19,18 +19,33 @@ struct ParameterSlot {
   // Multiplies the learning rate. Basis-function weights of level l take p / w_l: the average
   // operator's weights are that small, and Adam moves every parameter by about the rate.
   double lr_scale = 1.0;
+  // The first row of the whole parameter that the slot holds: a sequence-sharded rank holds
+  // rows [row_begin, row_begin + shape[0]) of the position table; 0 for every other slot.
+  std::int64_t row_begin = 0;
 };
 
 // The slots of a model in flat order: embedding, position (learned positions only), the blocks
 // (with their basis functions when learned), final_norm.
 std::vector<ParameterSlot> parameter_slots(const ModelConfig& c);
+// The same with rows [position_begin, position_end) of the position table alone: what a rank
+// of a sequence-sharded model holds (model.md §7).
+std::vector<ParameterSlot> parameter_slots(const ModelConfig& c, std::int64_t position_begin,
+                                           std::int64_t position_end);
+// The values of the slots `part` (some rows of the slots of `whole`, as a sharded rank holds
+// them) taken from x, laid out as `whole`; and the reverse, a part's values written into their
+// place in x. std::invalid_argument when a slot of `part` is not rows of `whole`'s.
+std::vector<double> take_rows(const std::vector<ParameterSlot>& whole, const std::vector<double>& x,
+                              const std::vector<ParameterSlot>& part);
+void put_rows(const std::vector<ParameterSlot>& part, const std::vector<double>& values,
+              const std::vector<ParameterSlot>& whole, std::vector<double>& x);
 std::int64_t parameter_count(const std::vector<ParameterSlot>& slots);
 const ParameterSlot& find_slot(const std::vector<ParameterSlot>& slots, const std::string& name);
 
 // Initial values (docs/language-model.md): matrices, E and P normal(0, 0.02); the output
 // projections normal(0, 0.02 / sqrt(2·layers)); biases 0; gains 1; basis functions the average
-// operator. Each value depends on (seed, slot, element) alone; a positions-none model starts
-// where the learned-positions model of the same seed does, less P.
+// operator. Each value depends on (seed, slot, element of the whole parameter) alone: a
+// positions-none model starts where the learned-positions model of the same seed does, less
+// P, and a rank's rows of P are those rows of the whole table.
 std::vector<double> initial_parameters(const ModelConfig& c, const std::vector<ParameterSlot>& slots,
                                        std::uint64_t seed);
 
