@@ -7,6 +7,7 @@
 #include <fmattn/model/flops.hpp>
 #include <fmattn/model/language_model.hpp>
 #include <fmattn/model/optimizer.hpp>
+#include "model_reference.hpp"
 #include "reference_lm.hpp"
 
 #include <gtest/gtest.h>
@@ -21,6 +22,8 @@ namespace {
 
 using fmattn::LanguageModel;
 using fmattn::ModelConfig;
+using testing_lm::named;
+using testing_lm::reference_of;
 
 struct Case {
   const char* name;
@@ -45,37 +48,6 @@ ModelConfig config_of(const Case& c) {
   m.attention.downsampling = c.learned ? fmattn::Downsampling::learned : fmattn::Downsampling::average;
   m.attention.scale = 1.0 / std::sqrt(8.0);
   return m;
-}
-
-ref_lm::Config reference_of(const ModelConfig& m) {
-  ref_lm::Config r;
-  r.layers = m.layers;
-  r.width = m.width;
-  r.heads = m.heads;
-  r.context = m.context;
-  r.block_size = m.block_size;
-  r.rank = m.rank;
-  r.method = m.attention.method == fmattn::Method::exact ? ref_lm::Method::exact
-             : m.attention.method == fmattn::Method::fma ? ref_lm::Method::fma
-                                                         : ref_lm::Method::local;
-  r.learned = m.learned_basis();
-  r.positions = m.learned_positions();
-  r.scale = m.attention.scale;
-  return r;
-}
-
-// The flat parameters as the reference's named arrays: basis functions of all levels
-// concatenated per operator, as the reference reads them.
-ref_lm::Params named(const std::vector<fmattn::ParameterSlot>& slots, const std::vector<double>& x) {
-  ref_lm::Params p;
-  for (const auto& s : slots) {
-    const auto level = s.name.find("/level_");
-    std::string name = s.name;
-    if (level != std::string::npos) name = s.name.substr(0, level) + s.name.substr(s.name.rfind('/'));
-    auto& v = p[name];
-    v.insert(v.end(), x.begin() + s.offset, x.begin() + s.offset + s.size);
-  }
-  return p;
 }
 
 std::vector<unsigned char> window_bytes(int n, unsigned seed) {
