@@ -232,7 +232,7 @@ TEST(TrainMpi, SequenceEvalEqualsOneRank) {
 
 // What sequence sharding cannot do is an input error naming the key, on every rank, before
 // anything is written: more ranks than a window has blocks, attention without the hierarchy,
-// and the operator's decomposition.
+// the operator's decomposition, a checkpoint of another context.
 TEST(TrainMpi, SequenceShardingInputErrors) {
   Files f;
   auto problem = [&](std::vector<std::string> set) {
@@ -255,6 +255,13 @@ TEST(TrainMpi, SequenceShardingInputErrors) {
         << method;
   EXPECT_NE(problem({"parallel.decomposition=heads"}).find("heads applies to fmattn run"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(f.many));
+  // A checkpoint of another context: refused before any rank reads its rows of P.
+  fmattn::train_deck(testing_train::deck(f.train, f.val, f.one, "float64", 1, {"parallel.decomposition=sequence"}),
+                     quiet, MPI_COMM_WORLD);
+  const std::string other =
+      problem({"parallel.decomposition=sequence", "model.context=61", "train.restart_from=" + f.one});
+  EXPECT_NE(other.find("train.restart_from"), std::string::npos) << other;
+  EXPECT_NE(other.find("model.context 64 (the deck has 61)"), std::string::npos) << other;
 }
 
 TEST(TrainMpi, MoreRanksThanWindowsIsAnInputError) {

@@ -33,7 +33,9 @@ EvalSummary eval_typed(const Deck& deck, const ModelState& state, const ModelCon
   const std::int64_t rows = by_sequence ? plan_shard(c.geometry(), 0, ranks).shard.token_end(c.geometry()) : 0;
   LanguageModel<S> model(c, state.seed, windows_at_once(deck, c, state.dtype, windows, rows),
                          by_sequence ? comm : MPI_COMM_NULL);
-  model.set_parameters(take_rows(parameter_slots(c), adapt_parameters(state.config, state.params, c), model.slots()));
+  // A sharded model with a position table read its rows of it (the context is the checkpoint's).
+  model.set_parameters(by_sequence && c.learned_positions() ? state.params
+                                                            : adapt_parameters(state.config, state.params, c));
   std::vector<double> by_position;
   const std::vector<double> losses = validation_losses(model, val, deck.run.seed, windows, comm, &by_position);
   for (double& x : by_position) x /= std::log(2.0);
@@ -89,7 +91,20 @@ EvalSummary eval_deck(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   ScopedRegion region("fmattn::eval");
   if (deck.eval.checkpoint.empty()) throw InputError("eval.checkpoint: no model checkpoint given");
   if (!deck.eval.output.empty()) check_writable(deck.eval.output, "eval.output", comm);
-  const ModelState state = load_checkpoint(deck, "eval.checkpoint", deck.eval.checkpoint);
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  // Sharded, a rank reads its rows of P alone (a deck that cannot be sharded fails below, naming
+  // its key).
+  const ModelState state =
+      load_checkpoint(deck, "eval.checkpoint", deck.eval.checkpoint, nullptr, [&](const ModelConfig& c) {
+        bool sharded = false;
+        try {
+          sharded = shards_windows(deck, c, ranks);
+        } catch (const InputError&) {
+        }
+        return sharded ? sequence_part(rank, ranks)(c) : parameter_slots(c);
+      });
   check_deck_matches(deck, state);
   const ModelConfig& trained = state.config;
   const ModelConfig config = eval_config(deck, state);

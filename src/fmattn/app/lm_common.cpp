@@ -63,10 +63,10 @@ Corpus load_corpus(const Deck& deck, const std::string& key, const std::string& 
   }
 }
 
-ModelState load_checkpoint(const Deck& deck, const std::string& key, const std::string& path,
-                           const ModelState* expect) {
+ModelState load_checkpoint(const Deck& deck, const std::string& key, const std::string& path, const ModelState* expect,
+                           const PartOf& part) {
   try {
-    return load_model(path, expect);
+    return load_model(path, expect, part);
   } catch (const InputError& e) {
     throw InputError(deck.where(key) + ": " + e.what());
   }
@@ -93,6 +93,15 @@ void check_deck_matches(const Deck& deck, const ModelState& state) {
   differ("attention.rank", n(a.rank), n(c.rank));
   differ("attention.downsampling", name_of(a.downsampling), name_of(c.attention.downsampling));
   differ("attention.boundary", name_of(a.boundary), name_of(c.attention.boundary));
+}
+
+PartOf sequence_part(int rank, int ranks) {
+  return [rank, ranks](const ModelConfig& c) {
+    if (!c.learned_positions()) return parameter_slots(c);
+    const Geometry g = c.geometry();
+    const Shard s = plan_shard(g, rank, ranks).shard;
+    return parameter_slots(c, s.token_begin(g), s.token_end(g));
+  };
 }
 
 bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks) {

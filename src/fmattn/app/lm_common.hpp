@@ -27,7 +27,11 @@ Corpus load_corpus(const Deck& deck, const std::string& key, const std::string& 
 // The model checkpoint of deck key `key` (train.restart_from, eval.checkpoint): load_model,
 // with the key named in every InputError.
 ModelState load_checkpoint(const Deck& deck, const std::string& key, const std::string& path,
-                           const ModelState* expect = nullptr);
+                           const ModelState* expect = nullptr, const PartOf& part = {});
+
+// The slots rank `rank` of `ranks` holds of a sequence-sharded model (its rows of P), as
+// LanguageModel lays them out: what it reads of a checkpoint.
+PartOf sequence_part(int rank, int ranks);
 
 // eval runs the checkpoint's model: InputError naming the key when the deck sets a model or
 // attention key to another value than the checkpoint holds — except model.context for a model

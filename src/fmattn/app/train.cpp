@@ -83,7 +83,9 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   state.seed = deck.run.seed;
   const std::string& from = deck.train.restart_from;
   if (!from.empty()) {
-    state = load_checkpoint(deck, "train.restart_from", from, &state);
+    // A sharded rank reads its rows of P alone.
+    state =
+        load_checkpoint(deck, "train.restart_from", from, &state, by_sequence ? sequence_part(rank, ranks) : PartOf());
     if (state.seed != deck.run.seed)
       throw InputError("train.restart_from: " + from + " was made with run.seed = " + std::to_string(state.seed) +
                        ", the deck has " + std::to_string(deck.run.seed) +
@@ -107,11 +109,9 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
   AdamW<S> adamw(schedule, model.slots());
   const double flops_per_token = training_flops_per_token(config);
   if (!from.empty()) {
-    // The checkpoint holds the whole model; a sharded rank takes its rows of P.
-    const std::vector<ParameterSlot> whole = parameter_slots(config);
-    model.set_parameters(take_rows(whole, state.params, model.slots()));
-    from_host(take_rows(whole, state.moment1, model.slots()), adamw.moment1());
-    from_host(take_rows(whole, state.moment2, model.slots()), adamw.moment2());
+    model.set_parameters(state.params);
+    from_host(state.moment1, adamw.moment1());
+    from_host(state.moment2, adamw.moment2());
   }
   {
     char line[256];
@@ -138,11 +138,24 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
 
   const std::string yaml = to_yaml(deck);
   auto save = [&]() {
-    // Rank 0 writes the whole model: a sharded model's rows of P come to it from every rank.
-    state.params = gather_whole(config, model.slots(), to_host(model.parameters()), by_sequence, comm);
-    state.moment1 = gather_whole(config, model.slots(), to_host(adamw.moment1()), by_sequence, comm);
-    state.moment2 = gather_whole(config, model.slots(), to_host(adamw.moment2()), by_sequence, comm);
-    const std::string problem = failure_on_root(comm, [&] { save_model(path, state, yaml, ranks); });
+    state.params = to_host(model.parameters());
+    state.moment1 = to_host(adamw.moment1());
+    state.moment2 = to_host(adamw.moment2());
+    // Data parallel: rank 0 holds the whole model and writes it. Sharded: every rank writes its
+    // rows of P into the same file, collectively.
+    std::string problem;
+    if (by_sequence) {
+      try {
+        save_model(path, state, yaml, ranks, comm, &model.slots());
+      } catch (const std::exception& e) {
+        problem = e.what();
+      }
+      int failed = !problem.empty();
+      MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, comm);
+      if (failed && problem.empty()) problem = "another rank could not write its part";
+    } else {
+      problem = failure_on_root(comm, [&] { save_model(path, state, yaml, ranks); });
+    }
     if (!problem.empty()) throw std::runtime_error("writing checkpoint " + path + ": " + problem);
   };
   auto validate = [&]() {

@@ -382,6 +382,60 @@ void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::
   check_finite(data, std::int64_t(n), first, expect, name, file, tokens, max_magnitude);
 }
 
+namespace {
+// Selects rows [first, first + count) of the first dimension; returns the elements selected.
+hsize_t select_leading_rows(hid_t space, const std::vector<std::int64_t>& shape, std::int64_t first,
+                            std::int64_t count) {
+  std::vector<hsize_t> start(shape.size(), 0), extent(shape.begin(), shape.end());
+  start[0] = hsize_t(first);
+  extent[0] = hsize_t(count);
+  if (count == 0) {
+    H5Sselect_none(space);
+    return 0;
+  }
+  check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, extent.data(), nullptr), "select rows");
+  hsize_t n = 1;
+  for (const hsize_t e : extent) n *= e;
+  return n;
+}
+}  // namespace
+
+template <class T>
+void write_leading_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, std::int64_t first,
+                        std::int64_t count, const T* data, bool collective) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "dataspace " + name), H5Sclose);
+  Handle ds(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  "create dataset " + name),
+            H5Dclose);
+  if (H5Sget_simple_extent_npoints(space) == 0) return;
+  const hsize_t n = select_leading_rows(space, shape, first, count), one = 1;
+  Handle mem(H5Screate_simple(1, n > 0 ? &n : &one, nullptr), H5Sclose);
+  if (n == 0) H5Sselect_none(mem);
+  Handle dxpl = transfer_plist(collective);
+  check(H5Dwrite(ds, native_type<T>(), mem, space, dxpl, data), "write dataset " + name);
+}
+
+template <class T>
+void read_float_leading_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect,
+                             std::int64_t first, std::int64_t count, T* data, const std::string& file) {
+  const DatasetInfo info = dataset_info(loc, name, file);
+  if (!info.is_float) throw InputError(file + ": dataset '" + name + "' must be float32 or float64");
+  if (info.shape != expect)
+    throw InputError(file + ": dataset '" + name + "' has shape " + shape_string(info.shape) + ", expected " +
+                     shape_string(expect));
+  Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+  Handle space(H5Dget_space(ds), H5Sclose);
+  hsize_t n = select_leading_rows(space, expect, first, count);
+  if (n == 0) return;
+  Handle mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  if (H5Dread(ds, native_type<T>(), mem, space, H5P_DEFAULT, data) < 0) throw unreadable(file, name);
+  // Positions in an error are the dataset's: rows of the first two dimensions count from first.
+  std::vector<std::int64_t> rows = expect;
+  rows[0] = first + count;
+  check_finite(data, std::int64_t(n), expect.size() >= 2 ? first * expect[1] : first, rows, name, file);
+}
+
 template <class T>
 void read_float_dataset(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect, T* data,
                         const std::string& file) {
@@ -405,6 +459,14 @@ FMATTN_H5_WRITE(float)
 FMATTN_H5_WRITE(double)
 FMATTN_H5_WRITE(std::int64_t)
 #undef FMATTN_H5_WRITE
+template void write_leading_rows<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
+                                        std::int64_t, const float*, bool);
+template void write_leading_rows<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
+                                         std::int64_t, const double*, bool);
+template void read_float_leading_rows<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
+                                             std::int64_t, float*, const std::string&);
+template void read_float_leading_rows<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
+                                              std::int64_t, double*, const std::string&);
 template void read_float_rows<float>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,
                                      std::int64_t, float*, const std::string&, const TokenRange&, double);
 template void read_float_rows<double>(hid_t, const std::string&, const std::vector<std::int64_t>&, std::int64_t,

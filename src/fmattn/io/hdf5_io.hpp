@@ -113,6 +113,18 @@ void read_float_rows(hid_t loc, const std::string& name, const std::vector<std::
                      std::int64_t last, T* data, const std::string& file, const TokenRange& tokens = {},
                      double max_magnitude = HUGE_VAL);
 
+// Rows [first, first + count) of the first dimension of a dataset of any rank (a sharded
+// model's rows of its position table), contiguous in `data`. write_leading_rows creates the
+// dataset with its whole shape; under MPI every rank calls it with its own rows (count 0: none)
+// and the write is collective. read_float_leading_rows checks the type, the whole shape and
+// that the values are finite, as read_float_dataset does.
+template <class T>
+void write_leading_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, std::int64_t first,
+                        std::int64_t count, const T* data, bool collective);
+template <class T>
+void read_float_leading_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& expect,
+                             std::int64_t first, std::int64_t count, T* data, const std::string& file);
+
 std::string shape_string(const std::vector<std::int64_t>& shape);
 
 }  // namespace fmattn::h5

@@ -21,33 +21,46 @@ void make_parents(hid_t file, const std::string& name, std::set<std::string>& ma
   }
 }
 
+// The slots of x (laid out as `slots`, a part of the model's `whole` slots) as datasets of the
+// whole shape: a slot held whole is written by rank 0 alone; a slot of some rows (a sharded
+// rank's rows of P) by every rank, its own rows, collectively.
 template <class T>
 void write_flat(hid_t file, const std::string& group, const std::vector<ParameterSlot>& slots,
-                const std::vector<double>& x, std::set<std::string>& made) {
+                const std::vector<ParameterSlot>& whole, const std::vector<double>& x, std::set<std::string>& made,
+                int rank, bool collective) {
   for (const ParameterSlot& s : slots) {
     const std::string name = group + "/" + s.name;
+    const ParameterSlot& w = find_slot(whole, s.name);
     make_parents(file, name, made);
     std::vector<T> v(x.begin() + s.offset, x.begin() + s.offset + s.size);
-    h5::write_dataset(file, name, s.shape, v.data());
+    if (s.shape == w.shape)
+      h5::write_dataset(file, name, w.shape, v.data(), rank == 0);
+    else
+      h5::write_leading_rows(file, name, w.shape, s.row_begin, s.shape[0], v.data(), collective);
   }
 }
 
+// The slots `slots` (a part of the model's `whole` slots) from datasets of the whole shape.
 template <class T>
 std::vector<double> read_flat(hid_t file, const std::string& group, const std::vector<ParameterSlot>& slots,
-                              const std::string& path) {
+                              const std::vector<ParameterSlot>& whole, const std::string& path) {
   std::vector<double> x(std::size_t(parameter_count(slots)));
   for (const ParameterSlot& s : slots) {
     const std::string name = group + "/" + s.name;
     if (!h5::exists(file, name)) throw InputError(path + ": model checkpoint without dataset '" + name + "'");
+    const ParameterSlot& w = find_slot(whole, s.name);
     std::vector<T> v(std::size_t(s.size));
-    h5::read_float_dataset(file, name, s.shape, v.data(), path);
+    if (s.shape == w.shape)
+      h5::read_float_dataset(file, name, w.shape, v.data(), path);
+    else
+      h5::read_float_leading_rows(file, name, w.shape, s.row_begin, s.shape[0], v.data(), path);
     std::copy(v.begin(), v.end(), x.begin() + s.offset);
   }
   return x;
 }
 
-void write_series(hid_t grp, const char* name, const std::vector<double>& v) {
-  h5::write_dataset(grp, name, {std::int64_t(v.size())}, v.data());
+void write_series(hid_t grp, const char* name, const std::vector<double>& v, bool participate) {
+  h5::write_dataset(grp, name, {std::int64_t(v.size())}, v.data(), participate);
 }
 
 std::vector<double> read_series(hid_t file, const std::string& name, std::int64_t expect, const std::string& path) {
@@ -95,8 +108,14 @@ E parse_choice(const std::string& s, const std::vector<std::pair<const char*, E>
 
 }  // namespace
 
-void save_model(const std::string& path, const ModelState& s, const std::string& deck_yaml, int mpi_ranks) {
-  const std::vector<ParameterSlot> slots = parameter_slots(s.config);
+void save_model(const std::string& path, const ModelState& s, const std::string& deck_yaml, int mpi_ranks,
+                MPI_Comm comm, const std::vector<ParameterSlot>* part) {
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &ranks);
+  const std::vector<ParameterSlot> whole = parameter_slots(s.config);
+  const std::vector<ParameterSlot>& slots = part ? *part : whole;
+  const bool first = rank == 0;
   const TrainHistory& h = s.history;
   for (const std::vector<double>* series : {&h.loss, &h.learning_rate, &h.grad_norm, &h.tokens_per_second})
     if (series->size() != std::size_t(s.step))
@@ -106,12 +125,18 @@ void save_model(const std::string& path, const ModelState& s, const std::string&
       {"params", &s.params},          {"optimizer/moment1", &s.moment1},         {"optimizer/moment2", &s.moment2},
       {"train/loss", &h.loss},        {"train/learning_rate", &h.learning_rate}, {"train/grad_norm", &h.grad_norm},
       {"train/val_loss", &h.val_loss}};
+  std::string bad;
   for (const auto& [name, values] : arrays)
     for (double v : *values)
       if (!std::isfinite(v) || (s.dtype == Dtype::float32 && std::abs(v) > double(std::numeric_limits<float>::max())))
-        throw std::runtime_error(std::string(name) + " holds a non-finite value: not written, " + path +
-                                 " is as it was");
-  h5::NewFile file(path);
+        bad = name;
+  // Every rank of a collective write decides alike.
+  int fine = bad.empty(), all_fine = fine;
+  MPI_Allreduce(&fine, &all_fine, 1, MPI_INT, MPI_MIN, comm);
+  if (!all_fine)
+    throw std::runtime_error((bad.empty() ? std::string("another rank's part of the model") : bad) +
+                             " holds a non-finite value: not written, " + path + " is as it was");
+  h5::NewFile file(path, comm);
   write_provenance(file.id(), model_schema, deck_yaml, mpi_ranks);
   const ModelConfig& c = s.config;
   h5::write_attr(file.id(), "step", s.step);
@@ -132,9 +157,9 @@ void save_model(const std::string& path, const ModelState& s, const std::string&
   std::set<std::string> made;
   auto write = [&](const std::string& group, const std::vector<double>& x) {
     if (s.dtype == Dtype::float32)
-      write_flat<float>(file.id(), group, slots, x, made);
+      write_flat<float>(file.id(), group, slots, whole, x, made, rank, ranks > 1);
     else
-      write_flat<double>(file.id(), group, slots, x, made);
+      write_flat<double>(file.id(), group, slots, whole, x, made, rank, ranks > 1);
   };
   write("params", s.params);
   {
@@ -145,27 +170,27 @@ void save_model(const std::string& path, const ModelState& s, const std::string&
   write("optimizer/moment1", s.moment1);
   write("optimizer/moment2", s.moment2);
   h5::Handle train = h5::create_group(file.id(), "train");
-  write_series(train, "loss", h.loss);
-  write_series(train, "learning_rate", h.learning_rate);
-  write_series(train, "grad_norm", h.grad_norm);
-  write_series(train, "tokens_per_second", h.tokens_per_second);
+  write_series(train, "loss", h.loss, first);
+  write_series(train, "learning_rate", h.learning_rate, first);
+  write_series(train, "grad_norm", h.grad_norm, first);
+  write_series(train, "tokens_per_second", h.tokens_per_second, first);
   // Model FLOP/s: derived from tokens/s (so not read back), for the analysis of a run.
   const double flops_per_token = training_flops_per_token(c);
   h5::write_attr(train, "flops_per_token", flops_per_token);
   std::vector<double> flops(h.tokens_per_second);
   for (double& f : flops) f *= flops_per_token;
-  write_series(train, "model_flops_per_second", flops);
-  write_series(train, "val_loss", h.val_loss);
-  h5::write_dataset(train, "val_step", {std::int64_t(h.val_step.size())}, h.val_step.data());
+  write_series(train, "model_flops_per_second", flops, first);
+  write_series(train, "val_loss", h.val_loss, first);
+  h5::write_dataset(train, "val_step", {std::int64_t(h.val_step.size())}, h.val_step.data(), first);
   // Counter based: the windows of step t derive from (seed, t) alone.
   const std::int64_t rng[2] = {std::int64_t(s.seed), s.step + 1};
-  h5::write_dataset(train, "rng_state", {2}, rng);
+  h5::write_dataset(train, "rng_state", {2}, rng, first);
   h5::write_attr(train, "rng",
                  std::string("counter-based: windows of step t from (rng_state[0], t); next t = rng_state[1]"));
   file.commit();
 }
 
-ModelState load_model(const std::string& path, const ModelState* expect) {
+ModelState load_model(const std::string& path, const ModelState* expect, const PartOf& part) {
   h5::Handle file = h5::open_read(path);
   const std::string schema = h5::read_attr_string(file, "schema", path);
   if (schema != model_schema)
@@ -211,11 +236,12 @@ ModelState load_model(const std::string& path, const ModelState* expect) {
   }
   s.step = h5::read_attr_int(file, "step", path);
   if (s.step < 0) throw InputError(path + ": attribute 'step' must be >= 0, found " + std::to_string(s.step));
-  const std::vector<ParameterSlot> slots = parameter_slots(c);
+  const std::vector<ParameterSlot> whole = parameter_slots(c);
+  const std::vector<ParameterSlot> slots = part ? part(c) : whole;
   if (!h5::exists(file, "params")) throw InputError(path + ": model checkpoint without group 'params'");
   auto read = [&](const std::string& group) {
-    return s.dtype == Dtype::float32 ? read_flat<float>(file, group, slots, path)
-                                     : read_flat<double>(file, group, slots, path);
+    return s.dtype == Dtype::float32 ? read_flat<float>(file, group, slots, whole, path)
+                                     : read_flat<double>(file, group, slots, whole, path);
   };
   s.params = read("params");
   s.moment1 = read("optimizer/moment1");

@@ -7,7 +7,10 @@
 #include <fmattn/model/config.hpp>
 #include <fmattn/model/parameters.hpp>
 
+#include <mpi.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,11 +35,20 @@ struct ModelState {
   TrainHistory history;
 };
 
-void save_model(const std::string& path, const ModelState& s, const std::string& deck_yaml, int mpi_ranks);
+// Writes a checkpoint. With `part` (the layout of s.params and the moments: a sequence-sharded
+// rank's slots, its rows of P) every rank of `comm` calls it with its own state, and the file
+// is written collectively in the layout of one rank's: rank 0 writes what all ranks hold whole,
+// each rank its rows of P.
+void save_model(const std::string& path, const ModelState& s, const std::string& deck_yaml, int mpi_ranks,
+                MPI_Comm comm = MPI_COMM_SELF, const std::vector<ParameterSlot>* part = nullptr);
+
+// The slots of the part of a model of config c that a reader holds (a sharded rank's rows of P).
+using PartOf = std::function<std::vector<ParameterSlot>(const ModelConfig& c)>;
 
 // Reads a checkpoint; with `expect` set, refuses one whose shape (layers, width, heads,
-// context, attention, dtype) differs, naming the first difference. InputError naming the file
-// for anything missing or malformed.
-ModelState load_model(const std::string& path, const ModelState* expect = nullptr);
+// context, attention, dtype) differs, naming the first difference. With `part`, only the part's
+// rows of each dataset are read, and params and moments are laid out as the part. InputError
+// naming the file for anything missing or malformed.
+ModelState load_model(const std::string& path, const ModelState* expect = nullptr, const PartOf& part = {});
 
 }  // namespace fmattn

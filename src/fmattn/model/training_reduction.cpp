@@ -1,7 +1,5 @@
 #include <fmattn/model/training_reduction.hpp>
 
-#include <fmattn/parallel/shard_plan.hpp>
-
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
@@ -81,37 +79,6 @@ double gradient_norm(const LanguageModel<S>& model, const AdamW<S>& adamw, MPI_C
   MPI_Allgather(&mine, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm);
   for (const double x : all) replicated += x;
   return std::sqrt(replicated);
-}
-
-std::vector<double> gather_whole(const ModelConfig& config, const std::vector<ParameterSlot>& slots,
-                                 const std::vector<double>& part, bool sharded, MPI_Comm comm) {
-  int rank = 0, ranks = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &ranks);
-  if (!sharded || !config.learned_positions()) return rank == 0 ? part : std::vector<double>();
-  const ParameterSlot& mine = find_slot(slots, "position");
-  if (rank != 0) {
-    for (std::int64_t at = 0; at < mine.size; at += piece)
-      MPI_Send(part.data() + mine.offset + at, int(std::min(piece, mine.size - at)), MPI_DOUBLE, 0, 0, comm);
-    return {};
-  }
-  const std::vector<ParameterSlot> whole_slots = parameter_slots(config);
-  std::vector<double> whole(std::size_t(parameter_count(whole_slots)));
-  put_rows(slots, part, whole_slots, whole);
-  const Geometry g = config.geometry();
-  const std::int64_t blocks = present_blocks(g);
-  for (int r = 1; r < ranks; ++r) {
-    std::int64_t b0 = 0, b1 = 0;
-    balanced_range(blocks, r, ranks, b0, b1);
-    const std::vector<ParameterSlot> theirs = parameter_slots(config, b0 * g.m, std::min(b1 * g.m, g.n));
-    const ParameterSlot& rows = find_slot(theirs, "position");
-    std::vector<double> values(std::size_t(parameter_count(theirs)));
-    for (std::int64_t at = 0; at < rows.size; at += piece)
-      MPI_Recv(values.data() + rows.offset + at, int(std::min(piece, rows.size - at)), MPI_DOUBLE, r, 0, comm,
-               MPI_STATUS_IGNORE);
-    put_rows({rows}, values, whole_slots, whole);
-  }
-  return whole;
 }
 
 template void sum_gradients(const LanguageModel<float>&, MPI_Comm);

@@ -1,7 +1,6 @@
 // How the ranks of a training run combine what each computed (docs/language-model.md): the
 // gradients of the parameters every rank holds whole, summed in rank order; the global norm
-// of the gradients; and, for a sequence-sharded model, the whole parameter vector that a
-// checkpoint holds, put together on rank 0 from every rank's rows of the position table.
+// of the gradients.
 #pragma once
 
 #include <fmattn/model/language_model.hpp>
@@ -24,11 +23,5 @@ void sum_gradients(const LanguageModel<S>& model, MPI_Comm comm);
 // once, and (sharded) every rank's rows of P added in rank order. The same on every rank.
 template <class S>
 double gradient_norm(const LanguageModel<S>& model, const AdamW<S>& adamw, MPI_Comm comm);
-
-// A vector in the model's layout (parameters or a moment, `part` on this rank) as the whole
-// model's (parameter_slots(config)) on rank 0: a sharded model's rows of P come from every
-// rank in turn; other ranks return an empty vector. Unsharded, `part` itself on rank 0.
-std::vector<double> gather_whole(const ModelConfig& config, const std::vector<ParameterSlot>& slots,
-                                 const std::vector<double>& part, bool sharded, MPI_Comm comm);
 
 }  // namespace fmattn
