@@ -2,7 +2,7 @@
 # Runs a job script of jobs/ under plain bash (Slurm variables removed) on a tiny problem and
 # checks what it leaves behind.
 #
-#   check_jobs.sh run-cpu|run-gpu|scaling|fit|train|generate WORK_DIR
+#   check_jobs.sh run-cpu|run-gpu|scaling|fit|train|train-long|generate WORK_DIR
 #
 # WORK_DIR is emptied first. Environment (set by ctest): FMATTN_SOURCE_DIR (the checkout) and
 # FMATTN_BINARY (the fmattn binary).
@@ -15,6 +15,8 @@
 #             picks it up and continues; `fmattn run` then uses the fitted weights.
 #   train     a tiny `fmattn train` on the fortunes corpus (FMATTN_FORTUNES_DIR): checkpoint and
 #             eval.h5 in the job folder; a requeued run (more steps) continues from it.
+#   train-long  inputs/train-long.yaml cut down (context 128), every window sharded over 2 ranks:
+#             checkpoint and eval.h5 in the job folder, the step lines' communication.
 #   generate  text from a model trained for two steps: one file per stream in the job folder.
 set -u
 mode=${1:?usage: check_jobs.sh MODE WORK_DIR}
@@ -164,6 +166,20 @@ case $mode in
     expect_output 'continuing from checkpoint'
     expect_output 'restart +from .*checkpoint.h5 at step 3 of 5'
     expect_output 'step +5/5'
+    ;;
+  train-long)
+    corpus=${FMATTN_FORTUNES_DIR:?FMATTN_FORTUNES_DIR not set}
+    long=(--set data.train="$corpus/fortunes-train.bin" --set data.val="$corpus/fortunes-val.bin"
+          --set model.context=128 --set model.width=16 --set attention.block_size=16 --set train.steps=2
+          --set train.checkpoint_every=2 --set train.eval_windows=1)
+    FMATTN_RANKS=2 FMATTN_RESULTS=$work/results job train-long.sbatch "$src/inputs/train-long.yaml" "${long[@]}"
+    expect_rc 0
+    expect_output 'parallel +sequence: every window sharded over 2 ranks, 64 positions on rank 0'
+    expect_output 'step +2/2 .* comm [0-9.]+s [0-9.]+ KiB'
+    expect_output 'done: [0-9.]+ bits per byte on 1 windows of 128 bytes'
+    records "$work/results"
+    need "$work/results/checkpoint.h5" "$work/results/eval.h5"
+    is_hdf5 "$work/results/checkpoint.h5"
     ;;
   generate)
     corpus=${FMATTN_FORTUNES_DIR:?FMATTN_FORTUNES_DIR not set}
