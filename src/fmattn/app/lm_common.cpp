@@ -124,8 +124,8 @@ bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks) {
   return true;
 }
 
-std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share,
-                             std::int64_t rows) {
+std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share, std::int64_t rows,
+                             bool check_memory) {
   const bool single = dtype == Dtype::float32;
   const auto bytes = [&](std::int64_t w) {
     return single ? LanguageModel<float>::activation_bytes(c, w, rows)
@@ -137,7 +137,7 @@ std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype
                                            (std::int64_t(1) << 17) / (rows > 0 ? rows : std::int64_t(c.context))));
   n = std::min(n, share);
   const double memory = node_memory_bytes();
-  if (memory > 0 && double(bytes(n)) > 0.8 * memory)
+  if (check_memory && memory > 0 && double(bytes(n)) > 0.8 * memory)
     throw InputError(deck.where(deck.train.micro_batch > 0 ? "train.micro_batch" : "model.context") + ": " +
                      std::to_string(n) + " window(s) of " + std::to_string(c.context) + " bytes need " +
                      format_bytes(double(bytes(n))) + " of activations, more than this node's " + format_bytes(memory) +
@@ -171,7 +171,7 @@ TrainNeeds train_needs(const Deck& deck, int ranks) {
     n.sent_per_step = n.sent_per_layer * double(c.layers) * double(B);
   }
   const std::int64_t rows = n.sequence ? n.tokens_per_window : 0;
-  const std::int64_t at_once = windows_at_once(deck, c, deck.model.dtype, n.windows_per_rank, rows);
+  const std::int64_t at_once = windows_at_once(deck, c, deck.model.dtype, n.windows_per_rank, rows, false);
   const std::size_t activations = deck.model.dtype == Dtype::float32
                                       ? LanguageModel<float>::activation_bytes(c, at_once, rows)
                                       : LanguageModel<double>::activation_bytes(c, at_once, rows);

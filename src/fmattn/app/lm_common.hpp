@@ -52,13 +52,14 @@ bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks);
 // for 0 (auto) up to 2^17 tokens whose activations fit in 4 GiB (a function of the deck
 // alone, so the same deck gives the same bits on any node). `rows`: a window's positions on
 // this rank (0: the whole context). InputError naming the key when that many windows'
-// activations exceed this node's memory.
+// activations exceed this node's memory (unless `check_memory` is off: a report).
 std::int64_t windows_at_once(const Deck& deck, const ModelConfig& c, Dtype dtype, std::int64_t share,
-                             std::int64_t rows = 0);
+                             std::int64_t rows = 0, bool check_memory = true);
 
 // What `fmattn validate` reports for training a deck's model on `ranks` ranks: the bytes a rank
-// holds (parameters, gradients and AdamW moments, activations of the windows it takes at once)
-// and, with sequence sharding, the attention's bytes sent by the busiest rank per step.
+// holds (parameters, gradients and AdamW moments, activations of the windows it takes at once;
+// more than the node has is reported, not refused) and, with sequence sharding, the
+// attention's bytes sent by the busiest rank per step.
 struct TrainNeeds {
   bool sequence = false;
   std::int64_t windows_per_rank = 0, tokens_per_window = 0;  // a rank's share of a step

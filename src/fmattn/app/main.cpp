@@ -206,6 +206,10 @@ std::string train_line(const fmattn::Deck& deck, int ranks) {
            : "data parallel, up to " + std::to_string(n.windows_per_rank) + " window(s) per rank per step") +
       "; " + fmattn::format_bytes(n.bytes_per_rank) +
       " per rank for parameters, gradients, AdamW moments and activations";
+  const double node = fmattn::node_memory_bytes();
+  if (node > 0 && n.bytes_per_rank > 0.8 * node)
+    line +=
+        " (more than this node's " + fmattn::format_bytes(node) + " allow: more ranks, or a smaller train.micro_batch)";
   if (n.sequence)
     line += "; the busiest rank sends " + fmattn::format_bytes(n.sent_per_layer) + " per layer and window, " +
             fmattn::format_bytes(n.sent_per_step) + " per step";
