@@ -192,9 +192,14 @@ TrainSummary train_typed(const Deck& deck, const LogSink& log, MPI_Comm comm) {
     std::vector<double> mine;
     double stop_seen = -1;  // a stop finishes the step unless that takes over 5 s more
     const auto give_up = [&] {
-      if (!interrupt::requested()) return false;
-      if (stop_seen < 0) stop_seen = watch.seconds();
-      return watch.seconds() - stop_seen > 5;
+      int stop = 0;
+      if (interrupt::requested()) {
+        if (stop_seen < 0) stop_seen = watch.seconds();
+        stop = watch.seconds() - stop_seen > 5;
+      }
+      // Sharded, every rank takes part in every batch's attention: all stop together or none.
+      if (by_sequence) MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, comm);
+      return stop != 0;
     };
     // The rank's windows in batches of up to model.max_windows(), each through the model at once.
     for (std::int64_t i = first; i < last && !give_up(); i += model.max_windows()) {
