@@ -424,12 +424,16 @@ TEST(deck, EveryCrossKeyRuleHasBothSides) {
   EXPECT_TRUE(Matches(error_of("attention: {method: exact, queries: coarse}"), R"(coarse queries need method fma)"));
   EXPECT_EQ(fmattn::parse_deck("attention: {method: fma, queries: coarse}", "t.yaml").attention.queries,
             fmattn::Queries::coarse);
-  // sequence sharding needs method fma and queries fine; heads takes anything
-  EXPECT_TRUE(Matches(
-      error_of("parallel: {decomposition: sequence}\nattention: {queries: coarse}"),
-      R"(^text\.yaml:1:\d+: parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
-  EXPECT_TRUE(Matches(error_of("parallel: {decomposition: sequence}\nattention: {method: exact}"),
-                      R"(parallel\.decomposition: sequence sharding supports method fma with queries fine)"));
+  // sequence sharding needs method fma or local and queries fine; heads takes anything
+  EXPECT_TRUE(Matches(error_of("parallel: {decomposition: sequence}\nattention: {queries: coarse}"),
+                      R"(^text\.yaml:1:\d+: parallel\.decomposition: sequence sharding supports methods fma and local )"
+                      R"(with queries fine)"));
+  EXPECT_TRUE(
+      Matches(error_of("parallel: {decomposition: sequence}\nattention: {method: exact}"),
+              R"(parallel\.decomposition: sequence sharding supports methods fma and local with queries fine)"));
+  EXPECT_EQ(fmattn::parse_deck("parallel: {decomposition: sequence}\nattention: {method: local}", "t.yaml")
+                .parallel.decomposition,
+            fmattn::Decomposition::sequence);
   EXPECT_EQ(fmattn::parse_deck("parallel: {decomposition: sequence}", "t.yaml").parallel.decomposition,
             fmattn::Decomposition::sequence);
   for (const char* other : {"attention: {queries: coarse}", "attention: {method: exact}"}) {

@@ -2,7 +2,7 @@
 // 3 and 4 ranks): the loss and the gradient of every parameter class, summed over the ranks as
 // training sums them, against central differences of the independent float64 reference
 // (reference_lm.hpp) and against the unsharded model; FMA with average and learned basis
-// functions, count weighting off, a ragged context, two windows a call.
+// functions, count weighting off, local attention, a ragged context, two windows a call.
 #include <fmattn/model/language_model.hpp>
 #include <fmattn/model/training_reduction.hpp>
 #include "model_reference.hpp"
@@ -23,6 +23,7 @@ struct Case {
   const char* name;
   bool learned, count_weighting;
   int context;
+  fmattn::Method method = fmattn::Method::fma;
 };
 
 std::vector<unsigned char> window_bytes(int n, unsigned seed) {
@@ -43,7 +44,7 @@ TEST_P(SequenceModel, GradientsAgainstReferenceDifferences) {
   config.context = c.context;
   config.block_size = 4;
   config.rank = 2;
-  config.attention.method = fmattn::Method::fma;
+  config.attention.method = c.method;
   config.attention.downsampling = c.learned ? fmattn::Downsampling::learned : fmattn::Downsampling::average;
   config.attention.count_weighting = c.count_weighting;
   config.attention.scale = 1.0 / std::sqrt(8.0);
@@ -115,7 +116,8 @@ TEST_P(SequenceModel, GradientsAgainstReferenceDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Models, SequenceModel,
                          ::testing::Values(Case{"average", false, true, 32}, Case{"learned_ragged", true, true, 27},
-                                           Case{"average_no_count_weighting_ragged", false, false, 29}),
+                                           Case{"average_no_count_weighting_ragged", false, false, 29},
+                                           Case{"local_ragged", false, true, 27, fmattn::Method::local}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -128,7 +128,8 @@ TEST(SequenceParallel, LastRankOwnsOnlyAPartialBlock) {
 // differences of the float64 reference: dq and every rank's own rows of dk, dv (the halo
 // terms returned by the neighbours, the coarse gradients summed over the delivery and handed
 // down the reduction trees), and the learned basis functions' gradients summed over the
-// ranks. Terms are added in another order than on one rank: 1e-12 relative.
+// ranks. Terms are added in another order than on one rank: 1e-12 relative. The forward's
+// output (with the lse the backward reads) too, for FMA and for local attention.
 void check_backward(const ref::Params& P, std::uint64_t seed) {
   using A = fmattn::Attention<double>;
   std::mt19937_64 rng(seed);
@@ -164,8 +165,8 @@ void check_backward(const ref::Params& P, std::uint64_t seed) {
   sharded.backward(qs, kt, vt, out_s, lse_s, rows_view<double>(dout, own0, own1, P.d), dq_s, dk_s, dv_s,
                    P.learned ? &dw : nullptr);
 
-  // Squared differences and norms of dq, dk, dv over every rank's own rows.
-  double sums[6] = {};
+  // Squared differences and norms of out, dq, dk, dv over every rank's own rows.
+  double sums[8] = {};
   auto add = [&](int which, const A::Tensor& got, std::int64_t first_row, const A::Tensor& want) {
     const auto a = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), got);
     const auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), want);
@@ -180,8 +181,10 @@ void check_backward(const ref::Params& P, std::uint64_t seed) {
   add(0, dq_s, own0, dq);
   add(1, dk_s, s.key_begin, dk);
   add(2, dv_s, s.key_begin, dv);
-  MPI_Allreduce(MPI_IN_PLACE, sums, 6, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  for (int i = 0; i < 3; ++i) EXPECT_LT(std::sqrt(sums[2 * i] / sums[2 * i + 1]), 1e-12) << "dq, dk, dv"[4 * i];
+  add(3, out_s, own0, out);
+  MPI_Allreduce(MPI_IN_PLACE, sums, 8, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  const char* names[] = {"dq", "dk", "dv", "out"};
+  for (int i = 0; i < 4; ++i) EXPECT_LT(std::sqrt(sums[2 * i] / sums[2 * i + 1]), 1e-12) << names[i];
   if (!P.learned) return;
   for (auto [part, want] : {std::pair{&dw.k_weight, &dw_whole.k_weight},
                             {&dw.k_bias, &dw_whole.k_bias},
@@ -220,6 +223,17 @@ TEST(SequenceParallelBackward, EqualsTheWholeSequences) {
                        (counts ? "" : " no count weighting"));
           check_backward(P, seed);
         }
+  // Local attention: the halo alone travels.
+  for (const Shape& shape : cases)
+    for (const bool causal : {true, false}) {
+      ref::Params P;
+      P.scale = 0.5;
+      P = with_shape(with_options(P, causal, false, true), shape);
+      P.local = true;
+      SCOPED_TRACE("seed " + std::to_string(seed) + " n " + std::to_string(P.n) + " local" +
+                   (causal ? " causal" : " bidirectional"));
+      check_backward(P, seed);
+    }
 }
 
 TEST(SequenceParallel, ZeroSinkAndFloat) {

@@ -112,9 +112,10 @@ bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks) {
                      "window sharded)");
   const bool sequence = d == Decomposition::sequence || (d == Decomposition::automatic && ranks > deck.train.batch);
   if (!sequence) return false;
-  if (c.attention.method != Method::fma)
-    throw InputError(deck.where("parallel.decomposition") + ": sequence sharding needs attention.method fma, not " +
-                     name_of(c.attention.method) + " (use data, with at most train.batch ranks)");
+  if (c.attention.method == Method::exact)
+    throw InputError(deck.where("parallel.decomposition") +
+                     ": sequence sharding needs attention.method fma or local, not exact (use data, with at most "
+                     "train.batch ranks)");
   const std::int64_t blocks = (std::int64_t(c.context) + c.block_size - 1) / c.block_size;
   if (ranks > blocks)
     throw InputError(deck.where("parallel.decomposition") + ": " + std::to_string(ranks) +
@@ -165,7 +166,9 @@ TrainNeeds train_needs(const Deck& deck, int ranks) {
     std::int64_t most = 0;
     for (int r = 0; r < ranks; ++r) {
       const ShardPlan p = plan_shard(g, r, ranks);
-      most = std::max(most, p.fine_sent + p.coarse_sent + p.fine_received + p.coarse_received);
+      // Local attention has the halo alone: no coarse cell travels.
+      const bool far = c.attention.method == Method::fma;
+      most = std::max(most, p.fine_sent + p.fine_received + (far ? p.coarse_sent + p.coarse_received : 0));
     }
     n.sent_per_layer = double(most) * 2.0 * double(c.width) * double(scalar);
     n.sent_per_step = n.sent_per_layer * double(c.layers) * double(B);

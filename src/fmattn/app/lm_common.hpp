@@ -44,8 +44,8 @@ ModelConfig eval_config(const Deck& deck, const ModelState& state);
 
 // Whether train and eval shard every window of model `c` over `ranks` ranks (model.md §7):
 // parallel.decomposition sequence, or auto with more ranks than train.batch. InputError naming
-// the key when the deck asks for heads (fmattn run's), or for sequence with attention other than
-// fma, or with fewer fine blocks in a window than there are ranks.
+// the key when the deck asks for heads (fmattn run's), or for sequence with exact attention, or
+// with fewer fine blocks in a window than there are ranks.
 bool shards_windows(const Deck& deck, const ModelConfig& c, int ranks);
 
 // How many of a rank's `share` windows go through the model at once: train.micro_batch, or

@@ -29,10 +29,10 @@ Attention<Scalar, ExecSpace>::Attention(const Geometry& g, const Shard& shard, c
   const Shard whole = whole_sequence(g);
   whole_ = shard.block_begin == whole.block_begin && shard.block_end == whole.block_end &&
            shard.coarse_tokens(g) == whole.coarse_tokens(g);
-  if (!whole_ && (opt.coarse_queries || opt.method != Method::fma))
+  if (!whole_ && (opt.coarse_queries || opt.method == Method::exact))
     throw InputError(
-        std::string("a sharded sequence supports the O(n log n) FMA only, not ") +
-        (opt.coarse_queries ? "the linear variant (attention.queries: coarse)" : "exact or local attention"));
+        std::string("a sharded sequence supports the O(n log n) FMA and its near field (local) only, not ") +
+        (opt.coarse_queries ? "the linear variant (attention.queries: coarse)" : "exact attention"));
   if (opt.method == Method::fma) {
     const std::int64_t T = shard.coarse_tokens(g);
     kc_ = detail::allocate<Tensor>(space_, "fmattn::coarse_keys", heads, T, head_dim);

@@ -206,9 +206,9 @@ void check_consistency(const Reader& r, const YAML::Node& root, Deck& d) {
   }
   if (a.queries == Queries::coarse && a.method != Method::fma)
     fail("attention.queries", "coarse queries need method fma");
-  if (d.parallel.decomposition == Decomposition::sequence && (a.method != Method::fma || a.queries != Queries::fine))
+  if (d.parallel.decomposition == Decomposition::sequence && (a.method == Method::exact || a.queries != Queries::fine))
     fail("parallel.decomposition",
-         "sequence sharding supports method fma with queries fine; exact and local attention and the linear variant "
+         "sequence sharding supports methods fma and local with queries fine; exact attention and the linear variant "
          "take heads (fmattn run) or data (train, eval)");
   if (d.input.source == Source::hdf5 && d.input.file.empty())
     fail("input.file", "input.source is hdf5 but no file is given");

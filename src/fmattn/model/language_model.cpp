@@ -186,8 +186,8 @@ LanguageModel<S>::LanguageModel(const ModelConfig& config, std::uint64_t seed, s
   if (config.width % config.heads != 0) throw std::invalid_argument("model width must be a multiple of heads");
   if (max_windows < 1) throw std::invalid_argument("LanguageModel: max_windows must be at least 1");
   if (sequence != MPI_COMM_NULL) {
-    if (config.attention.method != Method::fma)
-      throw InputError("a sequence-sharded model needs FMA attention (attention.method: fma)");
+    if (config.attention.method == Method::exact)
+      throw InputError("a sequence-sharded model needs FMA or local attention (attention.method: fma or local)");
     int rank = 0, ranks = 1;
     MPI_Comm_rank(sequence, &rank);
     MPI_Comm_size(sequence, &ranks);
