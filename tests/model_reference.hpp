@@ -1,11 +1,15 @@
 // The library's model as the independent reference of reference_lm.hpp reads it: its shape
-// and its flat parameters as named arrays.
+// and its flat parameters as named arrays; and the windows and parameters the model tests use.
 #pragma once
 
 #include <fmattn/model/config.hpp>
+#include <fmattn/model/language_model.hpp>
 #include <fmattn/model/parameters.hpp>
 #include "reference_lm.hpp"
 
+#include <Kokkos_Core.hpp>
+
+#include <random>
 #include <string>
 #include <vector>
 
@@ -41,6 +45,29 @@ inline ref_lm::Params named(const std::vector<fmattn::ParameterSlot>& slots, con
     v.insert(v.end(), x.begin() + s.offset, x.begin() + s.offset + s.size);
   }
   return p;
+}
+
+// n + 1 bytes of a small alphabet (repeats: tokens share embedding rows).
+inline std::vector<unsigned char> window_bytes(int n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<unsigned char> w(std::size_t(n) + 1);
+  for (auto& b : w) b = static_cast<unsigned char>('a' + rng() % 8);
+  return w;
+}
+
+// A model's initial parameters plus seeded noise (the basis functions' scaled to their
+// learning rate), so that gains, biases and basis functions are away from their special
+// initial values.
+inline std::vector<double> noisy_parameters(const fmattn::LanguageModel<double>& model) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters());
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  for (const auto& s : model.slots()) {
+    const bool basis = s.name.find("downsampling") != std::string::npos;
+    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i)
+      h(i) += basis ? 0.2 * s.lr_scale * noise(rng) : 0.1 * noise(rng);
+  }
+  return std::vector<double>(h.data(), h.data() + h.extent(0));
 }
 
 }  // namespace testing_lm

@@ -24,6 +24,7 @@ using fmattn::LanguageModel;
 using fmattn::ModelConfig;
 using testing_lm::named;
 using testing_lm::reference_of;
+using testing_lm::window_bytes;
 
 struct Case {
   const char* name;
@@ -50,13 +51,6 @@ ModelConfig config_of(const Case& c) {
   return m;
 }
 
-std::vector<unsigned char> window_bytes(int n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<unsigned char> w(std::size_t(n) + 1);
-  for (auto& b : w) b = static_cast<unsigned char>('a' + rng() % 8);  // repeats: tokens share embedding rows
-  return w;
-}
-
 // A model whose parameters are the initial ones plus noise, so that gains, biases and basis
 // functions are away from their special initial values.
 struct Fixture {
@@ -66,17 +60,8 @@ struct Fixture {
   std::vector<unsigned char> bytes;
 
   explicit Fixture(const Case& c) : config(config_of(c)), model(config, 7), bytes(window_bytes(c.context, 11)) {
-    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.parameters());
-    std::mt19937_64 rng(5);
-    std::normal_distribution<double> noise(0.0, 1.0);
-    for (const auto& s : model.slots()) {
-      const bool basis = s.name.find("downsampling") != std::string::npos;
-      for (std::int64_t i = s.offset; i < s.offset + s.size; ++i)
-        h(i) += basis ? 0.2 * s.lr_scale * noise(rng) : 0.1 * noise(rng);
-    }
-    Kokkos::deep_copy(model.parameters(), h);
-    model.parameters_changed();
-    x.assign(h.data(), h.data() + h.extent(0));
+    x = testing_lm::noisy_parameters(model);
+    model.set_parameters(x);
   }
 };
 

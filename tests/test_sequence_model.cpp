@@ -26,13 +26,6 @@ struct Case {
   fmattn::Method method = fmattn::Method::fma;
 };
 
-std::vector<unsigned char> window_bytes(int n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<unsigned char> w(std::size_t(n) + 1);
-  for (auto& b : w) b = static_cast<unsigned char>('a' + rng() % 8);
-  return w;
-}
-
 class SequenceModel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(SequenceModel, GradientsAgainstReferenceDifferences) {
@@ -52,20 +45,12 @@ TEST_P(SequenceModel, GradientsAgainstReferenceDifferences) {
 
   // The same parameters on every rank: initial values plus noise, away from special values.
   LanguageModel<double> whole(config, 7, 2);
-  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), whole.parameters());
-  std::mt19937_64 rng(5);
-  std::normal_distribution<double> noise(0.0, 1.0);
-  for (const auto& s : whole.slots()) {
-    const bool basis = s.name.find("downsampling") != std::string::npos;
-    for (std::int64_t i = s.offset; i < s.offset + s.size; ++i)
-      h(i) += basis ? 0.2 * s.lr_scale * noise(rng) : 0.1 * noise(rng);
-  }
-  const std::vector<double> x(h.data(), h.data() + h.extent(0));
+  const std::vector<double> x = testing_lm::noisy_parameters(whole);
   whole.set_parameters(x);
   LanguageModel<double> sharded(config, 7, 2, MPI_COMM_WORLD);
   sharded.set_parameters(fmattn::take_rows(whole.slots(), x, sharded.slots()));
 
-  const auto w0 = window_bytes(T, 11), w1 = window_bytes(T, 12);
+  const auto w0 = testing_lm::window_bytes(T, 11), w1 = testing_lm::window_bytes(T, 12);
   whole.zero_gradients();
   sharded.zero_gradients();
   double want = 0, got = 0;

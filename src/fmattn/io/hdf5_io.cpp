@@ -250,14 +250,25 @@ DatasetInfo dataset_info(hid_t loc, const std::string& name, const std::string& 
   return info;
 }
 
+namespace {
+// A dataspace of `shape`, and a new dataset of T over it (contiguous, default properties).
+Handle dataspace(const std::vector<std::int64_t>& shape, const std::string& name) {
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  return Handle(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "dataspace " + name), H5Sclose);
+}
+template <class T>
+Handle create_dataset(hid_t loc, const std::string& name, hid_t space) {
+  return Handle(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                      "create dataset " + name),
+                H5Dclose);
+}
+}  // namespace
+
 template <class T>
 void write_dataset(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, const T* data,
                    bool participate) {
-  std::vector<hsize_t> dims(shape.begin(), shape.end());
-  Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "dataspace " + name), H5Sclose);
-  Handle ds(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                  "create dataset " + name),
-            H5Dclose);
+  Handle space = dataspace(shape, name);
+  Handle ds = create_dataset<T>(loc, name, space);
   if (!participate) H5Sselect_none(space);
   Handle mem(H5Scopy(space), H5Sclose);
   check(H5Dwrite(ds, native_type<T>(), mem, space, H5P_DEFAULT, data), "write dataset " + name);
@@ -302,11 +313,8 @@ Handle transfer_plist(bool collective) {
 template <class T>
 void write_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, std::int64_t first,
                 std::int64_t last, const T* data, bool collective, const TokenRange& tokens) {
-  std::vector<hsize_t> dims(shape.begin(), shape.end());
-  Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "dataspace " + name), H5Sclose);
-  Handle ds(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                  "create dataset " + name),
-            H5Dclose);
+  Handle space = dataspace(shape, name);
+  Handle ds = create_dataset<T>(loc, name, space);
   // A dataset with no elements (validation off: [batch][heads][0]) is complete once created;
   // a collective MPI-IO write of nothing fails.
   if (H5Sget_simple_extent_npoints(space) == 0) return;
@@ -403,11 +411,8 @@ hsize_t select_leading_rows(hid_t space, const std::vector<std::int64_t>& shape,
 template <class T>
 void write_leading_rows(hid_t loc, const std::string& name, const std::vector<std::int64_t>& shape, std::int64_t first,
                         std::int64_t count, const T* data, bool collective) {
-  std::vector<hsize_t> dims(shape.begin(), shape.end());
-  Handle space(check(H5Screate_simple(int(dims.size()), dims.data(), nullptr), "dataspace " + name), H5Sclose);
-  Handle ds(check(H5Dcreate2(loc, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                  "create dataset " + name),
-            H5Dclose);
+  Handle space = dataspace(shape, name);
+  Handle ds = create_dataset<T>(loc, name, space);
   if (H5Sget_simple_extent_npoints(space) == 0) return;
   const hsize_t n = select_leading_rows(space, shape, first, count), one = 1;
   Handle mem(H5Screate_simple(1, n > 0 ? &n : &one, nullptr), H5Sclose);
