@@ -16,11 +16,9 @@
 //   reduce  every coarse token sums its rows of the windows that hold it, in team order;
 //   pairs   one launch per diagonal w of (query tile a, key tile a − w) pairs: the pairs of one
 //           diagonal share no tile, so each adds its dQ, dK, dV terms to rows it alone touches
-//           in that launch. FMA has the few diagonals of the near field, exact attention all
-//           of them;
-//   share   every key adds its share of the coarse gradients (the transpose of spec §2): a
-//           pass of its own, so that the pairs do not wait for the coarse gradients (a sharded
-//           sequence completes them over MPI meanwhile).
+//           in that launch; diagonal 0 also writes each key's share of the coarse gradients
+//           (the transpose of spec §2). FMA has the few diagonals of the near field, exact
+//           attention all of them.
 // Then the learned weights and biases gather theirs over heads and cells.
 //
 // Determinism: every gradient element is summed in a fixed order (diagonal by diagonal, team
@@ -82,20 +80,15 @@ std::int64_t plan_backward(K& f) {
   return rows * f.teams_per_head;
 }
 
-// Runs the passes in dependency order: far teams, reduce, pairs diagonal by diagonal, coarse
-// shares, weights.
+// Runs the passes in dependency order: far teams, reduce, pairs diagonal by diagonal, weights.
 // `f` carries the inputs (in its AttentionTiles base, with the forward's geometry and coarse
 // levels), the workspace (pk, pv sized by plan_backward) and the output Views; empty dq/dk/dv
-// or dkw skip those parts. A sharded sequence completes the coarse gradients with the other
-// ranks' terms while the pairs run: `coarse_formed` runs once the shard's queries' terms are
-// in dkc, dvc (launched, not fenced), `between_pairs` after each launch of the pairs, and
-// `pairs_done` after the last, before anything reads dkc, dvc again (the coarse shares of the
-// keys, the weights). Each may be empty.
+// or dkw skip those parts. `coarse_formed`, when given, runs once the shard's queries' terms
+// of the coarse gradients are in dkc, dvc (launched, not fenced) and before anything reads
+// them: a sharded sequence completes them there with the other ranks' terms.
 template <class ExecSpace, class Scalar>
 void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace, Scalar> f,
-                            const std::function<void()>& coarse_formed = {},
-                            const std::function<void()>& between_pairs = {},
-                            const std::function<void()>& pairs_done = {}) {
+                            const std::function<void()>& coarse_formed = {}) {
   using K = AttentionBackward<ExecSpace, Scalar>;
   using Idx = Kokkos::IndexType<std::int64_t>;
   const std::int64_t H = std::int64_t(f.out.extent(0));
@@ -140,24 +133,8 @@ void run_attention_backward(const ExecSpace& space, AttentionBackward<ExecSpace,
         if ((sign < 0 && w == 0) || (sign > 0 && w > reach) || (sign < 0 && w > back)) continue;
         f.diagonal = sign * w;
         launch("fmattn::backward::pairs", typename K::PairTag{}, H * f.pair_tiles);
-        if (between_pairs) between_pairs();
       }
   }
-  if (pairs_done) pairs_done();
-  // Each own key's share of the coarse gradients, after all its fine terms.
-  const std::int64_t own = f.s.token_end(f.g) - f.s.token_begin(f.g);
-  if (f.want_coarse && f.want_dkv && by_channel)
-    Kokkos::parallel_for(
-        "fmattn::backward::coarse_share",
-        as_kernel_argument(Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<3>, Idx, typename K::ShareTag>(
-            space, {0, 0, 0}, {H, own, std::int64_t(f.d)})),
-        f);
-  else if (f.want_coarse && f.want_dkv)
-    Kokkos::parallel_for(
-        "fmattn::backward::coarse_share",
-        as_kernel_argument(
-            Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Idx, typename K::ShareTag>(space, {0, 0}, {H, own})),
-        f);
   if (f.dkw.extent(0)) {
     std::int64_t blocks = 0;
     for (int l = 1; l <= f.g.L; ++l) blocks += K::weight_blocks(f.g, l);

@@ -1,6 +1,6 @@
 // The backward's pairs of fine tiles (attention_backward.hpp): one launch per diagonal of
 // (query tile, key tile) pairs, so that each pair adds to rows no other pair of the launch
-// touches; then each key's share of the coarse gradients, in a pass of its own.
+// touches; diagonal 0 also hands each key its share of the coarse gradients.
 #pragma once
 
 #include "kernels/backward_chunk.hpp"
@@ -13,14 +13,14 @@
 
 namespace fmattn::detail {
 
-// Adds the shard's own fine token j's share of the gradients of the coarse tokens made from it,
-// every level, to channels [c_begin, c_end) of its gradient rows: the host shape takes all
-// channels of a token (one SIMD loop), the device shape one channel per thread.
+// Adds fine token j's share of the gradients of the coarse tokens made from it, every level, to
+// its gradient rows dkr, dvr. On the device shape the thread's vector lanes split the channels
+// as when they wrote those rows, so each lane adds to the channels it wrote; on the host one
+// SIMD loop runs over them, as before.
 template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_share(std::int64_t h, std::int64_t j,
-                                                                                   int c_begin, int c_end) const {
-  Scalar* dkr = &dk(h, key_row(j), 0);
-  Scalar* dvr = &dv(h, key_row(j), 0);
+KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_share(const Member& team, std::int64_t h,
+                                                                                   std::int64_t j, Scalar* dkr,
+                                                                                   Scalar* dvr) const {
   for (int l = 1; l <= g.L; ++l) {
     const std::int64_t w = g.cell_size(l), cell = j / w, pos = j % w, base = s.coarse_index(l, cell, 0);
     if (opt.downsampling == Downsampling::average) {
@@ -28,11 +28,10 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_sha
       const Scalar inv = Scalar(1.0 / g.count(Downsampling::average, l, cell, r));
       const Scalar* gk = &dkc(h, base + r, 0);
       const Scalar* gv = &dvc(h, base + r, 0);
-      FMATTN_SIMD
-      for (int c = c_begin; c < c_end; ++c) {
+      for_channels(team, [&](const int c) {
         dkr[c] += inv * gk[c];
         dvr[c] += inv * gv[c];
-      }
+      });
       continue;
     }
     const std::int64_t off = g.weight_offset(l, d);
@@ -41,26 +40,12 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::add_coarse_sha
       const Scalar* wv = vw.weight.data() + off + (r * w + pos) * d;
       const Scalar* gk = &dkc(h, base + r, 0);
       const Scalar* gv = &dvc(h, base + r, 0);
-      FMATTN_SIMD
-      for (int c = c_begin; c < c_end; ++c) {
+      for_channels(team, [&](const int c) {
         dkr[c] += wk[c] * gk[c];
         dvr[c] += wv[c] * gv[c];
-      }
+      });
     }
   }
-}
-
-template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(ShareTag, const std::int64_t bh,
-                                                                             const std::int64_t i) const {
-  add_coarse_share(bh, s.token_begin(g) + i, 0, d);
-}
-
-template <class ExecSpace, class Scalar>
-KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(ShareTag, const std::int64_t bh,
-                                                                             const std::int64_t i,
-                                                                             const std::int64_t c) const {
-  add_coarse_share(bh, s.token_begin(g) + i, int(c), int(c) + 1);
 }
 
 // Tile a's positions [a·tile_rows, ...) inside its block, and its row count (0: no tile).
@@ -80,7 +65,7 @@ KOKKOS_INLINE_FUNCTION int AttentionBackward<ExecSpace, Scalar>::tile_extent(std
 
 // Pair (query tile a, key tile a − diagonal) for a = the team's tile. The keys must be seen
 // by the queries (the near field of their block for FMA; j <= i for causal attention).
-// Diagonal 0 writes dK, dV and, unless the far pass did, dQ, of
+// Diagonal 0 writes dK, dV (plus the coarse shares) and, unless the far pass did, dQ, of
 // every tile even when nothing is seen; the other diagonals add (a shard's halo rows, which
 // no diagonal 0 reaches, start cleared).
 template <class ExecSpace, class Scalar>
@@ -113,6 +98,7 @@ KOKKOS_INLINE_FUNCTION void AttentionBackward<ExecSpace, Scalar>::operator()(Pai
       rk[x] = first ? terms_k[x] : rk[x] + terms_k[x];
       rv[x] = first ? terms_v[x] : rv[x] + terms_v[x];
     });
+    if (first && has_far_field(opt.method)) add_coarse_share(team, bh, j, rk, rv);
   };
   if (live) {
     fine_range(team, t, bh, j0, j_end, causal,

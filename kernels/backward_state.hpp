@@ -37,7 +37,6 @@ struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   struct FarTag {};
   struct ReduceTag {};
   struct PairTag {};
-  struct ShareTag {};
   struct WeightTag {};
   struct BiasTag {};
 
@@ -91,6 +90,18 @@ struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
     return B >= s.key_begin / g.m && B < s.block_end + right && B * g.m < g.n;
   }
 
+  // f(c) for the channels c of a row: the thread's vector lanes on the device shape, one SIMD
+  // loop on the host (where a ThreadVectorRange is a plain loop, with no promise to vectorise).
+  template <class F>
+  KOKKOS_INLINE_FUNCTION void for_channels(const Member& team, const F& f) const {
+    if constexpr (Tiles::split_q) {
+      Kokkos::parallel_for(Kokkos::ThreadVectorRange(team, d), f);
+    } else {
+      FMATTN_SIMD
+      for (int c = 0; c < d; ++c) f(c);
+    }
+  }
+
   // One (query tile, chunk of slots) pair (backward_chunk.hpp).
   KOKKOS_INLINE_FUNCTION bool load_query_tile(const Member& team, const Tile& t, std::int64_t bh) const;
   template <int NK>
@@ -116,11 +127,9 @@ struct AttentionBackward : AttentionTiles<ExecSpace, Scalar> {
   KOKKOS_INLINE_FUNCTION void operator()(ReduceTag, std::int64_t bh, std::int64_t flat, std::int64_t c) const;
   KOKKOS_INLINE_FUNCTION void reduce_channels(std::int64_t bh, std::int64_t flat, int c_begin, int c_end) const;
 
-  // Pairs of fine tiles, one diagonal per launch, then each own key's coarse share
-  // (backward_pairs.hpp).
-  KOKKOS_INLINE_FUNCTION void add_coarse_share(std::int64_t h, std::int64_t j, int c_begin, int c_end) const;
-  KOKKOS_INLINE_FUNCTION void operator()(ShareTag, std::int64_t bh, std::int64_t i) const;
-  KOKKOS_INLINE_FUNCTION void operator()(ShareTag, std::int64_t bh, std::int64_t i, std::int64_t c) const;
+  // Pairs of fine tiles, one diagonal per launch (backward_pairs.hpp).
+  KOKKOS_INLINE_FUNCTION void add_coarse_share(const Member& team, std::int64_t h, std::int64_t j, Scalar* dkr,
+                                               Scalar* dvr) const;
   KOKKOS_INLINE_FUNCTION int tile_extent(std::int64_t a, std::int64_t& i0) const;
   KOKKOS_INLINE_FUNCTION void operator()(PairTag, const Member& team) const;
 

@@ -163,7 +163,7 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
 template <class Scalar, class ExecSpace>
 void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out,
                                             ConstRowValues lse, ConstTensor dout, Tensor dq, Tensor dk, Tensor dv,
-                                            DownsamplingWeights* dweights, const BackwardHooks& hooks) {
+                                            DownsamplingWeights* dweights, const std::function<void()>& coarse_formed) {
   ScopedRegion region("fmattn::Attention::backward");
   const std::size_t own = std::size_t(shard_.token_end(g_) - shard_.token_begin(g_)),
                     keys = std::size_t(shard_.key_end - shard_.key_begin);
@@ -236,8 +236,7 @@ void Attention<Scalar, ExecSpace>::backward(ConstTensor q, ConstTensor k, ConstT
     detail::clear_rows(space_, dk, dv, 0, left);
     detail::clear_rows(space_, dk, dv, right, std::int64_t(keys));
   }
-  detail::run_attention_backward<ExecSpace, Scalar>(space_, f, hooks.coarse_formed, hooks.between_pairs,
-                                                    hooks.pairs_done);
+  detail::run_attention_backward<ExecSpace, Scalar>(space_, f, coarse_formed);
   if (!dweights) return;
   auto download = [](const Kokkos::View<double*, memory_space>& src) {
     auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), src);

@@ -79,18 +79,13 @@ class Attention {
   // has them: no forward is repeated. The coarse levels that forward built are used, so no
   // other forward may come in between.
   // On a shard (sequence_parallel.hpp) the rows are those of evaluate(), and dk, dv, the
-  // coarse gradients and the weight gradients are this shard's terms alone: the hooks let the
-  // caller complete the coarse gradients of its window with the other shards' terms while the
-  // near-field pairs run (see BackwardHooks); the weight gradients sum over its own tokens and
-  // the cells it owns.
-  struct BackwardHooks {
-    std::function<void()> coarse_formed;  // the shard's queries' terms are in the coarse gradients
-    std::function<void()> between_pairs;  // after each launch of the pairs: a chance to progress
-    std::function<void()> pairs_done;     // the coarse gradients must be complete on return
-  };
+  // coarse gradients and the weight gradients are this shard's terms alone: its queries' terms,
+  // until `coarse_formed` (called once the coarse gradients of the shard's queries are formed,
+  // before anything reads them) completes the coarse gradients of its window; the weight
+  // gradients sum over its own tokens and the cells it owns.
   void backward(ConstTensor q, ConstTensor k, ConstTensor v, ConstTensor out, ConstRowValues lse, ConstTensor dout,
                 Tensor dq, Tensor dk, Tensor dv, DownsamplingWeights* dweights = nullptr,
-                const BackwardHooks& hooks = {});
+                const std::function<void()>& coarse_formed = {});
 
   const ExecSpace& execution_space_instance() const { return space_; }
   const Geometry& geometry() const { return g_; }

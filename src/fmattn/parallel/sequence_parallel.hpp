@@ -61,6 +61,9 @@ class ShardedAttention {
  private:
   void reduce(int level);  // level 0: all levels at once
   void deliver();
+  void gather_coarse_gradients();  // delivery trees, leaves to owner
+  void spread_coarse_gradients();  // reduction trees, owner to contributors
+  void return_halo_gradients(Tensor dk, Tensor dv);
 
   Geometry g_;
   AttentionOptions opt_;
