@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # The study of the README: does FMA's far field buy accuracy over local attention, and where in
 # the context? The same byte-level model trained on the Linux-source corpus with `exact`, `fma`
-# (average and learned basis functions) and `local` attention, at each context (default 8192
-# and 2048), with several seeds (default 3): the same steps and tokens per step everywhere
-# (2^15 bytes a step by default). After training, `fmattn eval` scores every model on the same validation
-# windows and writes the loss at each position (position_bits_per_byte); bench/lm_study_plot.py
-# then gives the mean and spread of the validation loss over the seeds, the loss-by-position
-# curves, and the paired difference fma − local beyond the near field's reach 2m with its
-# confidence interval (lm-study.csv, lm-study.md, lm-study.png, lm-study-positions.png).
+# (average and learned basis functions) and `local` attention, at each context (default 8192;
+# 2048 too with FMATTN_STUDY_CONTEXTS="8192 2048"), with several seeds (default 3): the same
+# steps and bytes per step everywhere (one window of 8192 bytes a step by default: at this budget
+# a small model gains more from more optimizer steps than from larger ones). After training,
+# `fmattn eval` scores every model on the same validation windows and writes the loss at each
+# position (position_bits_per_byte); bench/lm_study_plot.py then gives the mean and spread of the
+# validation loss over the seeds, the loss-by-position curves, and the paired difference
+# method − local beyond the near field's reach 2m with its confidence interval (lm-study.csv,
+# lm-study.md, lm-study.png, lm-study-positions.png).
 #   bash bench/lm_study.sh [OUT_DIR]      (default results/lm-study-<date>)
-# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 50: about two hours on 2
-# cores for the 24 runs, exact at 8192 a third of it), FMATTN_STUDY_SEEDS
-# ("1 2 3"), FMATTN_STUDY_CONTEXTS ("8192 2048"), FMATTN_STUDY_METHODS
+# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 500: about two hours on 2
+# cores for the 12 runs at 8192, exact attention over half of it; context 2048 adds about an
+# hour), FMATTN_STUDY_SEEDS ("1 2 3"), FMATTN_STUDY_CONTEXTS ("8192"), FMATTN_STUDY_METHODS
 # ("exact fma-average fma-learned local"), FMATTN_STUDY_WIDTH (default 128: a smaller model than
-# train-study.yaml's 256, so that 24 runs fit in about two hours on 2 cores and the attention,
+# train-study.yaml's 256, so that the runs fit in about two hours on 2 cores and the attention,
 # which is what differs between the methods, is a larger share of each model),
 # FMATTN_STUDY_SKIP (names of runs to leave out, e.g. "8192-exact-s2 8192-exact-s3": exact
-# attention at the longest context costs as much as all the others together),
-# FMATTN_STUDY_TOKENS (bytes a step, default 32768), FMATTN_STUDY_VAL_BYTES (validation bytes,
+# attention at the longest context costs more than all the others together),
+# FMATTN_STUDY_TOKENS (bytes a step, default 8192), FMATTN_STUDY_VAL_BYTES (validation bytes,
 # default 262144), FMATTN_STUDY_TRAIN and FMATTN_STUDY_VAL (default data/linux-train.bin and
 # data/linux-val.bin: bash scripts/make-corpus.sh linux), OMP_NUM_THREADS (default: all cores).
 set -euo pipefail
@@ -29,9 +31,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} OMP_PROC_BIND=${OMP_PROC_BIN
 # The first Python that has the modules (Debian's packages live in /usr/bin/python3).
 py=$(for p in python3 /usr/bin/python3; do "$p" -c 'import h5py, numpy, matplotlib' 2>/dev/null && echo "$p" && break; done || true)
 [[ -n $py ]] || { echo "$(basename "$0"): needs python3 with h5py, numpy, matplotlib (Debian: python3-h5py)" >&2; exit 2; }
-steps=${FMATTN_STUDY_STEPS:-50}
+steps=${FMATTN_STUDY_STEPS:-500}
 width=${FMATTN_STUDY_WIDTH:-128}
-tokens=${FMATTN_STUDY_TOKENS:-32768}
+tokens=${FMATTN_STUDY_TOKENS:-8192}
 val_bytes=${FMATTN_STUDY_VAL_BYTES:-262144}
 train=${FMATTN_STUDY_TRAIN:-$root/data/linux-train.bin}
 val=${FMATTN_STUDY_VAL:-$root/data/linux-val.bin}
@@ -40,7 +42,7 @@ for f in "$train" "$val"; do
 done
 
 echo "context,method,seed,steps,tokens,val_bpb,tokens_per_s,model_gflops,peak_rss,seconds" >"$out/lm-study.csv"
-for context in ${FMATTN_STUDY_CONTEXTS:-8192 2048}; do
+for context in ${FMATTN_STUDY_CONTEXTS:-8192}; do
   batch=$(((tokens + context - 1) / context))
   windows=$(((val_bytes + context - 1) / context))  # the same validation bytes at every context
   # Seeds outside methods: a study cut short still compares every method on its first seeds.
