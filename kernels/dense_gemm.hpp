@@ -43,7 +43,11 @@ struct GemmShape {
 #endif
   static constexpr int depth = 256;            // KC: a packed B block (KC × cols) stays in L1
   static constexpr int tile_rows = 32 * rows;  // MC: a packed A slab stays in L2
-  static constexpr int col_blocks = 16;        // NC = 16 · cols: with MC, some 200 FLOPs per packed value
+  // Up to twice MC rows make one tile row (the weight gradients' M = width): then the long
+  // operand, K × N, is streamed from memory once rather than once per tile row.
+  static constexpr int single_tile_rows = 2 * tile_rows;
+  static constexpr int col_blocks = 16;     // NC = 16 · cols: with MC, some 200 FLOPs per packed value
+  static constexpr int min_col_blocks = 4;  // the narrowest tile made to give threads tiles of their own
 };
 
 template <class Exec, bool TransA, bool TransB, class AView, class BView, class CView>
@@ -59,17 +63,27 @@ struct DenseGemm {
   CView c;
   S beta;
   std::int64_t M, N, K;
+  int mc;  // rows of a tile, a multiple of NR
   int nc;  // columns of a tile, a multiple of CB
   std::int64_t tiles_n;
 
-  DenseGemm(AView a_, BView b_, CView c_, S beta_, std::int64_t M_, std::int64_t N_, std::int64_t K_)
+  DenseGemm(AView a_, BView b_, CView c_, S beta_, std::int64_t M_, std::int64_t N_, std::int64_t K_, int threads)
       : a(std::move(a_)), b(std::move(b_)), c(std::move(c_)), beta(beta_), M(M_), N(N_), K(K_) {
-    const std::int64_t blocks = (N + CB - 1) / CB;
-    nc = int(blocks < Shape::col_blocks ? blocks : Shape::col_blocks) * CB;
+    mc = M <= Shape::single_tile_rows ? int((M + NR - 1) / NR * NR) : MC;
+    const std::int64_t blocks = (N + CB - 1) / CB, tiles_m = (M + mc - 1) / mc;
+    std::int64_t per_tile = blocks < Shape::col_blocks ? blocks : Shape::col_blocks;
+    // Fewer tiles than threads (the weight gradients, M = width): narrower tiles, down to
+    // Shape::min_col_blocks, so that each thread packs and sums a tile of its own; beyond that,
+    // teams share tiles.
+    if (tiles_m * ((blocks + per_tile - 1) / per_tile) < threads) {
+      const std::int64_t want = (threads + tiles_m - 1) / tiles_m;
+      per_tile = std::min(per_tile, std::max<std::int64_t>(Shape::min_col_blocks, (blocks + want - 1) / want));
+    }
+    nc = int(per_tile) * CB;
     tiles_n = (N + nc - 1) / nc;
   }
-  std::int64_t tiles() const { return (M + MC - 1) / MC * tiles_n; }
-  std::size_t scratch_bytes() const { return Scratch::shmem_size(std::size_t(MC) * KC + std::size_t(KC) * nc); }
+  std::int64_t tiles() const { return (M + mc - 1) / mc * tiles_n; }
+  std::size_t scratch_bytes() const { return Scratch::shmem_size(std::size_t(mc) * KC + std::size_t(KC) * nc); }
 
   // Row block g of A's slab: pa[(g·kc + k)·NR + r] = op(A)(i0 + g·NR + r, k0 + k), zero past
   // the tile's rows.
@@ -114,25 +128,59 @@ struct DenseGemm {
     }
   }
 
-  // A team shares a tile's packed slabs: each thread packs some of the blocks, then sums some
-  // of the register blocks, so that no thread packs what another packed (the weight
-  // gradients, M = N = width over K = windows·T rows, have few tiles). With many tiles the
-  // teams are single threads.
-  void operator()(const typename Policy::member_type& member) const {
-    const std::int64_t i0 = member.league_rank() / tiles_n * MC, j0 = member.league_rank() % tiles_n * nc;
-    const int rows = int(M - i0 < MC ? M - i0 : MC), cols = int(N - j0 < nc ? N - j0 : nc);
+  // Depth k of the slabs, all of the tile's row and column blocks: a team packs a slab by its
+  // depths, so that each thread reads whole rows of a row-major operand (K × M and K × N in the
+  // weight gradients, streamed from memory) and every thread packs as much as any other.
+  void pack_depth(S* pa, S* pb, std::int64_t i0, int rows, std::int64_t j0, int cols, std::int64_t k0, int kc,
+                  int k) const {
     const int row_blocks = (rows + NR - 1) / NR, col_blocks = (cols + CB - 1) / CB;
-    const Scratch pa(member.team_scratch(1), std::size_t(MC) * KC), pb(member.team_scratch(1), std::size_t(KC) * nc);
+    const std::int64_t as0 = std::int64_t(a.stride(0)), as1 = std::int64_t(a.stride(1));
+    const std::int64_t as_i = TransA ? as1 : as0, as_k = TransA ? as0 : as1;
+    const S* asrc = a.data() + (k0 + k) * as_k + i0 * as_i;
+    int g = 0;
+    if (as_i == 1)  // whole blocks of a contiguous row: NR values a block, no test per value
+      for (; (g + 1) * NR <= rows; ++g)
+        for (int r = 0; r < NR; ++r) pa[(std::size_t(g) * kc + k) * NR + r] = asrc[g * NR + r];
+    for (; g < row_blocks; ++g)
+      for (int r = 0; r < NR; ++r) {
+        const int i = g * NR + r;
+        pa[(std::size_t(g) * kc + k) * NR + r] = i < rows ? asrc[i * as_i] : S(0);
+      }
+    const std::int64_t bs0 = std::int64_t(b.stride(0)), bs1 = std::int64_t(b.stride(1));
+    const std::int64_t bs_j = TransB ? bs0 : bs1, bs_k = TransB ? bs1 : bs0;
+    const S* bsrc = b.data() + (k0 + k) * bs_k + j0 * bs_j;
+    for (int h = 0; h < col_blocks; ++h) {
+      S* out = pb + (std::size_t(h) * kc + k) * CB;
+      const S* src = bsrc + std::int64_t(h) * CB * bs_j;
+      if ((h + 1) * CB <= cols && bs_j == 1) {
+        FMATTN_SIMD
+        for (int x = 0; x < CB; ++x) out[x] = src[x];
+      } else {
+        for (int x = 0; x < CB; ++x) out[x] = h * CB + x < cols ? src[x * bs_j] : S(0);
+      }
+    }
+  }
+
+  // A team shares a tile's packed slabs: its threads pack the slab by depths, then each sums
+  // some of the register blocks (the weight gradients, M = width and N = (4·)width over
+  // K = windows·T rows, have few tiles). With many tiles the teams are single threads, which
+  // pack by blocks.
+  void operator()(const typename Policy::member_type& member) const {
+    const std::int64_t i0 = member.league_rank() / tiles_n * mc, j0 = member.league_rank() % tiles_n * nc;
+    const int rows = int(M - i0 < mc ? M - i0 : mc), cols = int(N - j0 < nc ? N - j0 : nc);
+    const int row_blocks = (rows + NR - 1) / NR, col_blocks = (cols + CB - 1) / CB;
+    const Scratch pa(member.team_scratch(1), std::size_t(mc) * KC), pb(member.team_scratch(1), std::size_t(KC) * nc);
     const std::int64_t cs0 = std::int64_t(c.stride(0)), cs1 = std::int64_t(c.stride(1));
     // K = 0 still passes once, to leave beta·C.
     for (std::int64_t k0 = 0; k0 < K || k0 == 0; k0 += KC) {
       const int kc = int(K - k0 < KC ? K - k0 : KC);
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, row_blocks + col_blocks), [&](const int blk) {
-        if (blk < row_blocks)
-          pack_a(pa.data(), i0, rows, k0, kc, blk);
-        else
-          pack_b(pb.data(), j0, cols, k0, kc, blk - row_blocks);
-      });
+      if (member.team_size() > 1) {
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, kc),
+                             [&](const int k) { pack_depth(pa.data(), pb.data(), i0, rows, j0, cols, k0, kc, k); });
+      } else {
+        for (int g = 0; g < row_blocks; ++g) pack_a(pa.data(), i0, rows, k0, kc, g);
+        for (int h = 0; h < col_blocks; ++h) pack_b(pb.data(), j0, cols, k0, kc, h);
+      }
       member.team_barrier();
       // Consecutive register blocks (a thread's share) run down a column block: its packed B
       // block stays in cache.
@@ -147,7 +195,10 @@ struct DenseGemm {
           if (r >= in) continue;
           // The first slab starts from beta·C; later ones continue from C, which holds the
           // accumulators exactly.
-          if (k0 > 0 || beta == S(1)) {
+          if ((k0 > 0 || beta == S(1)) && jn == CB && cs1 == 1) {
+            FMATTN_SIMD
+            for (int x = 0; x < CB; ++x) acc[r][x] = out[r * cs0 + x];
+          } else if (k0 > 0 || beta == S(1)) {
             for (int x = 0; x < jn; ++x) acc[r][x] = out[r * cs0 + x * cs1];
           } else if (beta != S(0)) {
             for (int x = 0; x < jn; ++x) acc[r][x] = beta * out[r * cs0 + x * cs1];
@@ -155,8 +206,14 @@ struct DenseGemm {
         }
         accumulate_block<NR, CB>(acc, pa.data() + std::size_t(g) * kc * NR, 1, NR, pb.data() + std::size_t(h) * kc * CB,
                                  CB, 0, kc);
-        for (int r = 0; r < in; ++r)
-          for (int x = 0; x < jn; ++x) out[r * cs0 + x * cs1] = acc[r][x];
+        for (int r = 0; r < in; ++r) {
+          if (jn == CB && cs1 == 1) {
+            FMATTN_SIMD
+            for (int x = 0; x < CB; ++x) out[r * cs0 + x] = acc[r][x];
+          } else {
+            for (int x = 0; x < jn; ++x) out[r * cs0 + x * cs1] = acc[r][x];
+          }
+        }
       });
       member.team_barrier();
     }
@@ -255,11 +312,11 @@ void dense_gemm(const Exec& space, char trans_a, char trans_b, const AView& a, c
     }
     auto launch = [&](auto ta_c, auto tb_c) {
       using F = DenseGemm<Exec, decltype(ta_c)::value, decltype(tb_c)::value, AView, BView, CView>;
-      const F f(a, b, c, beta, M, N, K);
+      const F f(a, b, c, beta, M, N, K, space.concurrency());
       const int most = typename F::Policy(space, 1, 1).team_size_max(f, Kokkos::ParallelForTag());
-      // Many tiles: a thread each (no barriers); few (the weight gradients): a team of all
-      // threads shares each tile's packed slabs. The bits are the same either way.
-      const int threads = f.tiles() >= 4 * space.concurrency() ? 1 : std::min(space.concurrency(), most);
+      // A tile a thread (no barriers) where there are enough; else teams share tiles' packed
+      // slabs, all threads busy. The bits are the same either way.
+      const int threads = f.tiles() >= space.concurrency() ? 1 : std::min(most, int(space.concurrency() / f.tiles()));
       Kokkos::parallel_for(
           "fmattn::lm::gemm",
           typename F::Policy(space, int(f.tiles()), threads).set_scratch_size(1, Kokkos::PerTeam(f.scratch_bytes())),

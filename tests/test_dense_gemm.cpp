@@ -104,13 +104,14 @@ void check(char ta, char tb, const Shape& s, double beta, std::uint64_t seed) {
 
 template <class S>
 void all_cases() {
-  // Around the register blocks (6 rows, 16–32 columns), the tiles (96 rows, up to 16 column
-  // blocks) and the depth of a packed slab (256), plus a training step's shapes in small.
-  // Up to 16 rows B is read in place (decoding), in blocks of 6 and one of the rest (1 … 5
-  // rows); 17 rows take the packed path.
-  const Shape shapes[] = {{1, 1, 1},      {5, 7, 3},     {6, 16, 256},  {7, 33, 257},   {97, 130, 300},
-                          {200, 65, 513}, {13, 600, 40}, {300, 48, 17}, {1, 1024, 300}, {3, 33, 300},
-                          {8, 70, 100},   {16, 70, 513}, {17, 70, 513}};
+  // Around the register blocks (6 rows, 16–32 columns), the tiles (192 rows, or one tile row up
+  // to 384; up to 16 column blocks, as few as 4 where threads outnumber tiles, and then teams
+  // sharing a tile) and the depth of a packed slab (256), plus a training step's shapes in
+  // small. Up to 16 rows B is read in place (decoding), in blocks of 6 and one of the rest
+  // (1 … 5 rows); 17 rows take the packed path.
+  const Shape shapes[] = {{1, 1, 1},     {5, 7, 3},      {6, 16, 256},    {7, 33, 257}, {97, 130, 300}, {200, 65, 513},
+                          {13, 600, 40}, {300, 48, 17},  {1, 1024, 300},  {3, 33, 300}, {8, 70, 100},   {16, 70, 513},
+                          {17, 70, 513}, {400, 40, 300}, {100, 700, 300}, {390, 9, 40}};
   std::uint64_t seed = 1;
   for (const Shape& s : shapes)
     for (const char ta : {'N', 'T'})
