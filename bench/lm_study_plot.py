@@ -3,10 +3,11 @@
 
 * lm-study.md: per context and method, the validation bits per byte over the seeds (mean,
   standard deviation, min and max), tokens/s and model GFLOP/s; then, per context, the paired
-  differences beyond the near field's reach 2m (positions t >= 2m of every eval window): each
-  method's loss there minus local's, per seed, with the mean and its 95% t-interval over the
-  seeds — whether the far field (fma) or full attention (exact) buys anything over local, and
-  with what confidence;
+  differences beyond the near field's reach (positions t >= 2m of every eval window) and beyond
+  the reach of the whole stack of local layers (t >= layers·2m, where only the far field or
+  full attention sees the window's start): each method's loss there minus local's, per seed,
+  with the mean and its 95% t-interval over the seeds — whether the far field (fma) or full
+  attention (exact) buys anything over local, and with what confidence;
 * lm-study.png: validation bits per byte per method and context (mean, and each seed);
 * lm-study-positions.png: the loss by position (mean over the seeds, log-x, averaged over bins
   equally spaced in log position), one panel per context, a dotted line at 2m.
@@ -16,6 +17,7 @@
 import csv
 import math
 import os
+import re
 import sys
 
 # Two-sided 95% quantiles of Student's t for 1..10 degrees of freedom.
@@ -62,6 +64,14 @@ def main(argv):
         with h5py.File(os.path.join(out, "%s-%s-s%s-eval.h5" % (r["context"], r["method"], r["seed"])), "r") as f:
             return np.asarray(f["position_bits_per_byte"][()], float), int(f.attrs["block_size"])
 
+    def layers(r):
+        """The model's layer count, from the deck the eval file records."""
+        with h5py.File(os.path.join(out, "%s-%s-s%s-eval.h5" % (r["context"], r["method"], r["seed"])), "r") as f:
+            deck = f.attrs["deck"]
+        found = re.search(r"^model:\n(?:  .*\n)*?  layers: (\d+)", deck.decode() if isinstance(deck, bytes) else deck,
+                          re.M)
+        return int(found.group(1)) if found else 1
+
     lines = ["| context | attention | seeds | val bits/byte: mean ± sd | min – max | tokens/s | model GFLOP/s |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for context in contexts:
@@ -75,43 +85,56 @@ def main(argv):
                 context, method, len(v), np.mean(v), sd, min(v), max(v),
                 np.mean([float(r["tokens_per_s"]) for r in rs]), np.mean([float(r["model_gflops"]) for r in rs])))
     lines.append("")
-    lines.append("Paired differences beyond the near field (positions t >= 2m of the same validation windows), "
-                 "each method minus local, bits per byte: mean over the seeds and 95% t-interval "
-                 "(negative: the method predicts distant bytes better than local attention).")
+    lines.append("Paired differences beyond the near field's reach (positions t >= 2m of the same validation "
+                 "windows) and beyond the reach of the whole stack of local layers (t >= layers·2m), each "
+                 "method minus local, bits per byte: mean over the seeds and 95% t-interval (negative: the "
+                 "method predicts distant bytes better than local attention).")
     lines.append("")
-    lines.append("| context | method − local | per seed | mean | 95% interval | verdict |")
-    lines.append("|---:|---|---|---:|---:|---|")
+    lines.append("| context | positions | method − local | per seed | mean | 95% interval | verdict |")
+    lines.append("|---:|---|---|---|---:|---:|---|")
     for context in contexts:
         local = {r["seed"]: positions(r) for r in runs(context, "local")}
-        for method in methods:
-            if method == "local" or not local:
+        if not local:
+            continue
+        m = next(iter(local.values()))[1]
+        stack = layers(runs(context, "local")[0])
+        for name, first in (("t >= 2m = %d" % (2 * m), 2 * m), ("t >= layers·2m = %d" % (stack * 2 * m), stack * 2 * m)):
+            if first >= context:
                 continue
-            diffs = []
-            for r in runs(context, method):
-                if r["seed"] not in local:
-                    continue
-                p, m = positions(r)
-                q, _ = local[r["seed"]]
-                diffs.append(float((p[2 * m:] - q[2 * m:]).mean()) if p.size > 2 * m else float("nan"))
-            if not diffs:
-                continue
-            mean, half = mean_interval(diffs)
-            if half is None:
-                verdict = "one seed: no interval"
-            elif mean + half < 0:
-                verdict = "better than local"
-            elif mean - half > 0:
-                verdict = "worse than local"
-            else:
-                verdict = "not distinguishable from local"
-            lines.append("| %d | %s | %s | %+.4f | %s | %s |" % (
-                context, method, ", ".join("%+.4f" % d for d in diffs), mean,
-                "±%.4f" % half if half is not None else "-", verdict))
+            for method in methods:
+                if method != "local":
+                    verdict_row(lines, context, name, method, [
+                        float((positions(r)[0][first:] - local[r["seed"]][0][first:]).mean())
+                        for r in runs(context, method) if r["seed"] in local])
     with open(os.path.join(out, "lm-study.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plots(out, contexts, methods, runs, positions, layers)
+    return 0
 
+
+def verdict_row(lines, context, region, method, diffs):
+    """One row of the paired-difference table: per-seed differences, their mean and 95% interval."""
+    if not diffs:
+        return
+    mean, half = mean_interval(diffs)
+    if half is None:
+        verdict = "one seed: no interval"
+    elif mean + half < 0:
+        verdict = "better than local"
+    elif mean - half > 0:
+        verdict = "worse than local"
+    else:
+        verdict = "not distinguishable from local"
+    lines.append("| %d | %s | %s | %s | %+.4f | %s | %s |" % (
+        context, region, method, ", ".join("%+.4f" % d for d in diffs), mean,
+        "±%.4f" % half if half is not None else "-", verdict))
+
+
+def plots(out, contexts, methods, runs, positions, layers):
+    """lm-study.png (validation loss per seed) and lm-study-positions.png (loss by position)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -133,16 +156,18 @@ def main(argv):
 
     fig, axes = plt.subplots(1, len(contexts), figsize=(5.5 * len(contexts), 4), squeeze=False)
     for ax, context in zip(axes[0], contexts):
-        m = 0
+        m, stack = 0, 1
         for method in methods:
             curves = [positions(r) for r in runs(context, method)]
             if not curves:
                 continue
-            m = curves[0][1]
+            m, stack = curves[0][1], layers(runs(context, method)[0])
             x, y = log_bins(np.mean([c[0] for c in curves], axis=0))
             ax.plot(x, y, lw=1.4, label=method)
         if m:
             ax.axvline(2 * m + 1, color="k", lw=0.8, ls=":", label="2m = %d" % (2 * m))
+            if stack * 2 * m < context:
+                ax.axvline(stack * 2 * m + 1, color="k", lw=0.8, ls="--", label="layers·2m = %d" % (stack * 2 * m))
         ax.set_xscale("log")
         ax.set_title("context %d: loss by position (mean over seeds)" % context, fontsize=10)
         ax.set_xlabel("position + 1")
@@ -152,7 +177,6 @@ def main(argv):
     fig.tight_layout()
     fig.savefig(os.path.join(out, "lm-study-positions.png"), dpi=110)
     print("plots: %s, %s" % (os.path.join(out, "lm-study.png"), os.path.join(out, "lm-study-positions.png")))
-    return 0
 
 
 if __name__ == "__main__":
