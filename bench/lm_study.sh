@@ -11,7 +11,7 @@
 # method − local beyond the near field's reach 2m with its confidence interval (lm-study.csv,
 # lm-study.md, lm-study.png, lm-study-positions.png).
 #   bash bench/lm_study.sh [OUT_DIR]      (default results/lm-study-<date>)
-# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 500: about two hours on 2
+# Environment: FMATTN_BUILD_DIR (build), FMATTN_STUDY_STEPS (default 500: about 1 h 45 min on 2
 # cores for the 12 runs at 8192, exact attention over half of it; context 2048 adds about an
 # hour), FMATTN_STUDY_SEEDS ("1 2 3"), FMATTN_STUDY_CONTEXTS ("8192"), FMATTN_STUDY_METHODS
 # ("exact fma-average fma-learned local"), FMATTN_STUDY_WIDTH (default 128: a smaller model than
