@@ -116,36 +116,39 @@ void ShardedAttention<Scalar>::reduce(int level) {
   MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
 }
 
+// Every cell of `nodes` from its root, where this rank holds it in (k, v), down its tree to
+// each rank there, which keeps it in its own (k, v).
 template <class Scalar>
-void ShardedAttention<Scalar>::deliver() {
+void ShardedAttention<Scalar>::pass_down(const std::vector<ShardPlan::Node>& nodes,
+                                         const std::vector<std::vector<int>>& child_tags, Tensor k, Tensor v) {
   const Shard& s = plan_.shard;
   const std::int64_t p = g_.p, per = 2 * heads_ * p * d_;
   const MPI_Datatype type = mpi_type<Scalar>();
+  const auto& space = att_.execution_space_instance();
   std::vector<std::int64_t> root_starts, recv_starts;
   std::vector<std::size_t> roots, inner;
-  for (std::size_t i = 0; i < plan_.deliver.size(); ++i) {
-    const auto& node = plan_.deliver[i];
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const auto& node = nodes[i];
     (node.parent < 0 ? roots : inner).push_back(i);
     (node.parent < 0 ? root_starts : recv_starts).push_back(s.coarse_index(node.level, node.cell, 0));
   }
   std::vector<MPI_Request> send;
-  send.reserve(2 * plan_.deliver.size());
+  send.reserve(2 * nodes.size());
   auto pass_on = [&](std::size_t i, const Scalar* data) {
-    const auto& node = plan_.deliver[i];
+    const auto& node = nodes[i];
     for (std::size_t c = 0; c < node.children.size(); ++c) {
       send.emplace_back();
-      MPI_Isend(data, int(per), type, node.children[c], plan_.deliver_child_tags[i][c], comm_, &send.back());
+      MPI_Isend(data, int(per), type, node.children[c], child_tags[i][c], comm_, &send.back());
       stats_.bytes_sent += per * std::int64_t(sizeof(Scalar));
     }
   };
   std::vector<Scalar> owned;
-  move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), root_starts, p,
-            owned, true);
+  move_rows(space, k, v, root_starts, p, owned, true);
   for (std::size_t j = 0; j < roots.size(); ++j) pass_on(roots[j], owned.data() + j * per);
   std::vector<Scalar> received(inner.size() * per);
   std::vector<MPI_Request> recv(inner.size());
   for (std::size_t j = 0; j < inner.size(); ++j) {
-    const auto& node = plan_.deliver[inner[j]];
+    const auto& node = nodes[inner[j]];
     MPI_Irecv(received.data() + j * per, int(per), type, node.parent, node.tag, comm_, &recv[j]);
     stats_.bytes_received += per * std::int64_t(sizeof(Scalar));
   }
@@ -154,10 +157,9 @@ void ShardedAttention<Scalar>::deliver() {
   for (std::size_t left = inner.size(); left > 0; --left) {
     int j = MPI_UNDEFINED;
     MPI_Waitany(int(recv.size()), recv.data(), &j, MPI_STATUS_IGNORE);
-    pass_on(inner[j], received.data() + std::size_t(j) * per);
+    pass_on(inner[std::size_t(j)], received.data() + std::size_t(j) * per);
   }
-  move_rows(att_.execution_space_instance(), att_.coarse_keys_mutable(), att_.coarse_values_mutable(), recv_starts, p,
-            received, false);
+  move_rows(space, k, v, recv_starts, p, received, false);
   MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
 }
 
@@ -222,47 +224,6 @@ void ShardedAttention<Scalar>::gather_coarse_gradients() {
 }
 
 template <class Scalar>
-void ShardedAttention<Scalar>::spread_coarse_gradients() {
-  const Shard& s = plan_.shard;
-  const std::int64_t p = g_.p, per = 2 * heads_ * p * d_;
-  const MPI_Datatype type = mpi_type<Scalar>();
-  const auto& space = att_.execution_space_instance();
-  std::vector<std::int64_t> root_starts, recv_starts;
-  std::vector<std::size_t> roots, inner;
-  for (std::size_t i = 0; i < plan_.reduce.size(); ++i) {
-    const auto& node = plan_.reduce[i];
-    (node.parent < 0 ? roots : inner).push_back(i);
-    (node.parent < 0 ? root_starts : recv_starts).push_back(s.coarse_index(node.level, node.cell, 0));
-  }
-  std::vector<MPI_Request> send;
-  auto pass_on = [&](std::size_t i, const Scalar* data) {
-    const auto& node = plan_.reduce[i];
-    for (std::size_t c = 0; c < node.children.size(); ++c) {
-      send.emplace_back();
-      MPI_Isend(data, int(per), type, node.children[c], plan_.reduce_child_tags[i][c], comm_, &send.back());
-      stats_.bytes_sent += per * std::int64_t(sizeof(Scalar));
-    }
-  };
-  std::vector<Scalar> owned;
-  move_rows(space, att_.coarse_key_gradients(), att_.coarse_value_gradients(), root_starts, p, owned, true);
-  std::vector<Scalar> received(inner.size() * per);
-  std::vector<MPI_Request> recv(inner.size());
-  for (std::size_t j = 0; j < inner.size(); ++j) {
-    const auto& node = plan_.reduce[inner[j]];
-    MPI_Irecv(received.data() + j * per, int(per), type, node.parent, node.tag, comm_, &recv[j]);
-    stats_.bytes_received += per * std::int64_t(sizeof(Scalar));
-  }
-  for (std::size_t j = 0; j < roots.size(); ++j) pass_on(roots[j], owned.data() + j * per);
-  for (std::size_t left = inner.size(); left > 0; --left) {
-    int j = MPI_UNDEFINED;
-    MPI_Waitany(int(recv.size()), recv.data(), &j, MPI_STATUS_IGNORE);
-    pass_on(inner[std::size_t(j)], received.data() + std::size_t(j) * per);
-  }
-  move_rows(space, att_.coarse_key_gradients(), att_.coarse_value_gradients(), recv_starts, p, received, false);
-  MPI_Waitall(int(send.size()), send.data(), MPI_STATUSES_IGNORE);
-}
-
-template <class Scalar>
 void ShardedAttention<Scalar>::return_halo_gradients(Tensor dk, Tensor dv) {
   const Shard& s = plan_.shard;
   const MPI_Datatype type = mpi_type<Scalar>();
@@ -304,7 +265,7 @@ void ShardedAttention<Scalar>::backward(ConstTensor q, ConstTensor k, ConstTenso
     att_.execution_space_instance().fence();
     Stopwatch w;
     gather_coarse_gradients();
-    spread_coarse_gradients();
+    pass_down(plan_.reduce, plan_.reduce_child_tags, att_.coarse_key_gradients(), att_.coarse_value_gradients());
     waiting += w.seconds();
   });
   att_.execution_space_instance().fence();
@@ -355,7 +316,7 @@ void ShardedAttention<Scalar>::forward(ConstTensor q, Tensor k, Tensor v, Tensor
     if (!by_level) reduce(0);
     att_.finish_coarse();
     Kokkos::fence();
-    deliver();
+    pass_down(plan_.deliver, plan_.deliver_child_tags, att_.coarse_keys_mutable(), att_.coarse_values_mutable());
     waiting += w.seconds();
   }
   Stopwatch w;

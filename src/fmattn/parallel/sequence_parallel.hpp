@@ -60,9 +60,11 @@ class ShardedAttention {
 
  private:
   void reduce(int level);  // level 0: all levels at once
-  void deliver();
+  // Cells down their trees from the root: the forward's completed cells along the delivery
+  // trees, the backward's completed gradients along the reduction trees.
+  void pass_down(const std::vector<ShardPlan::Node>& nodes, const std::vector<std::vector<int>>& child_tags, Tensor k,
+                 Tensor v);
   void gather_coarse_gradients();  // delivery trees, leaves to owner
-  void spread_coarse_gradients();  // reduction trees, owner to contributors
   void return_halo_gradients(Tensor dk, Tensor dv);
 
   Geometry g_;
